@@ -1,0 +1,1 @@
+//! Criterion benches of hot paths live beside this file; see pick.rs.
