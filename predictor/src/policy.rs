@@ -1,0 +1,262 @@
+//! Backend selection policies.
+//!
+//! A policy picks one member of an upstream from an immutable member list plus the members'
+//! live counters. Picking takes no lock and allocates nothing: the list is built once per
+//! config (re)load and every counter is an atomic.
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::live::Live;
+
+/// One backend as selection sees it: its weight and its live counters.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Relative weight, at least 1.
+    pub weight: u32,
+    /// Counters shared with the request path, stable across reloads.
+    pub live: Arc<Live>,
+}
+
+/// Chooses a member of an upstream for the next request.
+pub trait Policy: Send + Sync + Debug {
+    /// Index of the chosen member, never one in `tried`; `None` when every member was tried.
+    fn pick(&self, members: &[Member], tried: &Tried) -> Option<usize>;
+    /// The policy's name as written in the config.
+    fn name(&self) -> &'static str;
+}
+
+/// The members a request has already tried (so a retry goes elsewhere).
+///
+/// A fixed bitset: members past `Tried::CAPACITY` are never marked, which only means a retry
+/// could land on such a member twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tried {
+    bits: [u64; 4],
+}
+
+impl Tried {
+    /// How many member indices the set can hold.
+    pub const CAPACITY: usize = 256;
+
+    /// Marks a member as tried.
+    pub fn insert(&mut self, index: usize) {
+        if index < Self::CAPACITY {
+            self.bits[index / 64] |= 1 << (index % 64);
+        }
+    }
+
+    /// Whether a member was tried.
+    pub fn contains(&self, index: usize) -> bool {
+        index < Self::CAPACITY && self.bits[index / 64] & (1 << (index % 64)) != 0
+    }
+
+    /// How many members were tried.
+    pub fn len(&self) -> usize {
+        self.bits.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// Whether nothing was tried yet.
+    pub fn is_empty(&self) -> bool {
+        self.bits == [0; 4]
+    }
+}
+
+/// Smooth weighted round robin (nginx's interleaving: weights 5,1,1 give a a b a c a a, not
+/// a a a a a b c), precomputed into a schedule so that a pick is one atomic increment.
+#[derive(Debug)]
+pub struct RoundRobin {
+    schedule: Box<[u32]>,
+    next: AtomicUsize,
+}
+
+impl RoundRobin {
+    /// Builds the schedule for these members' weights (reduced by their common divisor).
+    pub fn new(members: &[Member]) -> Self {
+        let divisor = members.iter().map(|m| m.weight.max(1)).fold(0, gcd).max(1);
+        let weights: Vec<i64> = members
+            .iter()
+            .map(|m| i64::from(m.weight.max(1) / divisor))
+            .collect();
+        let total: i64 = weights.iter().sum();
+        let mut current = vec![0i64; weights.len()];
+        let mut schedule = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        for _ in 0..total {
+            for (c, w) in current.iter_mut().zip(&weights) {
+                *c += w;
+            }
+            let best = (0..current.len())
+                .max_by_key(|&i| (current[i], std::cmp::Reverse(i)))
+                .unwrap_or(0);
+            current[best] -= total;
+            schedule.push(u32::try_from(best).unwrap_or(u32::MAX));
+        }
+        RoundRobin {
+            schedule: schedule.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Policy for RoundRobin {
+    fn pick(&self, members: &[Member], tried: &Tried) -> Option<usize> {
+        let len = self.schedule.len();
+        if len == 0 || tried.len() >= members.len() {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..len)
+            .map(|k| self.schedule[(start.wrapping_add(k)) % len] as usize)
+            .find(|&i| i < members.len() && !tried.contains(i))
+    }
+
+    fn name(&self) -> &'static str {
+        "round_robin"
+    }
+}
+
+/// Fewest in-flight requests relative to weight; ties go to the next member in rotation, so
+/// an idle upstream is still spread evenly.
+#[derive(Debug, Default)]
+pub struct LeastConn {
+    rotor: AtomicUsize,
+}
+
+impl LeastConn {
+    /// A new least-connections policy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Policy for LeastConn {
+    fn pick(&self, members: &[Member], tried: &Tried) -> Option<usize> {
+        let n = members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.rotor.fetch_add(1, Ordering::Relaxed);
+        let mut best: Option<(usize, u64, u64)> = None;
+        for k in 0..n {
+            let i = start.wrapping_add(k) % n;
+            if tried.contains(i) {
+                continue;
+            }
+            let m = &members[i];
+            let load = m.live.in_flight() + 1;
+            let weight = u64::from(m.weight.max(1));
+            // load / weight < best_load / best_weight, without division.
+            let better = match best {
+                None => true,
+                Some((_, bl, bw)) => {
+                    u128::from(load) * u128::from(bw) < u128::from(bl) * u128::from(weight)
+                }
+            };
+            if better {
+                best = Some((i, load, weight));
+            }
+        }
+        best.map(|(i, _, _)| i)
+    }
+
+    fn name(&self) -> &'static str {
+        "least_conn"
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(weights: &[u32]) -> Vec<Member> {
+        weights
+            .iter()
+            .map(|&weight| Member {
+                weight,
+                live: Arc::new(Live::default()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_interleaves_by_weight() {
+        let m = members(&[5, 1, 1]);
+        let rr = RoundRobin::new(&m);
+        let picks: Vec<usize> = (0..7)
+            .map(|_| rr.pick(&m, &Tried::default()).unwrap())
+            .collect();
+        assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn round_robin_shares_follow_weights() {
+        let m = members(&[1, 2, 3]);
+        let rr = RoundRobin::new(&m);
+        let mut counts = [0; 3];
+        for _ in 0..600 {
+            counts[rr.pick(&m, &Tried::default()).unwrap()] += 1;
+        }
+        assert_eq!(counts, [100, 200, 300]);
+    }
+
+    #[test]
+    fn round_robin_skips_tried_and_gives_up_when_all_tried() {
+        let m = members(&[1, 1, 1]);
+        let rr = RoundRobin::new(&m);
+        let mut tried = Tried::default();
+        tried.insert(0);
+        tried.insert(2);
+        for _ in 0..5 {
+            assert_eq!(rr.pick(&m, &tried), Some(1));
+        }
+        tried.insert(1);
+        assert_eq!(rr.pick(&m, &tried), None);
+    }
+
+    #[test]
+    fn least_conn_prefers_fewest_in_flight_per_weight() {
+        let m = members(&[1, 1, 2]);
+        let _a = [m[0].live.begin(), m[0].live.begin()];
+        let _b = m[1].live.begin();
+        let _c = [m[2].live.begin(), m[2].live.begin()];
+        // loads: 3/1, 2/1, 3/2 -> member 2
+        for _ in 0..4 {
+            assert_eq!(LeastConn::new().pick(&m, &Tried::default()), Some(2));
+        }
+        let mut tried = Tried::default();
+        tried.insert(2);
+        assert_eq!(LeastConn::new().pick(&m, &tried), Some(1));
+    }
+
+    #[test]
+    fn least_conn_rotates_among_equals() {
+        let m = members(&[1, 1, 1]);
+        let lc = LeastConn::new();
+        let mut counts = [0; 3];
+        for _ in 0..300 {
+            counts[lc.pick(&m, &Tried::default()).unwrap()] += 1;
+        }
+        assert_eq!(counts, [100, 100, 100]);
+    }
+
+    #[test]
+    fn tried_set_counts_and_ignores_out_of_range() {
+        let mut t = Tried::default();
+        assert!(t.is_empty());
+        t.insert(3);
+        t.insert(200);
+        t.insert(3);
+        t.insert(Tried::CAPACITY + 5);
+        assert_eq!(t.len(), 2);
+        assert!(t.contains(200) && !t.contains(Tried::CAPACITY + 5));
+    }
+}
