@@ -1,0 +1,9 @@
+//! End-to-end tests: real augur processes, real backends, real clients, loopback only.
+
+mod support;
+
+mod check;
+mod http;
+mod lifecycle;
+mod reload;
+mod tcp;

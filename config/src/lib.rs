@@ -1,7 +1,84 @@
 //! augur-config: YAML schema, defaults, validation with `file:line:col: path: message`
-//! errors, and the diff between two configs. No I/O beyond reading the file.
+//! errors, and the diff between two configs. No I/O beyond reading the config file and
+//! checking that TLS files are readable.
+//!
+//! Loading is three steps, each pure and none able to panic: parse the text into raw
+//! structs that mirror the file (`raw`), validate them while collecting every problem
+//! (`validate`), and build the [`Config`] the runtime sees. Problems are located afterwards
+//! through an index of where every value is in the text (`locate`).
 #![forbid(unsafe_code)]
 
+mod diff;
+mod error;
+mod issue;
+mod locate;
 mod model;
+mod parse;
+mod raw;
+mod suggest;
+mod validate;
 
+use std::path::{Path, PathBuf};
+
+pub use diff::{diff, Change, ServerSetting};
+pub use error::{ConfigError, Errors};
 pub use model::*;
+
+use issue::{Anchor, Issue};
+use locate::Positions;
+
+/// Parse and validate YAML text. `file` is only used in error messages.
+///
+/// Relative TLS paths are left relative, that is, relative to the current directory.
+pub fn parse(text: &str, file: &str) -> Result<Config, Errors> {
+    parse_in(text, file, Path::new(""))
+}
+
+/// Read a file (error if unreadable, as an Errors with line 0 col 0) and parse it. Relative TLS paths are resolved against the config file's directory.
+pub fn load(path: &Path) -> Result<Config, Errors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| Errors::whole_file(&file, format!("cannot read config file: {error}")))?;
+    // Absolute, so that TLS paths stay right if the process later changes directory.
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(dir))
+            .unwrap_or_else(|_| PathBuf::from(dir))
+    };
+    parse_in(&text, &file, &dir)
+}
+
+/// [`parse`] with relative TLS paths taken from `base_dir`.
+fn parse_in(text: &str, file: &str, base_dir: &Path) -> Result<Config, Errors> {
+    let issues = match parse::parse_raw(text) {
+        Err(issue) => vec![issue],
+        Ok(raw) => match validate::validate(raw, base_dir) {
+            Ok(config) => return Ok(config),
+            Err(issues) => issues,
+        },
+    };
+    Err(locate_all(issues, text, file))
+}
+
+/// Gives each issue its line and column, in file order.
+fn locate_all(issues: Vec<Issue>, text: &str, file: &str) -> Errors {
+    // A syntax error already carries its position; only index text that needs it (and so
+    // only text that the YAML parser accepted).
+    let needs_index = issues
+        .iter()
+        .any(|issue| !matches!(issue.anchor, Anchor::At(_)));
+    let positions = if needs_index {
+        Positions::index(text)
+    } else {
+        Positions::default()
+    };
+    let mut errors: Vec<ConfigError> = issues
+        .into_iter()
+        .map(|issue| issue.locate(file, &positions))
+        .collect();
+    errors.sort_by_key(|error| (error.line, error.column));
+    Errors(errors)
+}

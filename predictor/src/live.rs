@@ -41,6 +41,17 @@ impl Live {
         InFlight { live: self }
     }
 
+    /// Takes an in-flight slot without a guard; pair with exactly one `release`. For state
+    /// machines (a proxy's request context) that cannot hold a borrowing guard.
+    pub fn acquire(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Gives back a slot taken with `acquire`.
+    pub fn release(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Requests currently in flight.
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)

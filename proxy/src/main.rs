@@ -1,1 +1,232 @@
-fn main() {}
+//! `augur`: an edge load balancer on Pingora.
+#![forbid(unsafe_code)]
+
+mod access_log;
+mod admin;
+mod backend_app;
+mod http_proxy;
+mod logging;
+mod reload;
+mod runtime;
+mod server;
+mod state;
+mod stats;
+mod tcp_relay;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::listening::Service;
+
+use backend_app::DemoBackend;
+use runtime::content_hash;
+
+const DEMO_CONFIG: &str = include_str!("../../examples/demo.yaml");
+const DEMO_BACKENDS: [(&str, &str, u64); 3] = [
+    ("demo-1", "127.0.0.1:9001", 1),
+    ("demo-2", "127.0.0.1:9002", 5),
+    ("demo-3", "127.0.0.1:9003", 20),
+];
+
+/// augur: an edge load balancer (L4 TCP, L7 HTTP/HTTPS) built on Pingora.
+#[derive(Parser)]
+#[command(name = "augur", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy in the foreground.
+    Run {
+        /// Config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Start as the successor of a running instance: take over its listening sockets
+        /// (then send the old process SIGQUIT).
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Validate a config file: print `ok`, or every problem as FILE:LINE:COL: path: message.
+    Check {
+        /// Config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate the config file, then ask the running instance to reload it (POST /reload on
+    /// the admin listener, or SIGHUP to the pid in `server.pid_file` without one). An invalid
+    /// file is reported here and the running instance is not disturbed.
+    Reload {
+        /// The running instance's config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Run augur on 127.0.0.1:8080 in front of three built-in demo backends.
+    Demo,
+    /// Run one built-in HTTP backend (the demo's; also used by the tests).
+    #[command(hide = true)]
+    Backend {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Name reported in every reply.
+        #[arg(long, default_value = "backend")]
+        name: String,
+        /// Delay before every reply (humantime, e.g. 5ms).
+        #[arg(long, default_value = "0ms")]
+        delay: humantime::Duration,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, upgrade } => run(&config, upgrade),
+        Command::Check { config } => return check(&config),
+        Command::Reload { config } => reload_running(&config),
+        Command::Demo => demo(),
+        Command::Backend {
+            listen,
+            name,
+            delay,
+        } => backend(listen, name, delay.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("augur: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<(augur_config::Config, String)> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    match augur_config::load(path) {
+        Ok(config) => Ok((config, content_hash(&bytes))),
+        Err(errors) => bail!("invalid config:\n{errors}"),
+    }
+}
+
+fn run(path: &Path, upgrade: bool) -> anyhow::Result<()> {
+    let (config, hash) = load(path)?;
+    let config_path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    server::run(server::Launch {
+        config,
+        hash,
+        config_path: Some(config_path),
+        upgrade,
+        extra: Vec::new(),
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    match augur_config::load(path) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            println!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn reload_running(path: &Path) -> anyhow::Result<()> {
+    let (config, _) = load(path)?;
+    let Some(admin) = config.admin else {
+        let pid = std::fs::read_to_string(&config.server.pid_file).with_context(|| {
+            format!(
+                "no admin listener, and cannot read {}",
+                config.server.pid_file.display()
+            )
+        })?;
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", pid.trim()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("could not signal pid {}", pid.trim());
+        }
+        println!("SIGHUP sent to {}", pid.trim());
+        return Ok(());
+    };
+    let mut conn = TcpStream::connect_timeout(&admin.bind, Duration::from_secs(2))
+        .with_context(|| format!("cannot reach the admin listener at {}", admin.bind))?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        conn,
+        "POST /reload HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        admin.bind
+    )?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply)?;
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    println!("{}", body.trim());
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("reload refused");
+    }
+    Ok(())
+}
+
+fn demo() -> anyhow::Result<()> {
+    let config = augur_config::parse(DEMO_CONFIG, "examples/demo.yaml")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "augur demo: proxy on http://127.0.0.1:8080, admin on http://127.0.0.1:9901
+backends demo-1/2/3 on 127.0.0.1:9001-9003 answer after 1 ms, 5 ms and 20 ms (policy least_conn)
+
+try:
+  curl -s http://127.0.0.1:8080/hello
+  wrk -t1 -c16 -d10s http://127.0.0.1:8080/
+  curl -s http://127.0.0.1:9901/status
+  curl -s http://127.0.0.1:9901/metrics
+Ctrl-C stops it."
+    );
+    let extra = DEMO_BACKENDS
+        .iter()
+        .map(|(name, addr, ms)| {
+            let addr: SocketAddr = addr.parse().expect("demo backend address is valid");
+            (
+                (*name).to_owned(),
+                addr,
+                DemoBackend::new(*name, Duration::from_millis(*ms)),
+            )
+        })
+        .collect();
+    server::run(server::Launch {
+        config,
+        hash: content_hash(DEMO_CONFIG.as_bytes()),
+        config_path: None,
+        upgrade: false,
+        extra,
+    })
+}
+
+fn backend(listen: SocketAddr, name: String, delay: Duration) -> anyhow::Result<()> {
+    logging::init("warn");
+    std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let conf = ServerConf {
+        threads: 1,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(0),
+        upgrade_sock: format!("/tmp/augur_backend_{}.sock", listen.port()),
+        pid_file: format!("/tmp/augur_backend_{}.pid", listen.port()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+    let mut svc = Service::new(name.clone(), DemoBackend::new(name, delay));
+    svc.add_tcp(&listen.to_string());
+    server.add_service(svc);
+    server.run_forever()
+}

@@ -1,0 +1,419 @@
+//! What a reload changes: the list logged when a new config replaces the old one, and the
+//! changes a reload cannot apply because they need sockets bound anew.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use crate::model::{Config, ListenerKind, PolicyKind, Route, Upstream};
+
+/// One difference between two configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A process-wide `server:` setting changed.
+    ServerSettingChanged(ServerSetting),
+    /// The admin listener appeared, disappeared or moved (`None` = no admin listener).
+    AdminChanged {
+        /// Old admin address.
+        from: Option<SocketAddr>,
+        /// New admin address.
+        to: Option<SocketAddr>,
+    },
+    /// A listener was added.
+    ListenerAdded(String),
+    /// A listener was removed.
+    ListenerRemoved(String),
+    /// A listener moved to another address.
+    ListenerRebound {
+        /// Listener name.
+        name: String,
+        /// Old address.
+        from: SocketAddr,
+        /// New address.
+        to: SocketAddr,
+    },
+    /// A listener changed protocol (http, https, tcp).
+    ListenerProtocolChanged {
+        /// Listener name.
+        name: String,
+    },
+    /// An https listener's certificate or key path changed.
+    TlsChanged {
+        /// Listener name.
+        listener: String,
+    },
+    /// A listener's routes changed (for tcp: the upstream it forwards to).
+    RoutesChanged {
+        /// Listener name.
+        listener: String,
+    },
+    /// An upstream was added.
+    UpstreamAdded(String),
+    /// An upstream was removed.
+    UpstreamRemoved(String),
+    /// An upstream changed its selection policy.
+    PolicyChanged {
+        /// Upstream name.
+        upstream: String,
+        /// Old policy.
+        from: PolicyKind,
+        /// New policy.
+        to: PolicyKind,
+    },
+    /// Any of an upstream's connect, read, write or idle timeouts changed.
+    TimeoutsChanged {
+        /// Upstream name.
+        upstream: String,
+    },
+    /// An upstream's retry count changed.
+    RetriesChanged {
+        /// Upstream name.
+        upstream: String,
+        /// Old retry count.
+        from: u32,
+        /// New retry count.
+        to: u32,
+    },
+    /// A backend was added to an upstream.
+    BackendAdded {
+        /// Upstream name.
+        upstream: String,
+        /// Backend address.
+        addr: SocketAddr,
+    },
+    /// A backend was removed from an upstream.
+    BackendRemoved {
+        /// Upstream name.
+        upstream: String,
+        /// Backend address.
+        addr: SocketAddr,
+    },
+    /// A backend's weight changed.
+    BackendWeightChanged {
+        /// Upstream name.
+        upstream: String,
+        /// Backend address.
+        addr: SocketAddr,
+        /// Old weight.
+        from: u32,
+        /// New weight.
+        to: u32,
+    },
+}
+
+/// The settings of the `server:` table, named for [`Change::ServerSettingChanged`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerSetting {
+    /// `server.threads`.
+    Threads,
+    /// `server.grace_period`.
+    GracePeriod,
+    /// `server.upgrade_sock`.
+    UpgradeSock,
+    /// `server.pid_file`.
+    PidFile,
+    /// `server.log_level`.
+    LogLevel,
+    /// `server.access_log`.
+    AccessLog,
+}
+
+impl ServerSetting {
+    /// The key as written in the file.
+    pub fn key(self) -> &'static str {
+        match self {
+            ServerSetting::Threads => "threads",
+            ServerSetting::GracePeriod => "grace_period",
+            ServerSetting::UpgradeSock => "upgrade_sock",
+            ServerSetting::PidFile => "pid_file",
+            ServerSetting::LogLevel => "log_level",
+            ServerSetting::AccessLog => "access_log",
+        }
+    }
+}
+
+impl Change {
+    /// Whether applying this change needs listening sockets (or worker threads) set up anew,
+    /// which a reload never does: the operator must use `--upgrade` instead.
+    pub fn needs_new_sockets(&self) -> bool {
+        match self {
+            Change::ServerSettingChanged(setting) => {
+                matches!(setting, ServerSetting::Threads | ServerSetting::UpgradeSock)
+            }
+            Change::AdminChanged { .. }
+            | Change::ListenerAdded(_)
+            | Change::ListenerRemoved(_)
+            | Change::ListenerRebound { .. }
+            | Change::ListenerProtocolChanged { .. }
+            | Change::TlsChanged { .. } => true,
+            Change::RoutesChanged { .. }
+            | Change::UpstreamAdded(_)
+            | Change::UpstreamRemoved(_)
+            | Change::PolicyChanged { .. }
+            | Change::TimeoutsChanged { .. }
+            | Change::RetriesChanged { .. }
+            | Change::BackendAdded { .. }
+            | Change::BackendRemoved { .. }
+            | Change::BackendWeightChanged { .. } => false,
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::ServerSettingChanged(setting) => {
+                write!(f, "server.{} changed", setting.key())
+            }
+            Change::AdminChanged { from, to } => match (from, to) {
+                (None, Some(to)) => write!(f, "admin listener added on {to}"),
+                (Some(from), None) => write!(f, "admin listener on {from} removed"),
+                (Some(from), Some(to)) => write!(f, "admin listener moved from {from} to {to}"),
+                (None, None) => write!(f, "admin listener changed"),
+            },
+            Change::ListenerAdded(name) => write!(f, "listener {name} added"),
+            Change::ListenerRemoved(name) => write!(f, "listener {name} removed"),
+            Change::ListenerRebound { name, from, to } => {
+                write!(f, "listener {name} moved from {from} to {to}")
+            }
+            Change::ListenerProtocolChanged { name } => {
+                write!(f, "listener {name} changed protocol")
+            }
+            Change::TlsChanged { listener } => {
+                write!(f, "listener {listener} changed its certificate or key file")
+            }
+            Change::RoutesChanged { listener } => write!(f, "listener {listener} routes changed"),
+            Change::UpstreamAdded(name) => write!(f, "upstream {name} added"),
+            Change::UpstreamRemoved(name) => write!(f, "upstream {name} removed"),
+            Change::PolicyChanged { upstream, from, to } => write!(
+                f,
+                "upstream {upstream} policy changed from {} to {}",
+                policy_name(*from),
+                policy_name(*to)
+            ),
+            Change::TimeoutsChanged { upstream } => {
+                write!(f, "upstream {upstream} timeouts changed")
+            }
+            Change::RetriesChanged { upstream, from, to } => {
+                write!(f, "upstream {upstream} retries changed from {from} to {to}")
+            }
+            Change::BackendAdded { upstream, addr } => {
+                write!(f, "backend {addr} added to upstream {upstream}")
+            }
+            Change::BackendRemoved { upstream, addr } => {
+                write!(f, "backend {addr} removed from upstream {upstream}")
+            }
+            Change::BackendWeightChanged {
+                upstream,
+                addr,
+                from,
+                to,
+            } => write!(
+                f,
+                "backend {addr} of upstream {upstream} weight changed from {from} to {to}"
+            ),
+        }
+    }
+}
+
+/// The policy as written in the file.
+fn policy_name(policy: PolicyKind) -> &'static str {
+    match policy {
+        PolicyKind::RoundRobin => "round_robin",
+        PolicyKind::LeastConn => "least_conn",
+    }
+}
+
+/// Everything that differs between `old` and `new`: server settings, then the admin
+/// listener, then listeners and upstreams (matched by name, removals first, then the rest
+/// in the new file's order), then backends (matched by address).
+pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let server_settings = [
+        (
+            ServerSetting::Threads,
+            old.server.threads != new.server.threads,
+        ),
+        (
+            ServerSetting::GracePeriod,
+            old.server.grace_period != new.server.grace_period,
+        ),
+        (
+            ServerSetting::UpgradeSock,
+            old.server.upgrade_sock != new.server.upgrade_sock,
+        ),
+        (
+            ServerSetting::PidFile,
+            old.server.pid_file != new.server.pid_file,
+        ),
+        (
+            ServerSetting::LogLevel,
+            old.server.log_level != new.server.log_level,
+        ),
+        (
+            ServerSetting::AccessLog,
+            old.server.access_log != new.server.access_log,
+        ),
+    ];
+    for (setting, changed) in server_settings {
+        if changed {
+            changes.push(Change::ServerSettingChanged(setting));
+        }
+    }
+    let (old_admin, new_admin) = (
+        old.admin.as_ref().map(|a| a.bind),
+        new.admin.as_ref().map(|a| a.bind),
+    );
+    if old_admin != new_admin {
+        changes.push(Change::AdminChanged {
+            from: old_admin,
+            to: new_admin,
+        });
+    }
+    diff_listeners(old, new, &mut changes);
+    diff_upstreams(old, new, &mut changes);
+    changes
+}
+
+/// Listener changes, matched by name.
+fn diff_listeners(old: &Config, new: &Config, changes: &mut Vec<Change>) {
+    for listener in &old.listeners {
+        if !new.listeners.iter().any(|l| l.name == listener.name) {
+            changes.push(Change::ListenerRemoved(listener.name.clone()));
+        }
+    }
+    for listener in &new.listeners {
+        let Some(before) = old.listeners.iter().find(|l| l.name == listener.name) else {
+            changes.push(Change::ListenerAdded(listener.name.clone()));
+            continue;
+        };
+        let name = listener.name.clone();
+        if before.bind != listener.bind {
+            changes.push(Change::ListenerRebound {
+                name: name.clone(),
+                from: before.bind,
+                to: listener.bind,
+            });
+        }
+        match (&before.kind, &listener.kind) {
+            (ListenerKind::Http { routes: a }, ListenerKind::Http { routes: b }) => {
+                if !same_routes(old, a, new, b) {
+                    changes.push(Change::RoutesChanged { listener: name });
+                }
+            }
+            (
+                ListenerKind::Https {
+                    tls: tls_a,
+                    routes: a,
+                },
+                ListenerKind::Https {
+                    tls: tls_b,
+                    routes: b,
+                },
+            ) => {
+                if tls_a != tls_b {
+                    changes.push(Change::TlsChanged {
+                        listener: name.clone(),
+                    });
+                }
+                if !same_routes(old, a, new, b) {
+                    changes.push(Change::RoutesChanged { listener: name });
+                }
+            }
+            (ListenerKind::Tcp { upstream: a }, ListenerKind::Tcp { upstream: b }) => {
+                if upstream_name(old, *a) != upstream_name(new, *b) {
+                    changes.push(Change::RoutesChanged { listener: name });
+                }
+            }
+            // A new protocol brings new routes or TLS anyway; one change says it all.
+            _ => changes.push(Change::ListenerProtocolChanged { name }),
+        }
+    }
+}
+
+/// Whether two route lists match the same requests to the same upstreams. Upstreams are
+/// compared by name: an upstream that only moved in the file is the same upstream.
+fn same_routes(old: &Config, a: &[Route], new: &Config, b: &[Route]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            a.host == b.host
+                && a.path_prefix == b.path_prefix
+                && upstream_name(old, a.upstream) == upstream_name(new, b.upstream)
+        })
+}
+
+/// The name of upstream `index`, if it exists.
+fn upstream_name(config: &Config, index: usize) -> Option<&str> {
+    config.upstreams.get(index).map(|u| u.name.as_str())
+}
+
+/// Upstream and backend changes, matched by name and by address.
+fn diff_upstreams(old: &Config, new: &Config, changes: &mut Vec<Change>) {
+    for upstream in &old.upstreams {
+        if !new.upstreams.iter().any(|u| u.name == upstream.name) {
+            changes.push(Change::UpstreamRemoved(upstream.name.clone()));
+        }
+    }
+    for upstream in &new.upstreams {
+        match old.upstreams.iter().find(|u| u.name == upstream.name) {
+            None => changes.push(Change::UpstreamAdded(upstream.name.clone())),
+            Some(before) => diff_upstream(before, upstream, changes),
+        }
+    }
+}
+
+/// Changes within one upstream that exists in both configs.
+fn diff_upstream(old: &Upstream, new: &Upstream, changes: &mut Vec<Change>) {
+    let upstream = || new.name.clone();
+    if old.policy != new.policy {
+        changes.push(Change::PolicyChanged {
+            upstream: upstream(),
+            from: old.policy,
+            to: new.policy,
+        });
+    }
+    let timeouts = |u: &Upstream| {
+        (
+            u.connect_timeout,
+            u.read_timeout,
+            u.write_timeout,
+            u.idle_timeout,
+        )
+    };
+    if timeouts(old) != timeouts(new) {
+        changes.push(Change::TimeoutsChanged {
+            upstream: upstream(),
+        });
+    }
+    if old.retries != new.retries {
+        changes.push(Change::RetriesChanged {
+            upstream: upstream(),
+            from: old.retries,
+            to: new.retries,
+        });
+    }
+    for backend in &old.backends {
+        if !new.backends.iter().any(|b| b.addr == backend.addr) {
+            changes.push(Change::BackendRemoved {
+                upstream: upstream(),
+                addr: backend.addr,
+            });
+        }
+    }
+    for backend in &new.backends {
+        match old.backends.iter().find(|b| b.addr == backend.addr) {
+            None => changes.push(Change::BackendAdded {
+                upstream: upstream(),
+                addr: backend.addr,
+            }),
+            Some(before) if before.weight != backend.weight => {
+                changes.push(Change::BackendWeightChanged {
+                    upstream: upstream(),
+                    addr: backend.addr,
+                    from: before.weight,
+                    to: backend.weight,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+}

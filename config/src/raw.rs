@@ -1,0 +1,132 @@
+//! Step 1 of 3: the file as written. These structs mirror the YAML schema one to one and
+//! check nothing but shape; every value stays as the user typed it (addresses, durations and
+//! names are strings) so that validation can report each problem at its own place.
+//!
+//! Keys that the schema requires are still `Option` here: a missing one is reported by
+//! validation together with every other problem instead of stopping the parse.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `listeners` and `upstreams`"
+)]
+pub struct RawConfig {
+    pub server: Option<RawServer>,
+    pub admin: Option<RawAdmin>,
+    pub listeners: Option<Vec<RawListener>>,
+    pub upstreams: Option<Vec<RawUpstream>>,
+}
+
+/// `server:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawServer {
+    pub threads: Option<i64>,
+    pub grace_period: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub pid_file: Option<String>,
+    pub log_level: Option<String>,
+    pub access_log: Option<RawAccessLog>,
+}
+
+/// `server.access_log:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawAccessLog {
+    pub path: Option<String>,
+    pub format: Option<RawAccessLogFormat>,
+}
+
+/// `server.access_log.format:`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAccessLogFormat {
+    Json,
+    Text,
+}
+
+/// `admin:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawAdmin {
+    pub bind: Option<String>,
+}
+
+/// One entry of `listeners:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawListener {
+    pub name: Option<String>,
+    pub bind: Option<String>,
+    pub protocol: Option<RawProtocol>,
+    pub routes: Option<Vec<RawRoute>>,
+    pub upstream: Option<String>,
+    pub tls: Option<RawTls>,
+}
+
+/// `listeners[i].protocol:`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawProtocol {
+    Http,
+    Https,
+    Tcp,
+}
+
+/// `listeners[i].tls:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+/// One entry of `listeners[i].routes:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawRoute {
+    #[serde(rename = "match")]
+    pub matcher: Option<RawMatch>,
+    pub upstream: Option<String>,
+}
+
+/// `listeners[i].routes[j].match:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawMatch {
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+}
+
+/// One entry of `upstreams:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawUpstream {
+    pub name: Option<String>,
+    pub policy: Option<RawPolicy>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub retries: Option<i64>,
+    pub backends: Option<Vec<RawBackend>>,
+}
+
+/// `upstreams[i].policy:`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPolicy {
+    RoundRobin,
+    LeastConn,
+}
+
+/// One entry of `upstreams[i].backends:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawBackend {
+    pub addr: Option<String>,
+    pub weight: Option<i64>,
+}

@@ -1,0 +1,281 @@
+//! Steps 2 and 3 of 3: check the raw structs and build the [`Config`] the runtime sees.
+//!
+//! Every check runs even after one fails, so a single `augur check` lists every problem.
+//! A value that fails its check becomes `None`, and the config is only built when no
+//! problem was found at all.
+
+mod listeners;
+mod tls;
+mod upstreams;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::issue::{quoted, Issue};
+use crate::model::{AccessLog, AccessLogFormat, Admin, Config, Listener, Server};
+use crate::raw::{RawAccessLog, RawAccessLogFormat, RawAdmin, RawConfig, RawServer};
+
+/// Defaults for keys the file leaves out.
+mod defaults {
+    use std::time::Duration;
+
+    pub const THREADS: usize = 1;
+    pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
+    pub const UPGRADE_SOCK: &str = "/tmp/augur_upgrade.sock";
+    pub const PID_FILE: &str = "/tmp/augur.pid";
+    pub const LOG_LEVEL: &str = "info";
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const RETRIES: u32 = 2;
+    pub const WEIGHT: u32 = 1;
+}
+
+/// Checks `raw` and builds the config; relative TLS paths are taken from `base_dir`.
+pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
+    let mut checks = Checks {
+        issues: Vec::new(),
+        base_dir,
+    };
+    let server = checks.server(raw.server.unwrap_or_default());
+    let upstreams = checks.upstreams(raw.upstreams);
+    let listeners = checks.listeners(raw.listeners, &upstreams.names);
+    let admin = raw
+        .admin
+        .map(|admin| checks.admin(admin, &listeners.binds()));
+    let built = (|| {
+        Some(Config {
+            server: server?,
+            admin: admin.map_or(Some(None), |admin| admin.map(Some))?,
+            listeners: listeners.built?,
+            upstreams: upstreams.built?,
+        })
+    })();
+    match built {
+        Some(config) if checks.issues.is_empty() => Ok(config),
+        _ => {
+            if checks.issues.is_empty() {
+                // Every check that returns `None` reports why; this is a bug, not a panic.
+                checks.report("", "internal error: validation failed without a reason");
+            }
+            Err(checks.issues)
+        }
+    }
+}
+
+/// The problems found so far, and what the checks need to know about the file.
+struct Checks<'a> {
+    issues: Vec<Issue>,
+    /// Directory that relative TLS paths are relative to.
+    base_dir: &'a Path,
+}
+
+impl Checks<'_> {
+    /// Records a problem with the value at `path`.
+    fn report(&mut self, path: &str, message: impl Into<String>) {
+        self.issues.push(Issue::at_value(path, message));
+    }
+
+    /// Records that the mapping at `parent` lacks `key`.
+    fn missing(&mut self, parent: &str, key: &str, why: &str) {
+        let message = if why.is_empty() {
+            format!("missing required key `{key}`")
+        } else {
+            format!("missing required key `{key}`; {why}")
+        };
+        self.report(parent, message);
+    }
+
+    /// A required, non-empty string.
+    fn required<'v>(&mut self, value: Option<&'v str>, parent: &str, key: &str) -> Option<&'v str> {
+        match value {
+            None => {
+                self.missing(parent, key, "");
+                None
+            }
+            Some(text) => self.non_empty(text, &join(parent, key)),
+        }
+    }
+
+    /// A string that must not be empty.
+    fn non_empty<'v>(&mut self, text: &'v str, path: &str) -> Option<&'v str> {
+        if text.trim().is_empty() {
+            self.report(path, "expected a non-empty value, found an empty one");
+            None
+        } else {
+            Some(text)
+        }
+    }
+
+    /// `IP:PORT`.
+    fn socket_addr(&mut self, text: &str, path: &str) -> Option<SocketAddr> {
+        match text.trim().parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.report(
+                    path,
+                    format!("invalid socket address {}: expected IP:PORT", quoted(text)),
+                );
+                None
+            }
+        }
+    }
+
+    /// A humantime duration such as `1s`, `250ms` or `2m`.
+    fn duration(&mut self, text: &str, path: &str) -> Option<Duration> {
+        match humantime::parse_duration(text.trim()) {
+            Ok(duration) => Some(duration),
+            Err(_) => {
+                self.report(
+                    path,
+                    format!(
+                        "invalid duration {}: expected a number and a unit, like \"1s\", \"250ms\" or \"2m\"",
+                        quoted(text)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// An integer within `min..=max`.
+    fn integer(&mut self, value: i64, min: i64, max: i64, path: &str) -> Option<i64> {
+        if (min..=max).contains(&value) {
+            Some(value)
+        } else {
+            self.report(
+                path,
+                format!("expected a number from {min} to {max}, found {value}"),
+            );
+            None
+        }
+    }
+
+    /// `server:`, with defaults for what it leaves out.
+    fn server(&mut self, raw: RawServer) -> Option<Server> {
+        let threads = match raw.threads {
+            None => Some(defaults::THREADS),
+            Some(n) => self
+                .integer(n, 1, 64, "server.threads")
+                .and_then(|n| usize::try_from(n).ok()),
+        };
+        let grace_period = match &raw.grace_period {
+            None => Some(defaults::GRACE_PERIOD),
+            Some(text) => self.duration(text, "server.grace_period"),
+        };
+        let mut path_or = |value: Option<String>, key: &str, default: &str| match value {
+            None => Some(PathBuf::from(default)),
+            Some(text) => self
+                .non_empty(&text, &join("server", key))
+                .map(PathBuf::from),
+        };
+        let upgrade_sock = path_or(raw.upgrade_sock, "upgrade_sock", defaults::UPGRADE_SOCK);
+        let pid_file = path_or(raw.pid_file, "pid_file", defaults::PID_FILE);
+        let log_level = match &raw.log_level {
+            None => Some(defaults::LOG_LEVEL.to_owned()),
+            Some(text) => self.non_empty(text, "server.log_level").map(str::to_owned),
+        };
+        let access_log = match raw.access_log {
+            None => Some(None),
+            Some(raw) => self.access_log(raw).map(Some),
+        };
+        Some(Server {
+            threads: threads?,
+            grace_period: grace_period?,
+            upgrade_sock: upgrade_sock?,
+            pid_file: pid_file?,
+            log_level: log_level?,
+            access_log: access_log?,
+        })
+    }
+
+    /// `server.access_log:`.
+    fn access_log(&mut self, raw: RawAccessLog) -> Option<AccessLog> {
+        let path = self.required(raw.path.as_deref(), "server.access_log", "path");
+        let format = match raw.format.unwrap_or(RawAccessLogFormat::Json) {
+            RawAccessLogFormat::Json => AccessLogFormat::Json,
+            RawAccessLogFormat::Text => AccessLogFormat::Text,
+        };
+        Some(AccessLog {
+            path: PathBuf::from(path?),
+            format,
+        })
+    }
+
+    /// `admin:`; its address must not be one a listener uses.
+    fn admin(&mut self, raw: RawAdmin, listener_binds: &[(&str, SocketAddr)]) -> Option<Admin> {
+        let text = self.required(raw.bind.as_deref(), "admin", "bind")?;
+        let bind = self.socket_addr(text, "admin.bind")?;
+        if let Some((name, other)) = listener_binds
+            .iter()
+            .find(|(_, other)| overlaps(bind, *other))
+        {
+            self.report(
+                "admin.bind",
+                format!(
+                    "admin address {bind} conflicts with listener {} on {other}",
+                    quoted(name)
+                ),
+            );
+            return None;
+        }
+        Some(Admin { bind })
+    }
+}
+
+/// The built listeners (if all were valid) and what the admin check needs to know.
+struct CheckedListeners {
+    built: Option<Vec<Listener>>,
+    /// Name and address of every listener whose address parsed.
+    binds: Vec<(String, SocketAddr)>,
+}
+
+impl CheckedListeners {
+    fn binds(&self) -> Vec<(&str, SocketAddr)> {
+        self.binds
+            .iter()
+            .map(|(name, addr)| (name.as_str(), *addr))
+            .collect()
+    }
+}
+
+/// `parent.key`, or `key` at the top level.
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// Whether two listening sockets could not both be bound: the same port on the same IP,
+/// or on any IP when one of them is the wildcard address.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_binds() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(overlaps(addr("127.0.0.1:80"), addr("127.0.0.1:80")));
+        assert!(overlaps(addr("0.0.0.0:80"), addr("127.0.0.1:80")));
+        assert!(overlaps(addr("[::]:80"), addr("127.0.0.1:80")));
+        assert!(!overlaps(addr("127.0.0.1:80"), addr("127.0.0.2:80")));
+        assert!(!overlaps(addr("0.0.0.0:80"), addr("0.0.0.0:81")));
+    }
+
+    #[test]
+    fn empty_raw_config_lists_every_missing_key() {
+        let issues = validate(RawConfig::default(), Path::new("")).unwrap_err();
+        let messages: Vec<&str> = issues.iter().map(|i| i.message.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages.iter().any(|m| m.contains("`listeners`")));
+        assert!(messages.iter().any(|m| m.contains("`upstreams`")));
+    }
+}

@@ -1,0 +1,265 @@
+//! `listeners:`: names, addresses, protocols, routes and what each protocol allows.
+
+use std::net::SocketAddr;
+
+use super::upstreams::UpstreamNames;
+use super::{overlaps, CheckedListeners, Checks};
+use crate::issue::quoted;
+use crate::model::{Listener, ListenerKind, Route};
+use crate::raw::{RawListener, RawMatch, RawProtocol, RawRoute};
+
+impl Checks<'_> {
+    /// `listeners:`: required, non-empty, names and addresses unique.
+    pub(super) fn listeners(
+        &mut self,
+        raw: Option<Vec<RawListener>>,
+        upstreams: &UpstreamNames,
+    ) -> CheckedListeners {
+        let mut checked = CheckedListeners {
+            built: None,
+            binds: Vec::new(),
+        };
+        let Some(raw) = raw else {
+            self.missing("", "listeners", "");
+            return checked;
+        };
+        if raw.is_empty() {
+            self.report("listeners", "expected at least one listener, found none");
+            return checked;
+        }
+        let mut names: Vec<(String, usize)> = Vec::new();
+        let mut built = Some(Vec::with_capacity(raw.len()));
+        for (i, listener) in raw.into_iter().enumerate() {
+            let path = format!("listeners[{i}]");
+            let name = self.required(listener.name.as_deref(), &path, "name");
+            if let Some(name) = name {
+                match names.iter().find(|(n, _)| n == name) {
+                    Some((_, first)) => self.report(
+                        &format!("{path}.name"),
+                        format!(
+                            "duplicate listener name {}; listeners[{first}] has it too",
+                            quoted(name)
+                        ),
+                    ),
+                    None => names.push((name.to_owned(), i)),
+                }
+            }
+            let name = name.map(str::to_owned);
+            let bind = self.bind(listener.bind.as_deref(), &path, &checked.binds);
+            if let Some(bind) = bind {
+                let label = name.clone().unwrap_or_else(|| path.clone());
+                checked.binds.push((label, bind));
+            }
+            let kind = self.listener_kind(listener, &path, upstreams);
+            built = built
+                .zip(name.zip(bind).zip(kind))
+                .map(|(mut all, ((name, bind), kind))| {
+                    all.push(Listener { name, bind, kind });
+                    all
+                });
+        }
+        checked.built = built;
+        checked
+    }
+
+    /// A listener's `bind`: an `IP:PORT` that no earlier listener can conflict with.
+    fn bind(
+        &mut self,
+        text: Option<&str>,
+        path: &str,
+        earlier: &[(String, SocketAddr)],
+    ) -> Option<SocketAddr> {
+        let bind_path = format!("{path}.bind");
+        let text = self.required(text, path, "bind")?;
+        let bind = self.socket_addr(text, &bind_path)?;
+        if let Some((name, other)) = earlier.iter().find(|(_, other)| overlaps(bind, *other)) {
+            self.report(
+                &bind_path,
+                format!(
+                    "address {bind} conflicts with listener {} on {other}",
+                    quoted(name)
+                ),
+            );
+        }
+        Some(bind)
+    }
+
+    /// The protocol and the keys it needs; keys meant for another protocol are errors.
+    fn listener_kind(
+        &mut self,
+        raw: RawListener,
+        path: &str,
+        upstreams: &UpstreamNames,
+    ) -> Option<ListenerKind> {
+        let Some(protocol) = raw.protocol else {
+            self.missing(path, "protocol", "expected `http`, `https` or `tcp`");
+            return None;
+        };
+        let only_tcp = "`upstream` is only for tcp listeners; http and https listeners pick \
+                        an upstream in each of their `routes`";
+        let only_https = "`tls` is only for https listeners";
+        match protocol {
+            RawProtocol::Http => {
+                if raw.upstream.is_some() {
+                    self.report(&format!("{path}.upstream"), only_tcp);
+                }
+                if raw.tls.is_some() {
+                    self.report(
+                        &format!("{path}.tls"),
+                        format!("{only_https}; did you mean `protocol: https`?"),
+                    );
+                }
+                let routes = self.routes(raw.routes, path, upstreams, "an http");
+                Some(ListenerKind::Http { routes: routes? })
+            }
+            RawProtocol::Https => {
+                if raw.upstream.is_some() {
+                    self.report(&format!("{path}.upstream"), only_tcp);
+                }
+                let tls = match raw.tls {
+                    None => {
+                        self.missing(path, "tls", "an https listener needs a `cert` and a `key`");
+                        None
+                    }
+                    Some(tls) => self.tls(tls, &format!("{path}.tls")),
+                };
+                let routes = self.routes(raw.routes, path, upstreams, "an https");
+                Some(ListenerKind::Https {
+                    tls: tls?,
+                    routes: routes?,
+                })
+            }
+            RawProtocol::Tcp => {
+                if raw.routes.is_some() {
+                    self.report(
+                        &format!("{path}.routes"),
+                        "`routes` are only for http and https listeners; a tcp listener \
+                         forwards every connection to its `upstream`",
+                    );
+                }
+                if raw.tls.is_some() {
+                    self.report(&format!("{path}.tls"), only_https);
+                }
+                let Some(name) = raw.upstream else {
+                    self.missing(path, "upstream", "a tcp listener forwards to one upstream");
+                    return None;
+                };
+                let upstream = self.upstream_ref(&name, &format!("{path}.upstream"), upstreams);
+                Some(ListenerKind::Tcp {
+                    upstream: upstream?,
+                })
+            }
+        }
+    }
+
+    /// `routes:` of an http or https listener: at least one.
+    fn routes(
+        &mut self,
+        raw: Option<Vec<RawRoute>>,
+        path: &str,
+        upstreams: &UpstreamNames,
+        kind: &str,
+    ) -> Option<Vec<Route>> {
+        let Some(raw) = raw else {
+            let why = format!("{kind} listener needs at least one route");
+            self.missing(path, "routes", &why);
+            return None;
+        };
+        if raw.is_empty() {
+            self.report(
+                &format!("{path}.routes"),
+                "expected at least one route, found none",
+            );
+            return None;
+        }
+        let mut built = Some(Vec::with_capacity(raw.len()));
+        for (j, route) in raw.into_iter().enumerate() {
+            let checked = self.route(route, &format!("{path}.routes[{j}]"), upstreams);
+            built = built.zip(checked).map(|(mut all, one)| {
+                all.push(one);
+                all
+            });
+        }
+        built
+    }
+
+    /// One route; without `match` it matches every request.
+    fn route(&mut self, raw: RawRoute, path: &str, upstreams: &UpstreamNames) -> Option<Route> {
+        let RawMatch { host, path_prefix } = raw.matcher.unwrap_or(RawMatch {
+            host: None,
+            path_prefix: None,
+        });
+        let host = match host {
+            None => Some(None),
+            Some(text) => self.host(&text, &format!("{path}.match.host")).map(Some),
+        };
+        let path_prefix = match path_prefix {
+            None => Some(None),
+            Some(text) if text.starts_with('/') => Some(Some(text)),
+            Some(text) => {
+                self.report(
+                    &format!("{path}.match.path_prefix"),
+                    format!(
+                        "expected a path starting with \"/\", found {}",
+                        quoted(&text)
+                    ),
+                );
+                None
+            }
+        };
+        let upstream = self
+            .required(raw.upstream.as_deref(), path, "upstream")
+            .and_then(|name| self.upstream_ref(name, &format!("{path}.upstream"), upstreams));
+        Some(Route {
+            host: host?,
+            path_prefix: path_prefix?,
+            upstream: upstream?,
+        })
+    }
+
+    /// A `match.host`: a bare host name (or IP), no scheme, no port; lower-cased.
+    fn host(&mut self, text: &str, path: &str) -> Option<String> {
+        let host = text.trim();
+        let problem = if host.is_empty() {
+            Some("expected a host name, found an empty one")
+        } else if host.contains("://") {
+            Some("expected a host name without a scheme")
+        } else if host.contains('/') {
+            Some("expected a host name without a path")
+        } else if host.chars().any(char::is_whitespace) {
+            Some("expected a host name without spaces")
+        } else if has_port(host) {
+            Some("expected a host name without a port (routes match any port)")
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) if host.is_empty() => {
+                self.report(path, problem);
+                None
+            }
+            Some(problem) => {
+                self.report(path, format!("{problem}, found {}", quoted(text)));
+                None
+            }
+            None => Some(host.to_ascii_lowercase()),
+        }
+    }
+
+    /// An upstream named in a route or tcp listener, as an index.
+    fn upstream_ref(&mut self, name: &str, path: &str, upstreams: &UpstreamNames) -> Option<usize> {
+        let found = upstreams.find(name);
+        if found.is_none() {
+            self.report(path, upstreams.unknown(name));
+        }
+        found
+    }
+}
+
+/// Whether a host has a `:port` suffix; a bracketed IPv6 literal has colons of its own.
+fn has_port(host: &str) -> bool {
+    match host.strip_prefix('[') {
+        Some(rest) => !rest.ends_with(']'),
+        None => host.contains(':'),
+    }
+}

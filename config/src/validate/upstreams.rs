@@ -1,0 +1,210 @@
+//! `upstreams:`: names, policies, timeouts, retries and backends.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{defaults, Checks};
+use crate::issue::quoted;
+use crate::model::{Backend, PolicyKind, Upstream};
+use crate::raw::{RawBackend, RawPolicy, RawUpstream};
+use crate::suggest::nearest;
+
+/// The upstreams as built (if all were valid), and their names for resolving references.
+pub(super) struct CheckedUpstreams {
+    pub built: Option<Vec<Upstream>>,
+    pub names: UpstreamNames,
+}
+
+/// Upstream names as written, so that a route naming an upstream that exists but has an
+/// error of its own gets one error (the upstream's), not two.
+#[derive(Default)]
+pub(super) struct UpstreamNames {
+    /// Each name with the index of its first definition, in file order.
+    first: Vec<(String, usize)>,
+}
+
+impl UpstreamNames {
+    /// Index into `Config::upstreams` of the upstream called `name`.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.first.iter().find(|(n, _)| n == name).map(|(_, i)| *i)
+    }
+
+    /// "no upstream named ..." with a hint of what was meant.
+    pub fn unknown(&self, name: &str) -> String {
+        let names = self.first.iter().map(|(n, _)| n.as_str());
+        let hint = match nearest(name, names.clone()) {
+            Some(near) => format!("did you mean {}?", quoted(near)),
+            None if self.first.is_empty() => "no upstreams are defined".to_owned(),
+            None => {
+                let listed: Vec<String> = names.take(8).map(quoted).collect();
+                let more = if self.first.len() > 8 { ", ..." } else { "" };
+                format!("defined upstreams are {}{more}", listed.join(", "))
+            }
+        };
+        format!("no upstream named {}; {hint}", quoted(name))
+    }
+}
+
+impl Checks<'_> {
+    /// `upstreams:`: required, and every entry valid.
+    pub(super) fn upstreams(&mut self, raw: Option<Vec<RawUpstream>>) -> CheckedUpstreams {
+        let Some(raw) = raw else {
+            self.missing("", "upstreams", "");
+            return CheckedUpstreams {
+                built: None,
+                names: UpstreamNames::default(),
+            };
+        };
+        let mut names = UpstreamNames::default();
+        let mut built = Some(Vec::with_capacity(raw.len()));
+        for (i, upstream) in raw.into_iter().enumerate() {
+            let path = format!("upstreams[{i}]");
+            if let Some(name) = &upstream.name {
+                match names.find(name) {
+                    Some(first) => self.report(
+                        &format!("{path}.name"),
+                        format!(
+                            "duplicate upstream name {}; upstreams[{first}] has it too",
+                            quoted(name)
+                        ),
+                    ),
+                    None => names.first.push((name.clone(), i)),
+                }
+            }
+            let checked = self.upstream(upstream, &path);
+            built = built.zip(checked).map(|(mut all, one)| {
+                all.push(one);
+                all
+            });
+        }
+        CheckedUpstreams { built, names }
+    }
+
+    /// One upstream, defaults filled in.
+    fn upstream(&mut self, raw: RawUpstream, path: &str) -> Option<Upstream> {
+        let name = self.required(raw.name.as_deref(), path, "name");
+        let policy = match raw.policy {
+            None | Some(RawPolicy::RoundRobin) => PolicyKind::RoundRobin,
+            Some(RawPolicy::LeastConn) => PolicyKind::LeastConn,
+        };
+        let mut timeout = |text: Option<&str>, key: &str, default: Duration| {
+            self.timeout(text, &format!("{path}.{key}"), default)
+        };
+        let connect_timeout = timeout(
+            raw.connect_timeout.as_deref(),
+            "connect_timeout",
+            defaults::CONNECT_TIMEOUT,
+        );
+        let read_timeout = timeout(
+            raw.read_timeout.as_deref(),
+            "read_timeout",
+            defaults::READ_TIMEOUT,
+        );
+        let write_timeout = timeout(
+            raw.write_timeout.as_deref(),
+            "write_timeout",
+            defaults::WRITE_TIMEOUT,
+        );
+        let idle_timeout = timeout(
+            raw.idle_timeout.as_deref(),
+            "idle_timeout",
+            defaults::IDLE_TIMEOUT,
+        );
+        let retries = match raw.retries {
+            None => Some(defaults::RETRIES),
+            Some(n) => self
+                .integer(n, 0, 10, &format!("{path}.retries"))
+                .and_then(|n| u32::try_from(n).ok()),
+        };
+        let backends = self.backends(raw.backends, path);
+        Some(Upstream {
+            name: name?.to_owned(),
+            policy,
+            connect_timeout: connect_timeout?,
+            read_timeout: read_timeout?,
+            write_timeout: write_timeout?,
+            idle_timeout: idle_timeout?,
+            retries: retries?,
+            backends: backends?,
+        })
+    }
+
+    /// A timeout: a duration greater than zero.
+    fn timeout(&mut self, text: Option<&str>, path: &str, default: Duration) -> Option<Duration> {
+        let Some(text) = text else {
+            return Some(default);
+        };
+        let duration = self.duration(text, path)?;
+        if duration.is_zero() {
+            self.report(
+                path,
+                format!(
+                    "expected a timeout greater than zero, found {}",
+                    quoted(text)
+                ),
+            );
+            return None;
+        }
+        Some(duration)
+    }
+
+    /// `backends:` of the upstream at `path`: at least one, addresses unique.
+    fn backends(&mut self, raw: Option<Vec<RawBackend>>, path: &str) -> Option<Vec<Backend>> {
+        let Some(raw) = raw else {
+            self.missing(path, "backends", "an upstream needs at least one backend");
+            return None;
+        };
+        if raw.is_empty() {
+            self.report(
+                &format!("{path}.backends"),
+                "expected at least one backend, found none",
+            );
+            return None;
+        }
+        let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+        let mut built = Some(Vec::with_capacity(raw.len()));
+        for (j, backend) in raw.into_iter().enumerate() {
+            let backend_path = format!("{path}.backends[{j}]");
+            let addr = self.backend_addr(backend.addr.as_deref(), &backend_path);
+            if let Some(addr) = addr {
+                if let Some(&first) = seen.get(&addr) {
+                    self.report(
+                        &format!("{backend_path}.addr"),
+                        format!("duplicate backend {addr}; backends[{first}] has it too"),
+                    );
+                } else {
+                    seen.insert(addr, j);
+                }
+            }
+            let weight = match backend.weight {
+                None => Some(defaults::WEIGHT),
+                Some(n) => self
+                    .integer(n, 1, 256, &format!("{backend_path}.weight"))
+                    .and_then(|n| u32::try_from(n).ok()),
+            };
+            built = built
+                .zip(addr.zip(weight))
+                .map(|(mut all, (addr, weight))| {
+                    all.push(Backend { addr, weight });
+                    all
+                });
+        }
+        built
+    }
+
+    /// A backend's `addr`: an `IP:PORT` with a non-zero port.
+    fn backend_addr(&mut self, text: Option<&str>, path: &str) -> Option<SocketAddr> {
+        let addr_path = format!("{path}.addr");
+        let addr = self.required(text, path, "addr")?;
+        let addr = self.socket_addr(addr, &addr_path)?;
+        if addr.port() == 0 {
+            self.report(
+                &addr_path,
+                format!("expected a port from 1 to 65535, found {addr}"),
+            );
+            return None;
+        }
+        Some(addr)
+    }
+}

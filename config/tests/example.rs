@@ -1,0 +1,256 @@
+//! The documented example file loads into the expected `Config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use augur_config::*;
+
+const EXAMPLE: &str = "\
+server:                      # optional
+  threads: 1
+  grace_period: 10s
+  upgrade_sock: /tmp/augur_upgrade.sock
+  pid_file: /tmp/augur.pid
+  log_level: info
+  access_log: { path: /var/log/augur/access.log, format: json }
+admin:
+  bind: 127.0.0.1:9901
+listeners:
+  - name: web
+    bind: 127.0.0.1:8080
+    protocol: http
+    routes:
+      - match: { host: api.example.com, path_prefix: /v1 }
+        upstream: api
+      - match: { path_prefix: / }
+        upstream: api
+  - name: web-tls
+    bind: 127.0.0.1:8443
+    protocol: https
+    tls: { cert: certs/server.pem, key: certs/server.key }
+    routes: [ { match: { path_prefix: / }, upstream: api } ]
+  - name: db
+    bind: 127.0.0.1:15432
+    protocol: tcp
+    upstream: pg
+upstreams:
+  - name: api
+    policy: round_robin
+    connect_timeout: 1s
+    read_timeout: 30s
+    write_timeout: 30s
+    idle_timeout: 60s
+    retries: 2
+    backends:
+      - addr: 127.0.0.1:9001
+      - addr: 127.0.0.1:9002
+        weight: 2
+  - name: pg
+    policy: least_conn
+    backends: [ { addr: 127.0.0.1:5432 } ]
+";
+
+/// A fresh directory holding `augur.yaml` and PEM-looking TLS files under `certs/`.
+fn example_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("augur-config-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    std::fs::write(
+        dir.join("certs/server.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("certs/server.key"),
+        "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("augur.yaml"), EXAMPLE).unwrap();
+    dir
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+fn expected(cert_dir: &Path) -> Config {
+    Config {
+        server: Server {
+            threads: 1,
+            grace_period: Duration::from_secs(10),
+            upgrade_sock: "/tmp/augur_upgrade.sock".into(),
+            pid_file: "/tmp/augur.pid".into(),
+            log_level: "info".into(),
+            access_log: Some(AccessLog {
+                path: "/var/log/augur/access.log".into(),
+                format: AccessLogFormat::Json,
+            }),
+        },
+        admin: Some(Admin {
+            bind: addr("127.0.0.1:9901"),
+        }),
+        listeners: vec![
+            Listener {
+                name: "web".into(),
+                bind: addr("127.0.0.1:8080"),
+                kind: ListenerKind::Http {
+                    routes: vec![
+                        Route {
+                            host: Some("api.example.com".into()),
+                            path_prefix: Some("/v1".into()),
+                            upstream: 0,
+                        },
+                        Route {
+                            host: None,
+                            path_prefix: Some("/".into()),
+                            upstream: 0,
+                        },
+                    ],
+                },
+            },
+            Listener {
+                name: "web-tls".into(),
+                bind: addr("127.0.0.1:8443"),
+                kind: ListenerKind::Https {
+                    tls: Tls {
+                        cert: cert_dir.join("server.pem"),
+                        key: cert_dir.join("server.key"),
+                    },
+                    routes: vec![Route {
+                        host: None,
+                        path_prefix: Some("/".into()),
+                        upstream: 0,
+                    }],
+                },
+            },
+            Listener {
+                name: "db".into(),
+                bind: addr("127.0.0.1:15432"),
+                kind: ListenerKind::Tcp { upstream: 1 },
+            },
+        ],
+        upstreams: vec![
+            Upstream {
+                name: "api".into(),
+                policy: PolicyKind::RoundRobin,
+                connect_timeout: Duration::from_secs(1),
+                read_timeout: Duration::from_secs(30),
+                write_timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(60),
+                retries: 2,
+                backends: vec![
+                    Backend {
+                        addr: addr("127.0.0.1:9001"),
+                        weight: 1,
+                    },
+                    Backend {
+                        addr: addr("127.0.0.1:9002"),
+                        weight: 2,
+                    },
+                ],
+            },
+            Upstream {
+                name: "pg".into(),
+                policy: PolicyKind::LeastConn,
+                connect_timeout: Duration::from_secs(1),
+                read_timeout: Duration::from_secs(30),
+                write_timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(60),
+                retries: 2,
+                backends: vec![Backend {
+                    addr: addr("127.0.0.1:5432"),
+                    weight: 1,
+                }],
+            },
+        ],
+    }
+}
+
+#[test]
+fn example_loads_with_tls_paths_resolved_against_the_config_dir() {
+    let dir = example_dir("load");
+    let config = load(&dir.join("augur.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config, expected(&dir.join("certs")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn parse_resolves_tls_paths_against_the_current_directory() {
+    // The test's working directory (the crate root) has no `certs/`.
+    let errors = parse(EXAMPLE, "augur.yaml").unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with(
+        "augur.yaml:22:18: listeners[1].tls.cert: cannot read certificate file \"certs/server.pem\": "
+    ));
+    assert!(lines[1].starts_with(
+        "augur.yaml:22:41: listeners[1].tls.key: cannot read private key file \"certs/server.key\": "
+    ));
+}
+
+#[test]
+fn defaults_fill_what_the_file_leaves_out() {
+    let text = "\
+listeners:
+  - { name: db, bind: 127.0.0.1:15432, protocol: tcp, upstream: pg }
+upstreams:
+  - name: pg
+    backends: [ { addr: 127.0.0.1:5432 } ]
+";
+    let config = parse(text, "augur.yaml").unwrap();
+    let full = expected(Path::new(""));
+    let defaults = Server {
+        access_log: None,
+        ..full.server
+    };
+    assert_eq!(config.server, defaults);
+    assert_eq!(config.admin, None);
+    assert_eq!(
+        config.upstreams[0],
+        Upstream {
+            policy: PolicyKind::RoundRobin,
+            ..full.upstreams[1].clone()
+        }
+    );
+}
+
+#[test]
+fn hosts_are_lower_cased_and_match_is_optional() {
+    let text = "\
+listeners:
+  - name: web
+    bind: 127.0.0.1:8080
+    protocol: http
+    routes:
+      - match: { host: API.Example.COM }
+        upstream: api
+      - upstream: api
+upstreams: [ { name: api, backends: [ { addr: \"[::1]:9001\" } ] } ]
+";
+    let config = parse(text, "augur.yaml").unwrap();
+    let ListenerKind::Http { routes } = &config.listeners[0].kind else {
+        panic!("not http: {config:?}");
+    };
+    assert_eq!(routes[0].host.as_deref(), Some("api.example.com"));
+    assert_eq!(
+        routes[1],
+        Route {
+            host: None,
+            path_prefix: None,
+            upstream: 0
+        }
+    );
+    assert_eq!(config.upstreams[0].backends[0].addr, addr("[::1]:9001"));
+}
+
+#[test]
+fn unreadable_config_file_is_an_error_at_zero() {
+    let errors = load(Path::new("/nonexistent/augur.yaml")).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    let error = &errors.0[0];
+    assert_eq!((error.line, error.column), (0, 0));
+    assert!(error
+        .to_string()
+        .starts_with("/nonexistent/augur.yaml:0:0: cannot read config file: "));
+}

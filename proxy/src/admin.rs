@@ -1,0 +1,328 @@
+//! The admin listener: `GET /status` (JSON), `GET /metrics` (Prometheus text), `POST /reload`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
+
+use augur_config::ListenerKind;
+use augur_predictor::STATUS_CLASSES;
+
+use crate::reload::reload;
+use crate::state::Shared;
+
+/// The admin HTTP application.
+pub struct Admin {
+    shared: Arc<Shared>,
+}
+
+impl Admin {
+    /// Admin app over the process's shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Admin { shared }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_owned();
+        match (method, path.as_str()) {
+            (Method::GET, "/status") => reply(
+                StatusCode::OK,
+                "application/json",
+                status(&self.shared).to_string(),
+            ),
+            (Method::GET, "/metrics") => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                metrics(&self.shared),
+            ),
+            (Method::POST, "/reload") => {
+                let shared = Arc::clone(&self.shared);
+                let result = tokio::task::spawn_blocking(move || reload(&shared))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+                match result {
+                    Ok(changes) => reply(
+                        StatusCode::OK,
+                        "application/json",
+                        json!({"ok": true, "changes": changes}).to_string(),
+                    ),
+                    Err(error) => reply(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "application/json",
+                        json!({"ok": false, "error": error}).to_string(),
+                    ),
+                }
+            }
+            (_, "/status" | "/metrics" | "/reload") => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed\n".into(),
+            ),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found; try GET /status, GET /metrics, POST /reload\n".into(),
+            ),
+        }
+    }
+}
+
+fn reply(code: StatusCode, content_type: &str, body: String) -> Response<Vec<u8>> {
+    let body = body.into_bytes();
+    Response::builder()
+        .status(code)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The `/status` document.
+pub fn status(shared: &Shared) -> Value {
+    let rt = shared.runtime.load();
+    let last_reload = shared.last_reload.load();
+    let listeners: Vec<Value> = rt
+        .config
+        .listeners
+        .iter()
+        .map(|l| {
+            let (protocol, routes) = match &l.kind {
+                ListenerKind::Http { routes } => ("http", Some(routes)),
+                ListenerKind::Https { routes, .. } => ("https", Some(routes)),
+                ListenerKind::Tcp { .. } => ("tcp", None),
+            };
+            let mut v = json!({"name": l.name, "bind": l.bind.to_string(), "protocol": protocol});
+            if let Some(routes) = routes {
+                v["routes"] = routes
+                    .iter()
+                    .map(|r| json!({"host": r.host, "path_prefix": r.path_prefix, "upstream": rt.config.upstreams[r.upstream].name}))
+                    .collect();
+            }
+            if let ListenerKind::Tcp { upstream } = l.kind {
+                v["upstream"] = json!(rt.config.upstreams[upstream].name);
+            }
+            if let Some(t) = rt.listeners.iter().find(|t| t.name == l.name) {
+                let by_class: serde_json::Map<String, Value> = STATUS_CLASSES
+                    .iter()
+                    .zip(&t.stats.by_class)
+                    .map(|(c, n)| ((*c).to_owned(), json!(n.load(Ordering::Relaxed))))
+                    .collect();
+                v["requests"] = Value::Object(by_class);
+                v["unrouted"] = json!(t.stats.unrouted.load(Ordering::Relaxed));
+            }
+            v
+        })
+        .collect();
+    let upstreams: Vec<Value> = rt
+        .upstreams
+        .iter()
+        .map(|u| {
+            let backends: Vec<Value> = u
+                .backends
+                .iter()
+                .zip(u.members.iter())
+                .map(|(b, m)| {
+                    let f = m.live.figures();
+                    json!({
+                        "addr": b.label, "weight": m.weight, "state": "active",
+                        "in_flight": f.in_flight, "requests": f.requests, "errors": f.errors,
+                        "connect_failures": f.connect_failures,
+                    })
+                })
+                .collect();
+            json!({
+                "name": u.name, "policy": u.policy.name(), "retries": u.stats.retries.load(Ordering::Relaxed),
+                "no_backend": u.stats.no_backend.load(Ordering::Relaxed), "backends": backends,
+            })
+        })
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "uptime_seconds": shared.started.elapsed().as_secs_f64(),
+        "draining": shared.draining.load(Ordering::Relaxed),
+        "in_flight": shared.in_flight.load(Ordering::Relaxed),
+        "config": {
+            "path": shared.config_path.as_ref().map(|p| p.display().to_string()),
+            "hash": rt.version.hash,
+            "generation": rt.version.generation,
+            "loaded_at_unix": unix_secs(rt.version.loaded_at),
+        },
+        "last_reload": last_reload.as_ref().as_ref().map(|r| json!({
+            "at_unix": unix_secs(r.at), "ok": r.ok, "error": r.error, "changes": r.changes,
+        })),
+        "reloads": {"ok": shared.reloads_ok.load(Ordering::Relaxed), "failed": shared.reloads_failed.load(Ordering::Relaxed)},
+        "listeners": listeners,
+        "upstreams": upstreams,
+    })
+}
+
+/// The `/metrics` document in Prometheus text format.
+pub fn metrics(shared: &Shared) -> String {
+    let rt = shared.runtime.load();
+    let mut out = String::with_capacity(8192);
+    let _ = writeln!(out, "# HELP augur_listener_requests_total Requests (HTTP) or sessions (TCP) completed, by status class.");
+    let _ = writeln!(out, "# TYPE augur_listener_requests_total counter");
+    for l in &rt.listeners {
+        for (class, n) in STATUS_CLASSES.iter().zip(&l.stats.by_class) {
+            let _ = writeln!(
+                out,
+                "augur_listener_requests_total{{listener=\"{}\",class=\"{class}\"}} {}",
+                l.name,
+                n.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP augur_listener_unrouted_total HTTP requests that matched no route."
+    );
+    let _ = writeln!(out, "# TYPE augur_listener_unrouted_total counter");
+    for l in &rt.listeners {
+        let _ = writeln!(
+            out,
+            "augur_listener_unrouted_total{{listener=\"{}\"}} {}",
+            l.name,
+            l.stats.unrouted.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP augur_backend_requests_total Requests completed by a backend, by status class."
+    );
+    let _ = writeln!(out, "# TYPE augur_backend_requests_total counter");
+    for u in &rt.upstreams {
+        for (b, m) in u.backends.iter().zip(u.members.iter()) {
+            let f = m.live.figures();
+            for (class, n) in STATUS_CLASSES.iter().zip(f.by_class) {
+                let _ = writeln!(
+                    out,
+                    "augur_backend_requests_total{{upstream=\"{}\",backend=\"{}\",class=\"{class}\"}} {n}",
+                    u.name, b.label
+                );
+            }
+        }
+    }
+    for (name, help, kind, pick) in [
+        (
+            "augur_backend_in_flight",
+            "Requests in flight to a backend.",
+            "gauge",
+            0,
+        ),
+        (
+            "augur_backend_errors_total",
+            "Requests to a backend that ended in an error.",
+            "counter",
+            1,
+        ),
+        (
+            "augur_backend_connect_failures_total",
+            "Failed connection attempts to a backend.",
+            "counter",
+            2,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for u in &rt.upstreams {
+            for (b, m) in u.backends.iter().zip(u.members.iter()) {
+                let f = m.live.figures();
+                let v = [f.in_flight, f.errors, f.connect_failures][pick];
+                let _ = writeln!(
+                    out,
+                    "{name}{{upstream=\"{}\",backend=\"{}\"}} {v}",
+                    u.name, b.label
+                );
+            }
+        }
+    }
+    for (name, help, pick) in [
+        (
+            "augur_upstream_retries_total",
+            "Connect failures retried on another backend.",
+            0,
+        ),
+        (
+            "augur_upstream_no_backend_total",
+            "Requests for which no backend was left to try.",
+            1,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for u in &rt.upstreams {
+            let v = [&u.stats.retries, &u.stats.no_backend][pick].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {v}", u.name);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP augur_upstream_request_duration_seconds Request duration through an upstream."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE augur_upstream_request_duration_seconds histogram"
+    );
+    for u in &rt.upstreams {
+        u.stats.latency.write_prometheus(
+            &mut out,
+            "augur_upstream_request_duration_seconds",
+            &format!("upstream=\"{}\"", u.name),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP augur_in_flight Requests and TCP sessions in progress."
+    );
+    let _ = writeln!(out, "# TYPE augur_in_flight gauge");
+    let _ = writeln!(
+        out,
+        "augur_in_flight {}",
+        shared.in_flight.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(out, "# HELP augur_reloads_total Config reloads by outcome.");
+    let _ = writeln!(out, "# TYPE augur_reloads_total counter");
+    let _ = writeln!(
+        out,
+        "augur_reloads_total{{outcome=\"ok\"}} {}",
+        shared.reloads_ok.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "augur_reloads_total{{outcome=\"failed\"}} {}",
+        shared.reloads_failed.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP augur_config_generation Generation of the running config (1 at start)."
+    );
+    let _ = writeln!(out, "# TYPE augur_config_generation gauge");
+    let _ = writeln!(out, "augur_config_generation {}", rt.version.generation);
+    if let Some(log) = &shared.access_log {
+        let _ = writeln!(out, "# HELP augur_access_log_dropped_total Access log lines dropped because the writer was behind.");
+        let _ = writeln!(out, "# TYPE augur_access_log_dropped_total counter");
+        let _ = writeln!(
+            out,
+            "augur_access_log_dropped_total {}",
+            log.dropped.load(Ordering::Relaxed)
+        );
+    }
+    out
+}

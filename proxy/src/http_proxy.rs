@@ -1,0 +1,303 @@
+//! The HTTP/HTTPS proxy: Pingora's `ProxyHttp` callbacks wired to augur's routing tables.
+//!
+//! Per request: load the current `Runtime` once (the request finishes on it even if a reload
+//! swaps in another), match a route, let the upstream's policy pick a backend, and retry
+//! connect failures on backends not tried yet.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use augur_predictor::Tried;
+
+use crate::access_log::Entry;
+use crate::runtime::Runtime;
+use crate::state::{Busy, Shared};
+
+/// The proxy logic of one HTTP or HTTPS listener.
+pub struct HttpProxy {
+    shared: Arc<Shared>,
+    slot: usize,
+    scheme: &'static str,
+}
+
+impl HttpProxy {
+    /// Proxy for the listener in start-up slot `slot`; `tls` sets `X-Forwarded-Proto`.
+    pub fn new(shared: Arc<Shared>, slot: usize, tls: bool) -> Self {
+        HttpProxy {
+            shared,
+            slot,
+            scheme: if tls { "https" } else { "http" },
+        }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    started: Instant,
+    runtime: Option<Arc<Runtime>>,
+    upstream: Option<usize>,
+    /// The backend currently holding one of its in-flight slots for this request.
+    backend: Option<usize>,
+    tried: Tried,
+    attempts: u32,
+    _busy: Option<Busy>,
+}
+
+impl RequestCtx {
+    /// Gives back the in-flight slot of the current backend, if one is held.
+    fn release_backend(&mut self) {
+        if let (Some(rt), Some(u), Some(b)) = (&self.runtime, self.upstream, self.backend.take()) {
+            rt.upstreams[u].members[b].live.release();
+        }
+    }
+}
+
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        self.release_backend();
+    }
+}
+
+fn host_of(req: &RequestHeader) -> &str {
+    req.uri
+        .host()
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("")
+}
+
+#[async_trait]
+impl ProxyHttp for HttpProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            runtime: None,
+            upstream: None,
+            backend: None,
+            tried: Tried::default(),
+            attempts: 0,
+            _busy: Some(self.shared.enter()),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let runtime = self.shared.runtime.load_full();
+        let req = session.req_header();
+        let upstream = runtime.route(self.slot, host_of(req), req.uri.path());
+        ctx.upstream = upstream;
+        ctx.runtime = Some(runtime);
+        if upstream.is_none() {
+            if let Some(l) = ctx
+                .runtime
+                .as_ref()
+                .and_then(|rt| rt.listeners.get(self.slot))
+            {
+                l.stats
+                    .unrouted
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            respond(
+                session,
+                404,
+                "404 Not Found: no route matches this host and path\n",
+            )
+            .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let (Some(rt), Some(u)) = (&ctx.runtime, ctx.upstream) else {
+            return Err(Error::explain(ErrorType::InternalError, "no route chosen"));
+        };
+        let upstream = &rt.upstreams[u];
+        let Some(b) = upstream.policy.pick(&upstream.members, &ctx.tried) else {
+            upstream
+                .stats
+                .no_backend
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(Error::explain(
+                ErrorType::ConnectNoRoute,
+                "every backend of the upstream was tried",
+            ));
+        };
+        ctx.tried.insert(b);
+        ctx.attempts += 1;
+        upstream.members[b].live.acquire();
+        ctx.backend = Some(b);
+
+        let mut peer = HttpPeer::new(upstream.backends[b].addr, false, String::new());
+        peer.options.connection_timeout = Some(upstream.connect_timeout);
+        peer.options.read_timeout = Some(upstream.read_timeout);
+        peer.options.write_timeout = Some(upstream.write_timeout);
+        peer.options.idle_timeout = Some(upstream.idle_timeout);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(rt), Some(u), Some(b)) = (&ctx.runtime, ctx.upstream, ctx.backend) {
+            let upstream = &rt.upstreams[u];
+            upstream.members[b].live.record_connect_failure();
+            let untried_left = ctx.tried.len() < upstream.members.len();
+            if ctx.attempts <= upstream.retries && untried_left {
+                upstream
+                    .stats
+                    .retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                e.set_retry(true);
+            }
+        }
+        // Either way this backend is done with the request; a retry picks another.
+        ctx.release_backend();
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(ip) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+        {
+            let xff = match upstream_request
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prior) => format!("{prior}, {ip}"),
+                None => ip.to_string(),
+            };
+            upstream_request.insert_header("x-forwarded-for", xff)?;
+        }
+        upstream_request.insert_header("x-forwarded-proto", self.scheme)?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                504
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 502,
+            },
+        };
+        let body = match code {
+            502 => "502 Bad Gateway: no backend could be reached\n",
+            504 => "504 Gateway Timeout: the backend did not answer in time\n",
+            400 => "400 Bad Request\n",
+            _ => "",
+        };
+        if code > 0 {
+            if let Err(err) = respond(session, code, body).await {
+                tracing::debug!(%err, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.elapsed();
+        let Some(rt) = ctx.runtime.clone() else {
+            return;
+        };
+        if let Some(l) = rt.listeners.get(self.slot) {
+            l.stats.record(status);
+        }
+        let mut upstream_name = "";
+        let mut backend_label = "";
+        if let Some(u) = ctx.upstream {
+            let upstream = &rt.upstreams[u];
+            upstream_name = &upstream.name;
+            if ctx.attempts > 0 {
+                upstream.stats.latency.record(elapsed);
+            }
+            if let Some(b) = ctx.backend {
+                let failed = e.is_some() || status >= 500 || status == 0;
+                upstream.members[b].live.record(status, failed);
+                backend_label = &upstream.backends[b].label;
+            }
+        }
+        ctx.release_backend();
+        if let Some(log) = &self.shared.access_log {
+            let req = session.req_header();
+            let client = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            log.log(&Entry {
+                listener: rt.listeners.get(self.slot).map_or("", |l| l.name.as_str()),
+                client: &client,
+                method: req.method.as_str(),
+                host: host_of(req),
+                path: req.uri.path(),
+                status,
+                upstream: upstream_name,
+                backend: backend_label,
+                micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            });
+        }
+    }
+}
+
+/// Writes a short plain-text response with a correct `Content-Length`.
+async fn respond(session: &mut Session, code: u16, body: &'static str) -> Result<()> {
+    let mut resp = ResponseHeader::build(code, Some(3))?;
+    resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+    resp.insert_header("content-length", body.len())?;
+    resp.insert_header("cache-control", "no-store")?;
+    session
+        .write_response_header(Box::new(resp), body.is_empty())
+        .await?;
+    if !body.is_empty() {
+        session
+            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+            .await?;
+    }
+    Ok(())
+}

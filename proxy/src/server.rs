@@ -1,0 +1,279 @@
+//! Assembles a Pingora server from a validated config and runs it: listeners, admin, SIGHUP
+//! reload, and a drain that ends the process as soon as in-flight work is done.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use pingora::services::ServiceWithDependents;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::broadcast;
+
+use augur_config::{Config, ListenerKind};
+
+use crate::access_log::AccessLog;
+use crate::admin::Admin;
+use crate::http_proxy::HttpProxy;
+use crate::reload::reload;
+use crate::runtime::{ConfigVersion, Runtime};
+use crate::state::Shared;
+use crate::tcp_relay::TcpRelay;
+
+/// What to start.
+pub struct Launch {
+    /// The validated config.
+    pub config: Config,
+    /// Content hash of the config text.
+    pub hash: String,
+    /// The file reloads read (`None` for the built-in demo).
+    pub config_path: Option<PathBuf>,
+    /// Take listening sockets over from a running instance instead of binding them.
+    pub upgrade: bool,
+    /// Extra services to run in the same server (the demo's backends).
+    pub extra: Vec<(String, SocketAddr, crate::backend_app::DemoBackend)>,
+}
+
+/// Runs augur until it is told to stop; returns only on error, otherwise exits the process.
+pub fn run(launch: Launch) -> anyhow::Result<()> {
+    let config = launch.config;
+    crate::logging::init(&config.server.log_level);
+
+    if !launch.upgrade {
+        let mut binds: Vec<(String, SocketAddr)> = config
+            .listeners
+            .iter()
+            .map(|l| (format!("listener {}", l.name), l.bind))
+            .collect();
+        if let Some(admin) = &config.admin {
+            binds.push(("admin".into(), admin.bind));
+        }
+        binds.extend(launch.extra.iter().map(|(n, a, _)| (n.clone(), *a)));
+        check_binds(&binds)?;
+    }
+
+    let access_log = match &config.server.access_log {
+        Some(a) => Some(
+            AccessLog::open(&a.path, a.format)
+                .with_context(|| format!("cannot open access log {}", a.path.display()))?,
+        ),
+        None => None,
+    };
+    write_pid_file(&config.server.pid_file);
+
+    let mut conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: config.server.upgrade_sock.display().to_string(),
+        pid_file: config.server.pid_file.display().to_string(),
+        ..ServerConf::default()
+    };
+    // Pingora's own retry cap; ours (per upstream) is always lower.
+    conf.max_retries = 16;
+    let opt = Opt {
+        upgrade: launch.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let slots: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
+    let listeners = config.listeners.clone();
+    let admin = config.admin.clone();
+    let grace = config.server.grace_period;
+    let version = ConfigVersion {
+        hash: launch.hash,
+        loaded_at: SystemTime::now(),
+        generation: 1,
+    };
+    let runtime = Runtime::build(config, version, None, &slots);
+    let shared = Shared::new(runtime, launch.config_path, slots, access_log);
+
+    let server_conf = Arc::clone(&server.configuration);
+    let mut services: Vec<Box<dyn ServiceWithDependents>> = Vec::new();
+    for (slot, listener) in listeners.iter().enumerate() {
+        let bind = listener.bind.to_string();
+        match &listener.kind {
+            ListenerKind::Http { .. } => {
+                let proxy = HttpProxy::new(Arc::clone(&shared), slot, false);
+                let mut svc = pingora::proxy::http_proxy_service_with_name(
+                    &server_conf,
+                    proxy,
+                    &listener.name,
+                );
+                svc.add_tcp(&bind);
+                services.push(Box::new(svc));
+            }
+            ListenerKind::Https { tls, .. } => {
+                let proxy = HttpProxy::new(Arc::clone(&shared), slot, true);
+                let mut svc = pingora::proxy::http_proxy_service_with_name(
+                    &server_conf,
+                    proxy,
+                    &listener.name,
+                );
+                let mut settings = TlsSettings::intermediate(
+                    &tls.cert.display().to_string(),
+                    &tls.key.display().to_string(),
+                )
+                .with_context(|| format!("listener {}: TLS settings", listener.name))?;
+                settings.enable_h2();
+                svc.add_tls_with_settings(&bind, None, settings);
+                services.push(Box::new(svc));
+            }
+            ListenerKind::Tcp { .. } => {
+                let mut svc = Service::new(
+                    listener.name.clone(),
+                    TcpRelay::new(Arc::clone(&shared), slot),
+                );
+                svc.add_tcp(&bind);
+                services.push(Box::new(svc));
+            }
+        }
+    }
+    if let Some(admin) = admin {
+        let mut svc = Service::new("admin".to_owned(), Admin::new(Arc::clone(&shared)));
+        svc.add_tcp(&admin.bind.to_string());
+        services.push(Box::new(svc));
+    }
+    for (name, addr, app) in launch.extra {
+        let mut svc = Service::new(name, app);
+        svc.add_tcp(&addr.to_string());
+        services.push(Box::new(svc));
+    }
+    server.add_services(services);
+
+    reload_on_sighup(Arc::clone(&shared))?;
+    let phases = server.watch_execution_phase();
+    tracing::info!(
+        listeners = listeners.len(),
+        upgrade = launch.upgrade,
+        "augur starting"
+    );
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals {
+            shared,
+            phases: std::sync::Mutex::new(Some(phases)),
+            grace,
+        }),
+    });
+    std::process::exit(0)
+}
+
+/// Binds every address once and releases it, so that a taken port fails the start with a
+/// clear message (Pingora would otherwise panic inside a service task and keep running).
+fn check_binds(binds: &[(String, SocketAddr)]) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for (what, addr) in binds {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            problems.push(format!("{what}: cannot listen on {addr}: {e}"));
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(())
+}
+
+fn write_pid_file(path: &std::path::Path) {
+    if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the pid file");
+    }
+}
+
+/// Starts a thread that reloads the config on every SIGHUP. The handler is installed before
+/// this returns, so a SIGHUP sent once the process is serving never kills it.
+fn reload_on_sighup(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("SIGHUP runtime")?;
+    let mut hup = rt
+        .block_on(async { signal(SignalKind::hangup()) })
+        .context("installing the SIGHUP handler")?;
+    std::thread::Builder::new()
+        .name("augur-sighup".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading");
+                    let _ = reload(&shared);
+                }
+            });
+        })
+        .context("SIGHUP thread")?;
+    Ok(())
+}
+
+/// Pingora's shutdown signals (SIGTERM graceful, SIGINT fast, SIGQUIT upgrade hand-over),
+/// plus augur's drain: once the listeners have closed, exit as soon as nothing is in flight
+/// instead of always sleeping out the grace period.
+struct Signals {
+    shared: Arc<Shared>,
+    phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
+    grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        let sig = tokio::select! {
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = term.recv() => ShutdownSignal::GracefulTerminate,
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+        };
+        if !matches!(sig, ShutdownSignal::FastShutdown) {
+            self.shared.draining.store(true, Ordering::Relaxed);
+            let phases = self.phases.lock().ok().and_then(|mut p| p.take());
+            if let Some(phases) = phases {
+                let shared = Arc::clone(&self.shared);
+                let grace = self.grace;
+                let _ = std::thread::Builder::new()
+                    .name("augur-drain".into())
+                    .spawn(move || drain(shared, phases, grace));
+            }
+            tracing::info!(
+                upgrade = matches!(sig, ShutdownSignal::GracefulUpgrade),
+                "draining"
+            );
+        } else {
+            tracing::info!("SIGINT: stopping now");
+        }
+        sig
+    }
+}
+
+/// Waits for the listeners to close, then for in-flight work to finish (at most `grace`),
+/// then exits the process.
+fn drain(shared: Arc<Shared>, mut phases: broadcast::Receiver<ExecutionPhase>, grace: Duration) {
+    loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+    let deadline = Instant::now() + grace;
+    // Polling a counter: the request path must not pay for a notification on every request.
+    while shared.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = shared.in_flight.load(Ordering::Relaxed);
+    tracing::info!(in_flight_left = left, "drained; exiting");
+    std::process::exit(0);
+}

@@ -1,0 +1,104 @@
+//! Lock-free counters and latency histograms for listeners and upstreams.
+//!
+//! Like a backend's `Live`, these are keyed by a stable name and carried from one runtime
+//! table to the next, so a reload does not reset what Prometheus has scraped.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use augur_predictor::live::class_index;
+
+/// Upper bounds of the latency buckets, in seconds (Prometheus `le` labels).
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A cumulative-on-export latency histogram with fixed buckets; recording is one atomic add.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn record(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Number of observations.
+    #[cfg(test)]
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Writes the histogram in Prometheus text format under `name` with `labels`.
+    pub fn write_prometheus(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// Counters of one listener.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Requests (HTTP) or sessions (TCP) completed, by status class (`STATUS_CLASSES`).
+    pub by_class: [AtomicU64; 6],
+    /// HTTP requests that matched no route (answered 404).
+    pub unrouted: AtomicU64,
+}
+
+impl ListenerStats {
+    /// Counts a completed request by its status (0 = no response).
+    pub fn record(&self, status: u16) {
+        self.by_class[class_index(status)].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counters of one upstream.
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    /// Request latency, first byte in to last byte out.
+    pub latency: LatencyHistogram,
+    /// Connect attempts retried on another backend.
+    pub retries: AtomicU64,
+    /// Requests that found no backend to try (all tried or none configured).
+    pub no_backend: AtomicU64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_exports_cumulative_buckets() {
+        let h = LatencyHistogram::default();
+        h.record(Duration::from_micros(300));
+        h.record(Duration::from_millis(3));
+        h.record(Duration::from_secs(20));
+        assert_eq!(h.count(), 3);
+        let mut out = String::new();
+        h.write_prometheus(&mut out, "lat", "u=\"a\"");
+        assert!(out.contains("lat_bucket{u=\"a\",le=\"0.0005\"} 1\n"));
+        assert!(out.contains("lat_bucket{u=\"a\",le=\"0.005\"} 2\n"));
+        assert!(out.contains("lat_bucket{u=\"a\",le=\"10\"} 2\n"));
+        assert!(out.contains("lat_bucket{u=\"a\",le=\"+Inf\"} 3\n"));
+        assert!(out.contains("lat_count{u=\"a\"} 3\n"));
+    }
+}

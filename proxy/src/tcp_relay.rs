@@ -1,0 +1,118 @@
+//! The L4 relay: each accepted connection is paired with a connection to a backend chosen by
+//! the upstream's policy, and bytes are copied both ways until either side closes.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use tokio::net::TcpStream;
+
+use augur_predictor::Tried;
+
+use crate::access_log::Entry;
+use crate::state::Shared;
+
+/// The relay logic of one TCP listener.
+pub struct TcpRelay {
+    shared: Arc<Shared>,
+    slot: usize,
+}
+
+impl TcpRelay {
+    /// Relay for the listener in start-up slot `slot`.
+    pub fn new(shared: Arc<Shared>, slot: usize) -> Self {
+        TcpRelay { shared, slot }
+    }
+}
+
+/// Opens a connection to a backend. The one place a TCP backend is dialled: backends behind
+/// a tunnel will be reached by replacing this step, not the relay around it.
+async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+#[async_trait]
+impl ServerApp for TcpRelay {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut client: Stream,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let _busy = self.shared.enter();
+        let started = Instant::now();
+        let rt = self.shared.runtime.load_full();
+        let listener = rt.listeners.get(self.slot)?;
+        let u = listener.tcp_upstream?;
+        let upstream = &rt.upstreams[u];
+        let mut tried = Tried::default();
+        let mut attempts = 0;
+        let (status, backend) = loop {
+            let Some(b) = upstream.policy.pick(&upstream.members, &tried) else {
+                upstream.stats.no_backend.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(listener = %listener.name, upstream = %upstream.name, "no backend could be reached");
+                break (502, None);
+            };
+            tried.insert(b);
+            attempts += 1;
+            let live = &upstream.members[b].live;
+            let _slot = live.begin();
+            match dial(upstream.backends[b].addr, upstream.connect_timeout).await {
+                Ok(mut server) => {
+                    // A session counts as 2xx when it ended cleanly, 5xx when the relay failed.
+                    let status = match tokio::io::copy_bidirectional(&mut client, &mut server).await
+                    {
+                        Ok(_) => 200,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "tcp relay ended with an error");
+                            502
+                        }
+                    };
+                    live.record(status, status >= 500);
+                    break (status, Some(b));
+                }
+                Err(e) => {
+                    live.record_connect_failure();
+                    tracing::debug!(backend = %upstream.backends[b].label, error = %e, "tcp connect failed");
+                    if attempts > upstream.retries || tried.len() >= upstream.members.len() {
+                        break (502, None);
+                    }
+                    upstream.stats.retries.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+        listener.stats.record(status);
+        upstream.stats.latency.record(started.elapsed());
+        if let Some(log) = &self.shared.access_log {
+            let client_addr = client
+                .get_socket_digest()
+                .and_then(|d| {
+                    d.peer_addr()
+                        .and_then(|a| a.as_inet())
+                        .map(|a| a.to_string())
+                })
+                .unwrap_or_default();
+            log.log(&Entry {
+                listener: &listener.name,
+                client: &client_addr,
+                method: "TCP",
+                host: "",
+                path: "",
+                status,
+                upstream: &upstream.name,
+                backend: backend.map_or("", |b| upstream.backends[b].label.as_str()),
+                micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            });
+        }
+        None
+    }
+}

@@ -1,0 +1,90 @@
+//! `augur check`, `--help`, `--version`, and every example config.
+
+use crate::support::*;
+
+#[test]
+fn check_accepts_a_good_file_and_locates_every_problem_in_a_bad_one() {
+    let dir = temp_dir("check");
+    let good = dir.join("good.yaml");
+    std::fs::write(
+        &good,
+        "listeners:\n  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }\nupstreams:\n  - { name: api, backends: [ { addr: 127.0.0.1:9001 } ] }\n",
+    )
+    .unwrap();
+    let (code, out, _) = augur_cmd(&["check", "-c", good.to_str().unwrap()]);
+    assert_eq!((code, out.trim()), (0, "ok"));
+
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "listeners:
+  - name: web
+    bind: 127.0.0.1:8080
+    protocol: http
+    routes:
+      - upstream: apii
+upstreams:
+  - name: api
+    backends:
+      - addr: 10.0.0.1:80a
+",
+    )
+    .unwrap();
+    let (code, out, _) = augur_cmd(&["check", "-c", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let file = bad.display().to_string();
+    assert!(
+        out.contains(&format!("{file}:6:19: listeners[0].routes[0].upstream: "))
+            && out.contains("\"api\""),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{file}:10:15: upstreams[0].backends[0].addr: ")),
+        "{out}"
+    );
+
+    let typo = dir.join("typo.yaml");
+    std::fs::write(
+        &typo,
+        "listeners:\n  - name: web\n    bnd: 127.0.0.1:8080\n",
+    )
+    .unwrap();
+    let (code, out, _) = augur_cmd(&["check", "-c", typo.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(&format!("{}:3:5: listeners[0]", typo.display())),
+        "{out}"
+    );
+    assert!(out.contains("did you mean `bind`"), "{out}");
+
+    let (code, out, err) = augur_cmd(&["check", "-c", dir.join("missing.yaml").to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.contains("missing.yaml"), "{out}");
+}
+
+#[test]
+fn help_and_version() {
+    let (code, out, _) = augur_cmd(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("augur "), "{out}");
+    let (code, out, _) = augur_cmd(&["--help"]);
+    assert_eq!(code, 0);
+    for word in ["run", "check", "reload", "demo"] {
+        assert!(out.contains(word), "{out}");
+    }
+}
+
+#[test]
+fn every_example_config_passes_check() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let (code, out, err) = augur_cmd(&["check", "-c", path.to_str().unwrap()]);
+            assert_eq!(code, 0, "{}: {out}{err}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}

@@ -1,0 +1,268 @@
+//! HTTP and HTTPS proxying: routing, forwarding headers, retries, errors, HTTP/2.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use crate::support::*;
+
+fn listener_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+#[test]
+fn routes_by_host_and_path_and_forwards_headers() {
+    let api = Backend::start("api");
+    let web = Backend::start("web");
+    let admin_b = Backend::start("admin-b");
+    let addr = listener_addr();
+    let augur = Augur::start(
+        "routes",
+        &format!(
+            "listeners:
+  - name: web
+    bind: {addr}
+    protocol: http
+    routes:
+      - match: {{ host: api.example.com, path_prefix: /v1 }}
+        upstream: api
+      - match: {{ path_prefix: /admin }}
+        upstream: admin
+      - upstream: web
+upstreams:
+  - name: api
+    backends: [ {{ addr: {} }} ]
+  - name: admin
+    backends: [ {{ addr: {} }} ]
+  - name: web
+    backends: [ {{ addr: {} }} ]
+",
+            api.addr, admin_b.addr, web.addr
+        ),
+        &[addr],
+    );
+    let r = get(addr, "api.example.com", "/v1/users");
+    assert_eq!((r.status, backend_of(&r).as_str()), (200, "api"));
+    let body = r.json();
+    assert_eq!(body["host"], "api.example.com", "Host is passed through");
+    assert_eq!(body["x_forwarded_for"], "127.0.0.1");
+    assert_eq!(body["x_forwarded_proto"], "http");
+    assert_eq!(body["path"], "/v1/users");
+    // Host matching ignores case and port.
+    assert_eq!(backend_of(&get(addr, "API.example.com:8080", "/v1")), "api");
+    // Same path, other host: falls through to the catch-all.
+    assert_eq!(
+        backend_of(&get(addr, "www.example.com", "/v1/users")),
+        "web"
+    );
+    assert_eq!(
+        backend_of(&get(addr, "api.example.com", "/admin/x")),
+        "admin-b"
+    );
+    // An existing X-Forwarded-For is appended to.
+    let r = request(
+        addr,
+        "GET",
+        "/",
+        "x",
+        &[("X-Forwarded-For", "203.0.113.9")],
+        b"",
+    );
+    assert_eq!(r.json()["x_forwarded_for"], "203.0.113.9, 127.0.0.1");
+    let status = augur.status();
+    let served: u64 = status["upstreams"][0]["backends"][0]["requests"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(served, 2);
+}
+
+#[test]
+fn unmatched_request_gets_404() {
+    let b = Backend::start("b");
+    let addr = listener_addr();
+    let augur = Augur::start(
+        "unrouted",
+        &format!(
+            "listeners:
+  - name: web
+    bind: {addr}
+    protocol: http
+    routes: [ {{ match: {{ path_prefix: /only }}, upstream: u }} ]
+upstreams:
+  - name: u
+    backends: [ {{ addr: {} }} ]
+",
+            b.addr
+        ),
+        &[addr],
+    );
+    let r = get(addr, "x", "/other");
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("no route"));
+    assert!(augur
+        .metrics()
+        .contains("augur_listener_unrouted_total{listener=\"web\"} 1"));
+}
+
+#[test]
+fn request_bodies_are_streamed_through() {
+    let b = Backend::start("b");
+    let addr = listener_addr();
+    let _augur = Augur::start(
+        "body",
+        &format!(
+            "listeners:
+  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
+upstreams:
+  - {{ name: u, backends: [ {{ addr: {} }} ] }}
+",
+            b.addr
+        ),
+        &[addr],
+    );
+    let body = vec![b'z'; 5 * 1024 * 1024];
+    let r = request(addr, "POST", "/upload", "x", &[], &body);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["body_bytes"], 5 * 1024 * 1024);
+    // And a large response comes back whole.
+    let r = get(addr, "x", "/?size=3000000");
+    assert_eq!(r.body.len(), 3_000_000);
+}
+
+#[test]
+fn refused_connections_are_retried_on_another_backend() {
+    let live = Backend::start("live");
+    let dead1 = dead_addr();
+    let dead2 = dead_addr();
+    let addr = listener_addr();
+    let augur = Augur::start(
+        "retry",
+        &format!(
+            "listeners:
+  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
+upstreams:
+  - name: u
+    policy: round_robin
+    retries: 2
+    backends: [ {{ addr: {dead1} }}, {{ addr: {} }}, {{ addr: {dead2} }} ]
+",
+            live.addr
+        ),
+        &[addr],
+    );
+    for _ in 0..30 {
+        let r = get(addr, "x", "/");
+        assert_eq!((r.status, backend_of(&r).as_str()), (200, "live"));
+    }
+    let metrics = augur.metrics();
+    let retries: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("augur_upstream_retries_total{upstream=\"u\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("retries metric");
+    assert!(
+        retries >= 20,
+        "two of three backends refuse: most requests needed a retry, saw {retries}"
+    );
+    assert!(metrics.contains(&format!(
+        "augur_backend_connect_failures_total{{upstream=\"u\",backend=\"{dead1}\"}}"
+    )));
+}
+
+#[test]
+fn all_backends_down_gives_502_and_a_slow_backend_gives_504() {
+    let slow = Backend::start_with_delay("slow", std::time::Duration::from_millis(2000));
+    let addr = listener_addr();
+    let _augur = Augur::start(
+        "down",
+        &format!(
+            "listeners:
+  - name: web
+    bind: {addr}
+    protocol: http
+    routes:
+      - {{ match: {{ path_prefix: /slow }}, upstream: slow }}
+      - {{ upstream: dead }}
+upstreams:
+  - name: dead
+    retries: 1
+    backends: [ {{ addr: {} }}, {{ addr: {} }} ]
+  - name: slow
+    read_timeout: 200ms
+    backends: [ {{ addr: {} }} ]
+",
+            dead_addr(),
+            dead_addr(),
+            slow.addr
+        ),
+        &[addr],
+    );
+    let r = get(addr, "x", "/");
+    assert_eq!(r.status, 502);
+    assert!(
+        r.text().contains("no backend could be reached"),
+        "{}",
+        r.text()
+    );
+    let started = std::time::Instant::now();
+    let r = get(addr, "x", "/slow");
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1500),
+        "read_timeout is enforced"
+    );
+}
+
+#[test]
+fn https_with_http1_and_http2() {
+    let b = Backend::start("b");
+    let addr = listener_addr();
+    let dir = temp_dir("tls-certs");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    std::fs::write(dir.join("server.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), cert.key_pair.serialize_pem()).unwrap();
+    let _augur = Augur::start(
+        "https",
+        &format!(
+            "listeners:
+  - name: tls
+    bind: {addr}
+    protocol: https
+    tls: {{ cert: {}, key: {} }}
+    routes: [ {{ upstream: u }} ]
+upstreams:
+  - {{ name: u, backends: [ {{ addr: {} }} ] }}
+",
+            dir.join("server.pem").display(),
+            dir.join("server.key").display(),
+            b.addr
+        ),
+        &[addr],
+    );
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let out = Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(dir.join("server.pem"))
+            .args([
+                flag,
+                "--resolve",
+                &format!("localhost:{}:127.0.0.1", addr.port()),
+            ])
+            .args(["-w", "\n%{http_version} %{http_code}"])
+            .arg(format!("https://localhost:{}/secure", addr.port()))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "curl {flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.ends_with(&format!("{version} 200")),
+            "curl {flag}: {text}"
+        );
+        assert!(text.contains("\"x_forwarded_proto\":\"https\""), "{text}");
+        assert!(text.contains("\"path\":\"/secure\""), "{text}");
+    }
+}

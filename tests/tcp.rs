@@ -1,0 +1,67 @@
+//! The L4 TCP relay.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+
+use crate::support::*;
+
+#[test]
+fn tcp_relay_carries_bytes_both_ways_and_retries_refused_backends() {
+    let echo = echo_server();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let augur = Augur::start(
+        "tcp",
+        &format!(
+            "listeners:
+  - {{ name: db, bind: {addr}, protocol: tcp, upstream: pg }}
+upstreams:
+  - name: pg
+    policy: round_robin
+    backends: [ {{ addr: {} }}, {{ addr: {echo} }} ]
+",
+            dead_addr()
+        ),
+        &[addr],
+    );
+    // The readiness probe was a session too: let it finish, then count from here.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while augur.status()["in_flight"] != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "probe session never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let before = augur.status()["upstreams"][0]["backends"][1]["requests"]
+        .as_u64()
+        .unwrap();
+    let payload: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+    for _ in 0..4 {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        let mut reader = conn.try_clone().unwrap();
+        let expected = payload.len();
+        let reading = std::thread::spawn(move || {
+            let mut got = Vec::with_capacity(expected);
+            reader.read_to_end(&mut got).unwrap();
+            got
+        });
+        conn.write_all(&payload).unwrap();
+        conn.shutdown(Shutdown::Write).unwrap();
+        let got = reading.join().unwrap();
+        assert!(
+            got == payload,
+            "echoed {} bytes, sent {}",
+            got.len(),
+            payload.len()
+        );
+    }
+    let status = augur.status();
+    let echo_backend = &status["upstreams"][0]["backends"][1];
+    assert_eq!(echo_backend["requests"].as_u64().unwrap() - before, 4);
+    assert!(
+        status["upstreams"][0]["backends"][0]["connect_failures"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+}
