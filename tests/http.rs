@@ -266,3 +266,56 @@ upstreams:
         assert!(text.contains("\"path\":\"/secure\""), "{text}");
     }
 }
+
+#[test]
+fn access_log_writes_one_json_line_per_request() {
+    let b = Backend::start("b");
+    let addr = listener_addr();
+    let augur = Augur::start_with(
+        "accesslog",
+        |dir| format!("  access_log: {{ path: {}, format: json }}\n", dir.join("access.log").display()),
+        &format!(
+            "listeners:
+  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ match: {{ path_prefix: /api }}, upstream: u }} ] }}
+upstreams:
+  - {{ name: u, backends: [ {{ addr: {} }} ] }}
+",
+            b.addr
+        ),
+        &[addr],
+    );
+    assert_eq!(get(addr, "example.com", "/api/one").status, 200);
+    assert_eq!(get(addr, "example.com", "/nowhere").status, 404);
+    let path = augur.dir.join("access.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        if lines.len() >= 2 {
+            break lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "access log has {} lines",
+            lines.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let api = lines
+        .iter()
+        .find(|l| l["path"] == "/api/one")
+        .expect("the /api request is logged");
+    assert_eq!(api["status"], 200);
+    assert_eq!(api["upstream"], "u");
+    assert_eq!(api["backend"], b.addr.to_string());
+    assert_eq!(api["host"], "example.com");
+    assert_eq!(api["listener"], "web");
+    let unrouted = lines
+        .iter()
+        .find(|l| l["path"] == "/nowhere")
+        .expect("the 404 is logged");
+    assert_eq!(unrouted["status"], 404);
+}

@@ -48,11 +48,15 @@ impl Issue {
             file: file.to_owned(),
             line: position.line,
             column: position.column,
-            path: self.path,
+            // A key can be any length; the path names it, but must not echo a whole file.
+            path: shorten(&self.path, MAX_PATH),
             message: self.message,
         }
     }
 }
+
+/// Longest path shown, in characters (a key can be arbitrarily long).
+const MAX_PATH: usize = 200;
 
 /// Longest user-supplied text echoed back in a message, in characters.
 const MAX_ECHO: usize = 64;

@@ -34,7 +34,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, Errors> {
     parse_in(text, file, Path::new(""))
 }
 
-/// Read a file (error if unreadable, as an Errors with line 0 col 0) and parse it. Relative TLS paths are resolved against the config file's directory.
+/// Read a file and parse it; relative TLS paths are resolved against the file's directory.
+///
+/// An unreadable file is an [`Errors`] with one error at line 0, column 0.
 pub fn load(path: &Path) -> Result<Config, Errors> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)

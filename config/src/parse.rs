@@ -12,8 +12,13 @@ use crate::suggest::{nearest, one_of};
 /// Longest serde message kept, in characters; longer ones are cut (they can quote a value).
 const MAX_MESSAGE: usize = 240;
 
+/// Most unclosed `[` and `{` accepted. The schema needs six; libyaml's scanner slows
+/// quadratically with flow nesting, so hostile nesting is refused before it gets there.
+const MAX_FLOW_DEPTH: usize = 64;
+
 /// Deserializes `text` into the raw schema. An empty document is an error.
 pub fn parse_raw(text: &str) -> Result<RawConfig, Issue> {
+    check_flow_depth(text)?;
     let deserializer = serde_yaml::Deserializer::from_str(text);
     match serde_path_to_error::deserialize::<_, Option<RawConfig>>(deserializer) {
         Ok(Some(raw)) => Ok(raw),
@@ -25,6 +30,39 @@ pub fn parse_raw(text: &str) -> Result<RawConfig, Issue> {
         }),
         Err(error) => Err(explain(&error, text)),
     }
+}
+
+/// Refuses text with more than `MAX_FLOW_DEPTH` unclosed brackets. Brackets are counted
+/// everywhere, quoted or commented out too: no real config comes near the limit, and a
+/// count that ignores YAML syntax is one that cannot be fooled by it.
+fn check_flow_depth(text: &str) -> Result<(), Issue> {
+    let mut depth = 0usize;
+    let mut position = Position::START;
+    for c in text.chars() {
+        match c {
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Err(Issue {
+                        path: String::new(),
+                        message: format!(
+                            "expected at most {MAX_FLOW_DEPTH} nested `[` and `{{`, found more"
+                        ),
+                        anchor: Anchor::At(position),
+                    });
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c == '\n' {
+            position.line += 1;
+            position.column = 1;
+        } else {
+            position.column += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Turns serde's error into an issue with our path format and wording.
@@ -120,6 +158,7 @@ fn reword(path: &str, message: &str) -> Issue {
         let (found, expected) = words.split_first().unwrap_or((&"", &[]));
         let hint = match nearest(found, expected.iter().copied()) {
             Some(near) => format!("did you mean `{near}`?"),
+            None if *found == "<<" => "YAML merge keys are not supported".to_owned(),
             None if expected.is_empty() => format!("no {what}s are allowed here"),
             None => format!("expected {}", one_of(expected)),
         };
@@ -149,6 +188,9 @@ fn reword(path: &str, message: &str) -> Issue {
     if let Some(rest) = message.strip_prefix("missing field `") {
         let key = rest.split('`').next().unwrap_or_default();
         return value(format!("missing required key `{key}`"));
+    }
+    if message.starts_with("deserializing from YAML containing more than one document") {
+        return value("expected one YAML document, found more (separated by `---`)".to_owned());
     }
     for kind in ["invalid type: ", "invalid value: "] {
         if let Some((found, expected)) = message
@@ -211,6 +253,22 @@ mod tests {
     }
 
     #[test]
+    fn merge_keys_and_second_documents() {
+        let found = issue("listeners: [ { <<: { name: x } } ]\n");
+        assert_eq!(found.path, "listeners[0].<<");
+        assert_eq!(
+            found.message,
+            "unknown key `<<`; YAML merge keys are not supported"
+        );
+        let found = issue("listeners: []\n---\nupstreams: []\n");
+        assert_eq!(found.path, "");
+        assert_eq!(
+            found.message,
+            "expected one YAML document, found more (separated by `---`)"
+        );
+    }
+
+    #[test]
     fn duplicate_key() {
         let found = issue("listeners:\n  - name: web\n    name: web2\n");
         assert_eq!(found.path, "listeners[0].name");
@@ -255,6 +313,19 @@ mod tests {
             "{}",
             found.message
         );
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_early() {
+        let text = format!("a:\n  {}", "[".repeat(10_000));
+        let found = issue(&text);
+        assert_eq!(found.anchor, at(2, 3 + MAX_FLOW_DEPTH));
+        assert_eq!(
+            found.message,
+            "expected at most 64 nested `[` and `{`, found more"
+        );
+        let fine = format!("{}{}", "[{".repeat(32), "}]".repeat(32));
+        assert!(!issue(&fine).message.contains("nested"));
     }
 
     #[test]

@@ -42,13 +42,14 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
     let server = checks.server(raw.server.unwrap_or_default());
     let upstreams = checks.upstreams(raw.upstreams);
     let listeners = checks.listeners(raw.listeners, &upstreams.names);
-    let admin = raw
-        .admin
-        .map(|admin| checks.admin(admin, &listeners.binds()));
+    let admin = match raw.admin {
+        None => Some(None),
+        Some(admin) => checks.admin(admin, &listeners.binds()).map(Some),
+    };
     let built = (|| {
         Some(Config {
             server: server?,
-            admin: admin.map_or(Some(None), |admin| admin.map(Some))?,
+            admin: admin?,
             listeners: listeners.built?,
             upstreams: upstreams.built?,
         })
@@ -125,19 +126,16 @@ impl Checks<'_> {
 
     /// A humantime duration such as `1s`, `250ms` or `2m`.
     fn duration(&mut self, text: &str, path: &str) -> Option<Duration> {
-        match humantime::parse_duration(text.trim()) {
-            Ok(duration) => Some(duration),
-            Err(_) => {
-                self.report(
-                    path,
-                    format!(
-                        "invalid duration {}: expected a number and a unit, like \"1s\", \"250ms\" or \"2m\"",
-                        quoted(text)
-                    ),
-                );
-                None
-            }
-        }
+        let expected = match humantime::parse_duration(text.trim()) {
+            Ok(duration) => return Some(duration),
+            Err(humantime::DurationError::NumberOverflow) => "expected at most a few centuries",
+            Err(_) => "expected a number and a unit, like \"1s\", \"250ms\" or \"2m\"",
+        };
+        self.report(
+            path,
+            format!("invalid duration {}: {expected}", quoted(text)),
+        );
+        None
     }
 
     /// An integer within `min..=max`.

@@ -101,3 +101,337 @@ fn unknown_upstream_suggests_the_nearest() {
         ],
     );
 }
+
+#[test]
+fn bad_durations_say_what_was_expected() {
+    let text = format!(
+        "{UPSTREAMS}  - name: pg
+    connect_timeout: 5
+    read_timeout: 0s
+    idle_timeout: 1 fortnight
+    write_timeout: 99999999999999999999999s
+    backends: [ {{ addr: 127.0.0.1:5432 }} ]
+listeners: [ {{ name: db, bind: 127.0.0.1:1, protocol: tcp, upstream: pg }} ]
+server: {{ grace_period: soon }}
+"
+    );
+    check(
+        &text,
+        &[
+            "augur.yaml:5:22: upstreams[1].connect_timeout: invalid duration \"5\": expected a number and a unit, like \"1s\", \"250ms\" or \"2m\"",
+            "augur.yaml:6:19: upstreams[1].read_timeout: expected a timeout greater than zero, found \"0s\"",
+            "augur.yaml:7:19: upstreams[1].idle_timeout: invalid duration \"1 fortnight\": expected a number and a unit, like \"1s\", \"250ms\" or \"2m\"",
+            "augur.yaml:8:20: upstreams[1].write_timeout: invalid duration \"99999999999999999999999s\": expected at most a few centuries",
+            "augur.yaml:11:25: server.grace_period: invalid duration \"soon\": expected a number and a unit, like \"1s\", \"250ms\" or \"2m\"",
+        ],
+    );
+}
+
+#[test]
+fn duplicates_and_conflicting_addresses() {
+    let text = format!(
+        "{UPSTREAMS}  - name: api
+    backends: [ {{ addr: 127.0.0.1:9001 }}, {{ addr: 127.0.0.1:9001 }} ]
+admin: {{ bind: 127.0.0.1:8080 }}
+listeners:
+  - {{ name: a, bind: 127.0.0.1:8080, protocol: tcp, upstream: api }}
+  - {{ name: a, bind: 0.0.0.0:8080, protocol: tcp, upstream: api }}
+"
+    );
+    check(
+        &text,
+        &[
+            "augur.yaml:4:11: upstreams[1].name: duplicate upstream name \"api\"; upstreams[0] has it too",
+            "augur.yaml:5:51: upstreams[1].backends[1].addr: duplicate backend 127.0.0.1:9001; backends[0] has it too",
+            "augur.yaml:6:16: admin.bind: admin address 127.0.0.1:8080 conflicts with listener \"a\" on 127.0.0.1:8080",
+            "augur.yaml:9:13: listeners[1].name: duplicate listener name \"a\"; listeners[0] has it too",
+            "augur.yaml:9:22: listeners[1].bind: address 0.0.0.0:8080 conflicts with listener \"a\" on 127.0.0.1:8080",
+        ],
+    );
+}
+
+#[test]
+fn each_protocol_needs_its_keys_and_only_those() {
+    let text = format!(
+        "{UPSTREAMS}listeners:
+  - name: a
+    bind: 127.0.0.1:1
+    protocol: http
+    upstream: api
+    tls: {{ cert: c, key: k }}
+  - name: b
+    bind: 127.0.0.1:2
+    protocol: tcp
+    routes: []
+    tls: {{ cert: c, key: k }}
+  - name: c
+    bind: 127.0.0.1:3
+    protocol: https
+    routes: []
+  - name: d
+    bind: 127.0.0.1:4
+"
+    );
+    check(
+        &text,
+        &[
+            "augur.yaml:5:5: listeners[0]: missing required key `routes`; an http listener needs at least one route",
+            "augur.yaml:8:15: listeners[0].upstream: `upstream` is only for tcp listeners; http and https listeners pick an upstream in each of their `routes`",
+            "augur.yaml:9:10: listeners[0].tls: `tls` is only for https listeners; did you mean `protocol: https`?",
+            "augur.yaml:10:5: listeners[1]: missing required key `upstream`; a tcp listener forwards to one upstream",
+            "augur.yaml:13:13: listeners[1].routes: `routes` are only for http and https listeners; a tcp listener forwards every connection to its `upstream`",
+            "augur.yaml:14:10: listeners[1].tls: `tls` is only for https listeners",
+            "augur.yaml:15:5: listeners[2]: missing required key `tls`; an https listener needs a `cert` and a `key`",
+            "augur.yaml:18:13: listeners[2].routes: expected at least one route, found none",
+            "augur.yaml:19:5: listeners[3]: missing required key `protocol`; expected `http`, `https` or `tcp`",
+        ],
+    );
+}
+
+#[test]
+fn tls_files_must_be_readable_pem() {
+    let dir = std::env::temp_dir().join(format!("augur-config-{}-tls", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let cert = dir.join("cert.pem");
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    let text = format!(
+        "{UPSTREAMS}listeners:
+  - name: a
+    bind: 127.0.0.1:1
+    protocol: https
+    tls: {{ cert: {not_pem}, key: {not_pem} }}
+    routes: [ {{ upstream: api }} ]
+  - name: b
+    bind: 127.0.0.1:2
+    protocol: https
+    tls: {{ cert: {cert} }}
+    routes: [ {{ upstream: api }} ]
+  - name: c
+    bind: 127.0.0.1:3
+    protocol: https
+    tls: {{ cert: {dir}, key: {dir}/missing.key }}
+    routes: [ {{ upstream: api }} ]
+",
+        not_pem = not_pem.display(),
+        cert = cert.display(),
+        dir = dir.display(),
+    );
+    let found = errors(&text);
+    let not_pem = not_pem.display();
+    let key_column = 18 + format!("{not_pem}, key: ").len();
+    let shown_dir = dir.display();
+    let missing_column = 18 + format!("{shown_dir}, key: ").len();
+    assert_eq!(found.len(), 5, "{found:#?}");
+    assert_eq!(
+        found[0],
+        format!("augur.yaml:8:18: listeners[0].tls.cert: \"{not_pem}\" is not a PEM certificate: expected a \"-----BEGIN CERTIFICATE-----\" line")
+    );
+    assert_eq!(
+        found[1],
+        format!("augur.yaml:8:{key_column}: listeners[0].tls.key: \"{not_pem}\" is not a PEM private key: expected a \"-----BEGIN PRIVATE KEY-----\" line")
+    );
+    assert_eq!(
+        found[2],
+        "augur.yaml:13:10: listeners[1].tls: missing required key `key`"
+    );
+    assert_eq!(
+        found[3],
+        format!("augur.yaml:18:18: listeners[2].tls.cert: cannot read certificate file \"{shown_dir}\": not a regular file")
+    );
+    assert!(
+        found[4].starts_with(&format!(
+            "augur.yaml:18:{missing_column}: listeners[2].tls.key: cannot read private key file \"{shown_dir}/missing.key\": "
+        )),
+        "{}",
+        found[4]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn upstreams_and_backends() {
+    let text = "\
+listeners: [ { name: db, bind: 127.0.0.1:1, protocol: tcp, upstream: a } ]
+upstreams:
+  - name: a
+  - name: b
+    backends: []
+  - name: c
+    retries: 11
+    policy: least_conn
+    backends:
+      - { addr: 127.0.0.1:0, weight: 0 }
+      - { addr: 127.0.0.1:1, weight: 257 }
+      - { weight: 3 }
+  - backends: [ { addr: localhost:80 } ]
+";
+    check(
+        text,
+        &[
+            "augur.yaml:3:5: upstreams[0]: missing required key `backends`; an upstream needs at least one backend",
+            "augur.yaml:5:15: upstreams[1].backends: expected at least one backend, found none",
+            "augur.yaml:7:14: upstreams[2].retries: expected a number from 0 to 10, found 11",
+            "augur.yaml:10:17: upstreams[2].backends[0].addr: expected a port from 1 to 65535, found 127.0.0.1:0",
+            "augur.yaml:10:38: upstreams[2].backends[0].weight: expected a number from 1 to 256, found 0",
+            "augur.yaml:11:38: upstreams[2].backends[1].weight: expected a number from 1 to 256, found 257",
+            "augur.yaml:12:9: upstreams[2].backends[2]: missing required key `addr`",
+            "augur.yaml:13:5: upstreams[3]: missing required key `name`",
+            "augur.yaml:13:25: upstreams[3].backends[0].addr: invalid socket address \"localhost:80\": expected IP:PORT",
+        ],
+    );
+}
+
+#[test]
+fn route_matches() {
+    let text = format!(
+        "{UPSTREAMS}listeners:
+  - name: web
+    bind: 127.0.0.1:8080
+    protocol: http
+    routes:
+      - match: {{ host: api.example.com:8080, path_prefix: v1 }}
+        upstream: api
+      - match: {{ host: 'http://api.example.com' }}
+        upstream: api
+      - match: {{ host: '' }}
+        upstream: api
+      - match: {{ host: '[::1]', path_prefix: / }}
+        upstream: api
+      - match: {{ host: '[::1]:80' }}
+        upstream: api
+      - match: {{}}
+"
+    );
+    check(
+        &text,
+        &[
+            "augur.yaml:9:24: listeners[0].routes[0].match.host: expected a host name without a port (routes match any port), found \"api.example.com:8080\"",
+            "augur.yaml:9:59: listeners[0].routes[0].match.path_prefix: expected a path starting with \"/\", found \"v1\"",
+            "augur.yaml:11:24: listeners[0].routes[1].match.host: expected a host name without a scheme, found \"http://api.example.com\"",
+            "augur.yaml:13:24: listeners[0].routes[2].match.host: expected a host name, found an empty one",
+            "augur.yaml:17:24: listeners[0].routes[4].match.host: expected a host name without a port (routes match any port), found \"[::1]:80\"",
+            "augur.yaml:19:9: listeners[0].routes[5]: missing required key `upstream`",
+        ],
+    );
+}
+
+#[test]
+fn server_settings() {
+    let text = format!(
+        "server:
+  threads: 0
+  access_log: {{ format: text }}
+  log_level: ''
+{UPSTREAMS}listeners: []
+"
+    );
+    check(
+        &text,
+        &[
+            "augur.yaml:2:12: server.threads: expected a number from 1 to 64, found 0",
+            "augur.yaml:3:15: server.access_log: missing required key `path`",
+            "augur.yaml:4:14: server.log_level: expected a non-empty value, found an empty one",
+            "augur.yaml:8:12: listeners: expected at least one listener, found none",
+        ],
+    );
+    check(
+        &format!("server: {{ threads: 65 }}\n{UPSTREAMS}listeners: []\n"),
+        &[
+            "augur.yaml:1:20: server.threads: expected a number from 1 to 64, found 65",
+            "augur.yaml:5:12: listeners: expected at least one listener, found none",
+        ],
+    );
+    check(
+        "server: { access_log: { path: '-', format: xml } }\n",
+        &["augur.yaml:1:44: server.access_log.format: unknown value `xml`; expected `json` or `text`"],
+    );
+}
+
+#[test]
+fn document_shape() {
+    check(
+        "server: { threads: 2 }\n",
+        &[
+            "augur.yaml:1:1: missing required key `upstreams`",
+            "augur.yaml:1:1: missing required key `listeners`",
+        ],
+    );
+    check(
+        "",
+        &["augur.yaml:1:1: the file is empty; expected a mapping with `listeners` and `upstreams`"],
+    );
+    check(
+        "- a\n- b\n",
+        &["augur.yaml:1:1: expected a mapping with `listeners` and `upstreams`, found sequence"],
+    );
+    check(
+        &format!("{UPSTREAMS}upstreams: []\n"),
+        &["augur.yaml:4:1: upstreams: duplicate key `upstreams`"],
+    );
+    check(
+        &format!("{UPSTREAMS}listeners:\n  - name: a\n    name: b\n"),
+        &["augur.yaml:6:5: listeners[0].name: duplicate key `name`"],
+    );
+    check(
+        &format!("{UPSTREAMS}listeners:\n  - name: a\n    routes: yes\n"),
+        &["augur.yaml:6:13: listeners[0].routes: expected a sequence, found string \"yes\""],
+    );
+    check(
+        "upstreams: [ { name: a, backends: [ { addr: 127.0.0.1:1, weight: two } ] } ]\n",
+        &["augur.yaml:1:66: upstreams[0].backends[0].weight: expected an integer, found string \"two\""],
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_point_at_the_problem() {
+    check(
+        "listeners:\n  - name: web\n   bad: [\n",
+        &["augur.yaml:3:4: listeners: did not find expected '-' indicator, while parsing a block collection at line 2 column 3"],
+    );
+    check(
+        "listeners:\n\t- name: web\n",
+        &["augur.yaml:2:1: listeners: found character that cannot start any token, while scanning for the next token; YAML is indented with spaces, not tabs"],
+    );
+}
+
+#[test]
+fn every_semantic_error_is_reported_in_file_order() {
+    let text = "\
+listeners:
+  - name: web
+    bind: 127.0.0.1:80a
+    protocol: http
+    routes: [ { upstream: apii } ]
+upstreams:
+  - name: api
+    retries: 99
+    backends: [ { addr: 10.0.0.1, weight: 0 } ]
+";
+    check(
+        text,
+        &[
+            "augur.yaml:3:11: listeners[0].bind: invalid socket address \"127.0.0.1:80a\": expected IP:PORT",
+            "augur.yaml:5:27: listeners[0].routes[0].upstream: no upstream named \"apii\"; did you mean \"api\"?",
+            "augur.yaml:8:14: upstreams[0].retries: expected a number from 0 to 10, found 99",
+            "augur.yaml:9:25: upstreams[0].backends[0].addr: invalid socket address \"10.0.0.1\": expected IP:PORT",
+            "augur.yaml:9:43: upstreams[0].backends[0].weight: expected a number from 1 to 256, found 0",
+        ],
+    );
+}
+
+#[test]
+fn errors_never_echo_the_file() {
+    let long = "x".repeat(5_000);
+    for text in [
+        format!("listeners: [ {{ name: web, bind: \"{long}\" }} ]\nupstreams: []\n"),
+        format!("listeners: \"{long}\"\n"),
+        format!("{long}: 1\n"),
+    ] {
+        for line in errors(&text) {
+            assert!(line.len() < 400, "{line}");
+        }
+    }
+}

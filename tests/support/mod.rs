@@ -134,10 +134,25 @@ impl Augur {
     /// Writes the config (a `server:` and `admin:` section are added in front of `body`),
     /// starts `augur run`, and waits for the admin listener and every `ready` address.
     pub fn start(test: &str, body: &str, ready: &[SocketAddr]) -> Augur {
+        Self::start_with(test, |_| String::new(), body, ready)
+    }
+
+    /// Like `start`, with extra `server:` keys (indented two spaces) made from the test's dir.
+    pub fn start_with(
+        test: &str,
+        server_extra: impl Fn(&Path) -> String,
+        body: &str,
+        ready: &[SocketAddr],
+    ) -> Augur {
         let dir = temp_dir(test);
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = dir.join("augur.yaml");
-        std::fs::write(&config, Self::full_config(&dir, admin, body)).expect("write config");
+        let text = Self::full_config(&dir, admin, body).replacen(
+            "admin:",
+            &format!("{}admin:", server_extra(&dir)),
+            1,
+        );
+        std::fs::write(&config, text).expect("write config");
         let child = Self::spawn(&dir, &config, false);
         let mut augur = Augur {
             dir,

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what building and testing augur needs on a fresh Debian machine, when missing:
+# cmake (Pingora's zlib-ng), a C compiler, curl (HTTPS/HTTP/2 test client).
+set -euo pipefail
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v cc >/dev/null || need+=(gcc)
+command -v curl >/dev/null || need+=(curl)
+command -v kill >/dev/null || need+=(procps)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "installing: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi

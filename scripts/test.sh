@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh machine: prerequisites, fmt, clippy, unit and end-to-end
+# tests, `augur check` on every example, and a short run of every fuzz target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/prereqs.sh
+
+echo "== fmt"
+cargo fmt --all -- --check
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== tests (unit + end-to-end)"
+cargo test --workspace
+echo "== augur check examples/*.yaml"
+for f in examples/*.yaml; do
+  target/debug/augur check -c "$f" >/dev/null || { target/debug/augur check -c "$f"; exit 1; }
+  echo "ok $f"
+done
+echo "== fuzz (${FUZZ_SECONDS:=20}s per target)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+for target in $(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz list); do
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 2>&1 | tail -n 3)
+done
+echo "== all passed"
