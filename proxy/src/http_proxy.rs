@@ -45,7 +45,9 @@ pub struct RequestCtx {
     upstream: Option<usize>,
     /// The backend currently holding one of its in-flight slots for this request.
     backend: Option<usize>,
+    /// Backends this request failed to connect to.
     tried: Tried,
+    /// Backends picked so far (the first pick and every retry).
     attempts: u32,
     _busy: Option<Busy>,
 }
@@ -124,6 +126,9 @@ impl ProxyHttp for HttpProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        // A retry (after a connect failure, or Pingora's own retry of a request whose pooled
+        // connection was found dead) comes back here: the previous backend is done with it.
+        ctx.release_backend();
         let (Some(rt), Some(u)) = (&ctx.runtime, ctx.upstream) else {
             return Err(Error::explain(ErrorType::InternalError, "no route chosen"));
         };
@@ -135,10 +140,9 @@ impl ProxyHttp for HttpProxy {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(Error::explain(
                 ErrorType::ConnectNoRoute,
-                "every backend of the upstream was tried",
+                "no backend left to try: every one failed to connect",
             ));
         };
-        ctx.tried.insert(b);
         ctx.attempts += 1;
         upstream.members[b].live.acquire();
         ctx.backend = Some(b);
@@ -161,6 +165,8 @@ impl ProxyHttp for HttpProxy {
         if let (Some(rt), Some(u), Some(b)) = (&ctx.runtime, ctx.upstream, ctx.backend) {
             let upstream = &rt.upstreams[u];
             upstream.members[b].live.record_connect_failure();
+            // Only a backend that could not be reached is excluded from the retry.
+            ctx.tried.insert(b);
             let untried_left = ctx.tried.len() < upstream.members.len();
             if ctx.attempts <= upstream.retries && untried_left {
                 upstream
