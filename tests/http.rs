@@ -167,6 +167,25 @@ upstreams:
     assert!(metrics.contains(&format!(
         "augur_backend_connect_failures_total{{upstream=\"u\",backend=\"{dead1}\"}}"
     )));
+    // Retries give back every in-flight slot they took.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = augur.status();
+        let slots: Vec<u64> = status["upstreams"][0]["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["in_flight"].as_u64().unwrap())
+            .collect();
+        if slots == [0, 0, 0] && status["in_flight"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "in-flight slots leaked: {slots:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 #[test]
