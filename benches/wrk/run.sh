@@ -112,9 +112,9 @@ trap 'exit 143' TERM
 # Poll until `curl URL` answers with a body containing "hello", or fail (after ~10 s) when the
 # process died or never answered.
 wait_ready() {
-    local name=$1 pid=$2 url=$3 logfile=$4 i
+    local name=$1 pid=$2 url=$3 logfile=$4 i body
     for ((i = 0; i < 200; i++)); do
-        if curl -fsS --max-time 1 "$url" 2>/dev/null | grep -q hello; then return 0; fi
+        if body=$(curl -fsS --max-time 1 "$url" 2>/dev/null) && [[ $body == *hello* ]]; then return 0; fi
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -n 20 "$logfile" >&2 || true
             die "$name exited during startup (log: $logfile)"
@@ -391,7 +391,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 nginx_version=$(nginx -v 2>&1)
-haproxy_version=$(haproxy -v 2>&1 | head -n 1)
+haproxy_version=$(haproxy -v 2>&1 | head -n 1 || true)
 wrk_version=$(wrk -v 2>&1 | head -n 1 || true)
 rustc_version=$(rustc -V 2>/dev/null || echo "rustc not found")
 augur_version=$("$AUGUR_BIN" --version 2>/dev/null || echo unknown)
