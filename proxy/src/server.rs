@@ -76,6 +76,9 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
         pid_file: config.server.pid_file.display().to_string(),
         ..ServerConf::default()
     };
+    // One worker has nothing to steal from; the plain per-thread runtime measured cheaper
+    // (benches/RESULTS.md). With more workers keep Pingora's work-stealing default.
+    conf.work_stealing = config.server.threads > 1;
     // Pingora's own retry cap; ours (per upstream) is always lower.
     conf.max_retries = 16;
     let opt = Opt {
