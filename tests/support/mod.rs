@@ -460,3 +460,16 @@ impl RequestLoop {
             .expect("request loop panicked")
     }
 }
+
+/// Polls `probe` until it returns `Some`, for figures recorded after a response is sent
+/// (counters are updated in the request's logging step, just after the client has its reply).
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
