@@ -5,38 +5,70 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use augur_predictor::{LeastConn, Live, Member, Policy, RoundRobin, Tried};
+use augur_predictor::{
+    BackendId, Forecast, LeastConn, Live, Member, P2cLeastRequest, P2cPeakEwma, PickContext,
+    Policy, Predictive, PredictiveParams, Random, RoundRobin, Snapshot, Tried,
+};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 fn members(n: u32) -> Vec<Member> {
     (0..n)
         .map(|i| Member {
+            id: i as BackendId,
             weight: 1 + i % 4,
+            cost: f64::from(i % 3) * 0.2,
+            local: true,
             live: Arc::new(Live::default()),
         })
         .collect()
 }
 
+fn snapshot(n: u32) -> Snapshot {
+    Snapshot {
+        version: 1,
+        built_at_nanos: 0,
+        backends: (0..n)
+            .map(|i| Forecast {
+                latency_ms: 5.0 + f64::from(i % 7),
+                observed_latency_ms: 5.0,
+                utilization: f64::from(i % 10) / 10.0,
+                ..Forecast::default()
+            })
+            .collect(),
+    }
+}
+
 fn picks(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
-    for n in [3u32, 16, 100] {
+    for n in [3u32, 16, 64, 100] {
         let m = members(n);
+        let snap = snapshot(n);
+        let cx = PickContext {
+            now_nanos: 1_000_000,
+            snapshot: &snap,
+        };
         let baseline = AtomicUsize::new(0);
         group.bench_with_input(BenchmarkId::new("baseline_atomic_mod", n), &m, |b, m| {
             b.iter(|| black_box(baseline.fetch_add(1, Ordering::Relaxed) % m.len()))
         });
+        let policies: Vec<Box<dyn Policy>> = vec![
+            Box::new(RoundRobin::new(&m)),
+            Box::new(LeastConn::new()),
+            Box::new(Random::new(1)),
+            Box::new(P2cLeastRequest::new(2)),
+            Box::new(P2cPeakEwma::new(3)),
+            Box::new(Predictive::new(PredictiveParams::default(), 4)),
+        ];
+        for policy in &policies {
+            group.bench_with_input(BenchmarkId::new(policy.name(), n), &m, |b, m| {
+                b.iter(|| black_box(policy.pick(black_box(&cx), black_box(m), &Tried::default())))
+            });
+        }
         let rr = RoundRobin::new(&m);
-        group.bench_with_input(BenchmarkId::new("round_robin", n), &m, |b, m| {
-            b.iter(|| black_box(rr.pick(black_box(m), &Tried::default())))
-        });
-        let lc = LeastConn::new();
-        group.bench_with_input(BenchmarkId::new("least_conn", n), &m, |b, m| {
-            b.iter(|| black_box(lc.pick(black_box(m), &Tried::default())))
-        });
         let mut tried = Tried::default();
         tried.insert(0);
         group.bench_with_input(BenchmarkId::new("round_robin_retry", n), &m, |b, m| {
-            b.iter(|| black_box(rr.pick(black_box(m), &tried)))
+            b.iter(|| black_box(rr.pick(&cx, black_box(m), &tried)))
         });
     }
     group.finish();

@@ -5,5 +5,6 @@ mod support;
 mod check;
 mod http;
 mod lifecycle;
+mod policies;
 mod reload;
 mod tcp;

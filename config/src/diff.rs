@@ -217,10 +217,7 @@ impl fmt::Display for Change {
 
 /// The policy as written in the file.
 fn policy_name(policy: PolicyKind) -> &'static str {
-    match policy {
-        PolicyKind::RoundRobin => "round_robin",
-        PolicyKind::LeastConn => "least_conn",
-    }
+    policy.name()
 }
 
 /// Everything that differs between `old` and `new`: server settings, then the admin

@@ -130,8 +130,33 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     /// How many times a failed connect is retried on another backend (default 2).
     pub retries: u32,
+    /// Region whose backends are preferred; others take traffic only on predicted overload.
+    pub prefer_region: Option<String>,
+    /// Weights of the `predictive` score.
+    pub predictive: PredictiveWeights,
     /// The backends, in file order (at least one).
     pub backends: Vec<Backend>,
+}
+
+/// Weights of the `predictive` score (see the README's routing section).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictiveWeights {
+    /// Weight of the predicted-overload factor (default 4).
+    pub load_weight: f64,
+    /// Weight of a backend's cost (default 1).
+    pub cost_weight: f64,
+    /// Predicted utilisation above which traffic moves away, in (0, 1) (default 0.8).
+    pub overload_threshold: f64,
+}
+
+impl Default for PredictiveWeights {
+    fn default() -> Self {
+        PredictiveWeights {
+            load_weight: 4.0,
+            cost_weight: 1.0,
+            overload_threshold: 0.8,
+        }
+    }
 }
 
 /// Backend selection policies.
@@ -141,6 +166,28 @@ pub enum PolicyKind {
     RoundRobin,
     /// Fewest in-flight requests relative to weight.
     LeastConn,
+    /// Weighted random.
+    Random,
+    /// Power of two choices on in-flight requests per weight.
+    P2cLeastRequest,
+    /// Power of two choices on peak-EWMA RTT × (pending + 1), as linkerd2-proxy.
+    P2cPeakEwma,
+    /// Power of two choices on the predictor's forecast (the default).
+    Predictive,
+}
+
+impl PolicyKind {
+    /// The name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::RoundRobin => "round_robin",
+            PolicyKind::LeastConn => "least_conn",
+            PolicyKind::Random => "random",
+            PolicyKind::P2cLeastRequest => "p2c_least_request",
+            PolicyKind::P2cPeakEwma => "p2c_peak_ewma",
+            PolicyKind::Predictive => "predictive",
+        }
+    }
 }
 
 /// One backend server.
@@ -150,4 +197,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// Relative weight, 1..=256 (default 1).
     pub weight: u32,
+    /// Region (data centre) the backend is in, if given.
+    pub region: Option<String>,
+    /// Relative cost of using it, 0..=100 (default 0; 0.4 = 40% dearer).
+    pub cost: f64,
 }

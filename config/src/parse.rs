@@ -245,10 +245,16 @@ mod tests {
         assert_eq!(found.path, "listeners[0].protocol");
         assert_eq!(found.message, "unknown value `htp`; did you mean `http`?");
         assert_eq!(found.anchor, at(3, 15));
-        let found = issue("upstreams: [ { policy: random } ]\n");
+        let found = issue("upstreams: [ { policy: p2c_peak_ewm } ]\n");
         assert_eq!(
             found.message,
-            "unknown value `random`; expected `round_robin` or `least_conn`"
+            "unknown value `p2c_peak_ewm`; did you mean `p2c_peak_ewma`?"
+        );
+        let found = issue("upstreams: [ { policy: fastest } ]\n");
+        assert!(
+            found.message == "unknown value `fastest`; expected `round_robin`, `least_conn`, `random`, `p2c_least_request`, `p2c_peak_ewma` or `predictive`",
+            "{}",
+            found.message
         );
     }
 

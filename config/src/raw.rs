@@ -112,7 +112,18 @@ pub struct RawUpstream {
     pub write_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub retries: Option<i64>,
+    pub prefer_region: Option<String>,
+    pub predictive: Option<RawPredictive>,
     pub backends: Option<Vec<RawBackend>>,
+}
+
+/// `upstreams[i].predictive:` weights of the predictive score.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawPredictive {
+    pub load_weight: Option<f64>,
+    pub cost_weight: Option<f64>,
+    pub overload_threshold: Option<f64>,
 }
 
 /// `upstreams[i].policy:`
@@ -121,6 +132,10 @@ pub struct RawUpstream {
 pub enum RawPolicy {
     RoundRobin,
     LeastConn,
+    Random,
+    P2cLeastRequest,
+    P2cPeakEwma,
+    Predictive,
 }
 
 /// One entry of `upstreams[i].backends:`.
@@ -129,4 +144,6 @@ pub enum RawPolicy {
 pub struct RawBackend {
     pub addr: Option<String>,
     pub weight: Option<i64>,
+    pub region: Option<String>,
+    pub cost: Option<f64>,
 }

@@ -96,7 +96,7 @@ fn upstream_changes() {
         [
             Change::PolicyChanged {
                 upstream: "api".into(),
-                from: PolicyKind::RoundRobin,
+                from: PolicyKind::Predictive,
                 to: PolicyKind::LeastConn
             },
             Change::TimeoutsChanged {
@@ -120,6 +120,8 @@ fn backend_changes() {
         backends.push(Backend {
             addr: addr("127.0.0.1:9003"),
             weight: 1,
+            region: None,
+            cost: 0.0,
         });
     });
     assert_eq!(
@@ -334,7 +336,7 @@ fn changes_read_as_short_lines() {
         [
             "server.threads changed",
             "listener web moved from 127.0.0.1:8080 to 127.0.0.1:8081",
-            "upstream api policy changed from round_robin to least_conn",
+            "upstream api policy changed from predictive to least_conn",
             "backend 127.0.0.1:9002 of upstream api weight changed from 2 to 5",
         ]
     );

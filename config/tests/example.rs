@@ -139,14 +139,20 @@ fn expected(cert_dir: &Path) -> Config {
                 write_timeout: Duration::from_secs(30),
                 idle_timeout: Duration::from_secs(60),
                 retries: 2,
+                prefer_region: None,
+                predictive: PredictiveWeights::default(),
                 backends: vec![
                     Backend {
                         addr: addr("127.0.0.1:9001"),
                         weight: 1,
+                        region: None,
+                        cost: 0.0,
                     },
                     Backend {
                         addr: addr("127.0.0.1:9002"),
                         weight: 2,
+                        region: None,
+                        cost: 0.0,
                     },
                 ],
             },
@@ -158,9 +164,13 @@ fn expected(cert_dir: &Path) -> Config {
                 write_timeout: Duration::from_secs(30),
                 idle_timeout: Duration::from_secs(60),
                 retries: 2,
+                prefer_region: None,
+                predictive: PredictiveWeights::default(),
                 backends: vec![Backend {
                     addr: addr("127.0.0.1:5432"),
                     weight: 1,
+                    region: None,
+                    cost: 0.0,
                 }],
             },
         ],
@@ -209,7 +219,7 @@ upstreams:
     assert_eq!(
         config.upstreams[0],
         Upstream {
-            policy: PolicyKind::RoundRobin,
+            policy: PolicyKind::Predictive,
             ..full.upstreams[1].clone()
         }
     );
@@ -253,4 +263,54 @@ fn unreadable_config_file_is_an_error_at_zero() {
     assert!(error
         .to_string()
         .starts_with("/nonexistent/augur.yaml:0:0: cannot read config file: "));
+}
+
+#[test]
+fn regions_costs_and_predictive_weights() {
+    let text = "\
+listeners:
+  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
+upstreams:
+  - name: api
+    policy: predictive
+    prefer_region: local
+    predictive: { load_weight: 2, overload_threshold: 0.7 }
+    backends:
+      - { addr: 127.0.0.1:9001, region: local }
+      - { addr: 10.20.1.10:8080, region: east, cost: 0.4 }
+";
+    let config = parse(text, "augur.yaml").unwrap();
+    let api = &config.upstreams[0];
+    assert_eq!(api.policy, PolicyKind::Predictive);
+    assert_eq!(api.prefer_region.as_deref(), Some("local"));
+    assert_eq!(
+        api.predictive,
+        PredictiveWeights {
+            load_weight: 2.0,
+            cost_weight: 1.0,
+            overload_threshold: 0.7
+        }
+    );
+    assert_eq!(api.backends[1].region.as_deref(), Some("east"));
+    assert_eq!(api.backends[1].cost, 0.4);
+    assert_eq!(api.backends[0].cost, 0.0);
+
+    let west = text.replace("prefer_region: local", "prefer_region: west");
+    let errors = parse(&west, "augur.yaml").unwrap_err().to_string();
+    assert_eq!(
+        errors.trim(),
+        "augur.yaml:6:20: upstreams[0].prefer_region: no backend of this upstream is in region \"west\""
+    );
+    let bad = text
+        .replace("overload_threshold: 0.7", "overload_threshold: 1.0")
+        .replace("cost: 0.4", "cost: -1");
+    let errors = parse(&bad, "augur.yaml").unwrap_err().to_string();
+    assert!(
+        errors.contains("upstreams[0].predictive.overload_threshold: expected a number between 0 and 1, found 1"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("upstreams[0].backends[1].cost: expected a number from 0 to 100, found -1"),
+        "{errors}"
+    );
 }

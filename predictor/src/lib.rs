@@ -6,7 +6,16 @@
 #![forbid(unsafe_code)]
 
 pub mod live;
+pub mod load_report;
+pub mod models;
 pub mod policy;
+pub mod predictive;
+pub mod sampling;
+pub mod snapshot;
 
+pub use live::PeakRtt;
 pub use live::{InFlight, Live, LiveFigures, STATUS_CLASSES};
-pub use policy::{LeastConn, Member, Policy, RoundRobin, Tried};
+pub use policy::{LeastConn, Member, PickContext, Policy, RoundRobin, Tried};
+pub use predictive::{Predictive, PredictiveParams};
+pub use sampling::{P2cLeastRequest, P2cPeakEwma, Random, Rng};
+pub use snapshot::{BackendId, Eligibility, Forecast, Snapshot};

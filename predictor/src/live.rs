@@ -12,6 +12,8 @@ pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"
 /// Lock-free counters for one backend.
 #[derive(Debug, Default)]
 pub struct Live {
+    /// Peak-EWMA round-trip estimate (see `PeakRtt`), updated by every response.
+    pub rtt: PeakRtt,
     in_flight: AtomicU64,
     requests: AtomicU64,
     errors: AtomicU64,
@@ -107,9 +109,127 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A peak-sensitive EWMA of round-trip time, lock-free, with tower/linkerd2-proxy semantics:
+/// a sample above the estimate replaces it at once; a lower one pulls the estimate toward it
+/// by `1 - exp(-elapsed / decay)`; reading it for a pick decays it toward zero the same way
+/// and stores the result (so a backend that is avoided looks better as time passes and is
+/// tried again).
+///
+/// State is one `AtomicU64`: the estimate as f32 nanoseconds (high half) and the time of the
+/// last update in 16 µs units (low half, wrapping every ~19 hours; elapsed times are taken
+/// with wrapping arithmetic, so only a backend untouched for 19 hours decays wrongly, and by
+/// then any estimate has decayed to nothing anyway). Updates race benignly through CAS.
+#[derive(Debug, Default)]
+pub struct PeakRtt {
+    state: AtomicU64,
+}
+
+const TICK_SHIFT: u32 = 14; // 2^14 ns = 16.384 µs
+
+fn pack(estimate_ns: f64, now_nanos: u64) -> u64 {
+    let est = (estimate_ns as f32).to_bits() as u64;
+    let stamp = (now_nanos >> TICK_SHIFT) & 0xffff_ffff;
+    (est << 32) | stamp
+}
+
+fn unpack(state: u64, now_nanos: u64) -> (f64, f64) {
+    let est = f64::from(f32::from_bits((state >> 32) as u32));
+    let now_ticks = ((now_nanos >> TICK_SHIFT) & 0xffff_ffff) as u32;
+    let elapsed_ticks = now_ticks.wrapping_sub(state as u32);
+    (
+        est,
+        f64::from(elapsed_ticks) * f64::from(1u32 << TICK_SHIFT),
+    )
+}
+
+impl PeakRtt {
+    /// The estimate at `now`, decayed toward zero since the last update and stored back;
+    /// `default_ns` until the first sample. Cost for p2c_peak_ewma = this × (pending + 1).
+    pub fn decayed(&self, now_nanos: u64, default_ns: f64, decay_ns: f64) -> f64 {
+        self.update(now_nanos, decay_ns, default_ns, |est, w| est * w)
+    }
+
+    /// Feeds a completed round trip of `rtt_ns` observed at `now`.
+    pub fn observe(&self, rtt_ns: f64, now_nanos: u64, default_ns: f64, decay_ns: f64) {
+        if !rtt_ns.is_finite() || rtt_ns < 0.0 {
+            return;
+        }
+        self.update(now_nanos, decay_ns, default_ns, |est, w| {
+            if est < rtt_ns {
+                rtt_ns
+            } else {
+                est * w + rtt_ns * (1.0 - w)
+            }
+        });
+    }
+
+    fn update(
+        &self,
+        now_nanos: u64,
+        decay_ns: f64,
+        default_ns: f64,
+        next: impl Fn(f64, f64) -> f64,
+    ) -> f64 {
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            let (est, elapsed) = if current == 0 {
+                (default_ns, 0.0)
+            } else {
+                unpack(current, now_nanos)
+            };
+            let weight = (-elapsed / decay_ns.max(1.0)).exp();
+            let value = next(est, weight).max(f64::from(f32::MIN_POSITIVE));
+            let packed = pack(value, now_nanos).max(1);
+            match self.state.compare_exchange_weak(
+                current,
+                packed,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return value,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MS: f64 = 1e6;
+    const DECAY: f64 = 10_000.0 * MS;
+
+    #[test]
+    fn peak_rtt_starts_at_the_default_jumps_to_peaks_and_decays() {
+        let rtt = PeakRtt::default();
+        assert!((rtt.decayed(0, 30.0 * MS, DECAY) - 30.0 * MS).abs() < 1.0);
+        // A higher sample replaces the estimate at once.
+        rtt.observe(100.0 * MS, 1_000_000_000, 30.0 * MS, DECAY);
+        let est = rtt.decayed(1_000_000_000, 30.0 * MS, DECAY);
+        assert!((est - 100.0 * MS).abs() < 0.01 * MS, "{est}");
+        // Ten seconds later (one decay period) a pick sees it decayed by 1/e.
+        let later = rtt.decayed(11_000_000_000, 30.0 * MS, DECAY);
+        assert!(
+            (later / (100.0 * MS) - (-1.0f64).exp()).abs() < 0.01,
+            "{later}"
+        );
+        // A lower sample right away barely moves it; after a long gap it takes over.
+        rtt.observe(1.0 * MS, 11_000_000_000, 30.0 * MS, DECAY);
+        let same = rtt.decayed(11_000_000_000, 30.0 * MS, DECAY);
+        assert!((same / later - 1.0).abs() < 0.01, "{same} vs {later}");
+        rtt.observe(1.0 * MS, 111_000_000_000, 30.0 * MS, DECAY);
+        let low = rtt.decayed(111_000_000_000, 30.0 * MS, DECAY);
+        assert!((low - 1.0 * MS).abs() < 0.01 * MS, "{low}");
+    }
+
+    #[test]
+    fn peak_rtt_ignores_nonsense() {
+        let rtt = PeakRtt::default();
+        rtt.observe(f64::NAN, 5, 30.0 * MS, DECAY);
+        rtt.observe(-1.0, 5, 30.0 * MS, DECAY);
+        assert!((rtt.decayed(5, 30.0 * MS, DECAY) - 30.0 * MS).abs() < 1.0);
+    }
 
     #[test]
     fn in_flight_guard_counts_up_and_down() {

@@ -9,20 +9,49 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::live::Live;
+use crate::snapshot::{BackendId, Snapshot};
 
-/// One backend as selection sees it: its weight and its live counters.
+/// One backend as selection sees it: identity, static figures and live counters.
 #[derive(Debug, Clone)]
 pub struct Member {
+    /// Stable identity: the backend's entry in the predictor's snapshot.
+    pub id: BackendId,
     /// Relative weight, at least 1.
     pub weight: u32,
+    /// Relative cost of sending work there (0 = free; 0.4 = 40% dearer), from the config.
+    pub cost: f64,
+    /// In the upstream's preferred region (always true when it prefers none).
+    pub local: bool,
     /// Counters shared with the request path, stable across reloads.
     pub live: Arc<Live>,
 }
 
+/// What a pick may consult besides the members: the time and the predictor's newest view.
+#[derive(Debug, Clone, Copy)]
+pub struct PickContext<'a> {
+    /// Monotonic clock, nanoseconds (the caller's; policies never read a clock).
+    pub now_nanos: u64,
+    /// The newest published snapshot.
+    pub snapshot: &'a Snapshot,
+}
+
+impl PickContext<'_> {
+    /// Whether a member may take a new request and was not already tried.
+    pub fn open(&self, members: &[Member], i: usize, tried: &Tried) -> bool {
+        !tried.contains(i)
+            && self
+                .snapshot
+                .backends
+                .get(members[i].id as usize)
+                .is_none_or(|f| f.eligibility.takes_traffic())
+    }
+}
+
 /// Chooses a member of an upstream for the next request.
 pub trait Policy: Send + Sync + Debug {
-    /// Index of the chosen member, never one in `tried`; `None` when every member was tried.
-    fn pick(&self, members: &[Member], tried: &Tried) -> Option<usize>;
+    /// Index of the chosen member: never one in `tried` nor one the snapshot marks as not
+    /// taking traffic; `None` when no member is left.
+    fn pick(&self, cx: &PickContext<'_>, members: &[Member], tried: &Tried) -> Option<usize>;
     /// The policy's name as written in the config.
     fn name(&self) -> &'static str;
 }
@@ -100,7 +129,7 @@ impl RoundRobin {
 }
 
 impl Policy for RoundRobin {
-    fn pick(&self, members: &[Member], tried: &Tried) -> Option<usize> {
+    fn pick(&self, cx: &PickContext<'_>, members: &[Member], tried: &Tried) -> Option<usize> {
         let len = self.schedule.len();
         if len == 0 || tried.len() >= members.len() {
             return None;
@@ -108,7 +137,7 @@ impl Policy for RoundRobin {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..len)
             .map(|k| self.schedule[(start.wrapping_add(k)) % len] as usize)
-            .find(|&i| i < members.len() && !tried.contains(i))
+            .find(|&i| i < members.len() && cx.open(members, i, tried))
     }
 
     fn name(&self) -> &'static str {
@@ -131,7 +160,7 @@ impl LeastConn {
 }
 
 impl Policy for LeastConn {
-    fn pick(&self, members: &[Member], tried: &Tried) -> Option<usize> {
+    fn pick(&self, cx: &PickContext<'_>, members: &[Member], tried: &Tried) -> Option<usize> {
         let n = members.len();
         if n == 0 {
             return None;
@@ -140,7 +169,7 @@ impl Policy for LeastConn {
         let mut best: Option<(usize, u64, u64)> = None;
         for k in 0..n {
             let i = start.wrapping_add(k) % n;
-            if tried.contains(i) {
+            if !cx.open(members, i, tried) {
                 continue;
             }
             let m = &members[i];
@@ -176,15 +205,27 @@ fn gcd(a: u32, b: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::{Eligibility, Forecast};
 
     fn members(weights: &[u32]) -> Vec<Member> {
         weights
             .iter()
-            .map(|&weight| Member {
+            .enumerate()
+            .map(|(id, &weight)| Member {
+                id: id as BackendId,
                 weight,
+                cost: 0.0,
+                local: true,
                 live: Arc::new(Live::default()),
             })
             .collect()
+    }
+
+    fn cx(snapshot: &Snapshot) -> PickContext<'_> {
+        PickContext {
+            now_nanos: 0,
+            snapshot,
+        }
     }
 
     #[test]
@@ -192,7 +233,10 @@ mod tests {
         let m = members(&[5, 1, 1]);
         let rr = RoundRobin::new(&m);
         let picks: Vec<usize> = (0..7)
-            .map(|_| rr.pick(&m, &Tried::default()).unwrap())
+            .map(|_| {
+                rr.pick(&cx(&Snapshot::default()), &m, &Tried::default())
+                    .unwrap()
+            })
             .collect();
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
     }
@@ -203,7 +247,9 @@ mod tests {
         let rr = RoundRobin::new(&m);
         let mut counts = [0; 3];
         for _ in 0..600 {
-            counts[rr.pick(&m, &Tried::default()).unwrap()] += 1;
+            counts[rr
+                .pick(&cx(&Snapshot::default()), &m, &Tried::default())
+                .unwrap()] += 1;
         }
         assert_eq!(counts, [100, 200, 300]);
     }
@@ -216,10 +262,10 @@ mod tests {
         tried.insert(0);
         tried.insert(2);
         for _ in 0..5 {
-            assert_eq!(rr.pick(&m, &tried), Some(1));
+            assert_eq!(rr.pick(&cx(&Snapshot::default()), &m, &tried), Some(1));
         }
         tried.insert(1);
-        assert_eq!(rr.pick(&m, &tried), None);
+        assert_eq!(rr.pick(&cx(&Snapshot::default()), &m, &tried), None);
     }
 
     #[test]
@@ -230,11 +276,17 @@ mod tests {
         let _c = [m[2].live.begin(), m[2].live.begin()];
         // loads: 3/1, 2/1, 3/2 -> member 2
         for _ in 0..4 {
-            assert_eq!(LeastConn::new().pick(&m, &Tried::default()), Some(2));
+            assert_eq!(
+                LeastConn::new().pick(&cx(&Snapshot::default()), &m, &Tried::default()),
+                Some(2)
+            );
         }
         let mut tried = Tried::default();
         tried.insert(2);
-        assert_eq!(LeastConn::new().pick(&m, &tried), Some(1));
+        assert_eq!(
+            LeastConn::new().pick(&cx(&Snapshot::default()), &m, &tried),
+            Some(1)
+        );
     }
 
     #[test]
@@ -243,9 +295,31 @@ mod tests {
         let lc = LeastConn::new();
         let mut counts = [0; 3];
         for _ in 0..300 {
-            counts[lc.pick(&m, &Tried::default()).unwrap()] += 1;
+            counts[lc
+                .pick(&cx(&Snapshot::default()), &m, &Tried::default())
+                .unwrap()] += 1;
         }
         assert_eq!(counts, [100, 100, 100]);
+    }
+
+    #[test]
+    fn ineligible_members_are_skipped_by_every_policy() {
+        let m = members(&[1, 1, 1]);
+        let mut snapshot = Snapshot {
+            backends: vec![Forecast::default(); 3],
+            ..Snapshot::default()
+        };
+        snapshot.backends[0].eligibility = Eligibility::Draining;
+        snapshot.backends[2].eligibility = Eligibility::Standby;
+        let rr = RoundRobin::new(&m);
+        let lc = LeastConn::new();
+        for _ in 0..10 {
+            assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), Some(1));
+            assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), Some(1));
+        }
+        snapshot.backends[1].eligibility = Eligibility::Ejected;
+        assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), None);
+        assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), None);
     }
 
     #[test]

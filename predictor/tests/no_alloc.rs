@@ -1,9 +1,12 @@
-//! Proves that picking a backend allocates nothing (the request-path promise).
+//! Proves that picking a backend allocates nothing, for every policy (the request-path promise).
 
 use std::alloc::System;
 use std::sync::Arc;
 
-use augur_predictor::{LeastConn, Live, Member, Policy, RoundRobin, Tried};
+use augur_predictor::{
+    BackendId, Forecast, LeastConn, Live, Member, P2cLeastRequest, P2cPeakEwma, PickContext,
+    Policy, Predictive, PredictiveParams, Random, RoundRobin, Snapshot, Tried,
+};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -11,24 +14,51 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 #[test]
 fn picks_do_not_allocate() {
-    let members: Vec<Member> = (1..=16)
-        .map(|w| Member {
-            weight: w,
+    let members: Vec<Member> = (0..16)
+        .map(|i| Member {
+            id: i as BackendId,
+            weight: 1 + i % 4,
+            cost: f64::from(i % 3) * 0.2,
+            local: i < 12,
             live: Arc::new(Live::default()),
         })
         .collect();
+    let snapshot = Snapshot {
+        version: 1,
+        built_at_nanos: 0,
+        backends: (0..16)
+            .map(|i| Forecast {
+                latency_ms: 5.0 + f64::from(i),
+                observed_latency_ms: 5.0,
+                utilization: f64::from(i) / 16.0,
+                ..Forecast::default()
+            })
+            .collect(),
+    };
     let policies: Vec<Box<dyn Policy>> = vec![
         Box::new(RoundRobin::new(&members)),
         Box::new(LeastConn::new()),
+        Box::new(Random::new(1)),
+        Box::new(P2cLeastRequest::new(2)),
+        Box::new(P2cPeakEwma::new(3)),
+        Box::new(Predictive::new(PredictiveParams::default(), 4)),
     ];
     for policy in &policies {
         let region = Region::new(GLOBAL);
         let mut sum = 0usize;
-        for i in 0..10_000 {
+        for i in 0..10_000u64 {
+            let cx = PickContext {
+                now_nanos: i * 1_000_000,
+                snapshot: &snapshot,
+            };
             let mut tried = Tried::default();
-            tried.insert(i % 16);
-            let pick = policy.pick(&members, &tried).expect("a member");
+            tried.insert(i as usize % 16);
+            let pick = policy.pick(&cx, &members, &tried).expect("a member");
             let guard = members[pick].live.begin();
+            members[pick]
+                .live
+                .rtt
+                .observe(2e6, cx.now_nanos, 30e6, 10e9);
             members[pick].live.record(200, false);
             drop(guard);
             sum += pick;

@@ -14,9 +14,10 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use augur_predictor::Tried;
+use augur_predictor::{P2cPeakEwma, PickContext, Tried};
 
 use crate::access_log::Entry;
+use crate::clock;
 use crate::runtime::Runtime;
 use crate::state::{Busy, Shared};
 
@@ -49,6 +50,8 @@ pub struct RequestCtx {
     tried: Tried,
     /// Backends picked so far (the first pick and every retry).
     attempts: u32,
+    /// When the current backend was picked (process clock, ns): the RTT sample's start.
+    sent_at_nanos: u64,
     _busy: Option<Busy>,
 }
 
@@ -90,6 +93,7 @@ impl ProxyHttp for HttpProxy {
             backend: None,
             tried: Tried::default(),
             attempts: 0,
+            sent_at_nanos: 0,
             _busy: Some(self.shared.enter()),
         }
     }
@@ -133,7 +137,13 @@ impl ProxyHttp for HttpProxy {
             return Err(Error::explain(ErrorType::InternalError, "no route chosen"));
         };
         let upstream = &rt.upstreams[u];
-        let Some(b) = upstream.policy.pick(&upstream.members, &ctx.tried) else {
+        let snapshot = self.shared.snapshot.load();
+        let now_nanos = clock::now_nanos();
+        let cx = PickContext {
+            now_nanos,
+            snapshot: &snapshot,
+        };
+        let Some(b) = upstream.policy.pick(&cx, &upstream.members, &ctx.tried) else {
             upstream
                 .stats
                 .no_backend
@@ -144,6 +154,7 @@ impl ProxyHttp for HttpProxy {
             ));
         };
         ctx.attempts += 1;
+        ctx.sent_at_nanos = now_nanos;
         upstream.members[b].live.acquire();
         ctx.backend = Some(b);
 
@@ -203,6 +214,26 @@ impl ProxyHttp for HttpProxy {
             upstream_request.insert_header("x-forwarded-for", xff)?;
         }
         upstream_request.insert_header("x-forwarded-proto", self.scheme)?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // The round trip ends when the response header arrives (tower's completion point).
+        if let (Some(rt), Some(u), Some(b)) = (&ctx.runtime, ctx.upstream, ctx.backend) {
+            let now = clock::now_nanos();
+            let rtt = now.saturating_sub(ctx.sent_at_nanos) as f64;
+            rt.upstreams[u].members[b].live.rtt.observe(
+                rtt,
+                now,
+                P2cPeakEwma::DEFAULT_RTT.as_nanos() as f64,
+                P2cPeakEwma::DECAY.as_nanos() as f64,
+            );
+        }
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 mod access_log;
 mod admin;
 mod backend_app;
+mod clock;
 mod http_proxy;
 mod logging;
 mod reload;

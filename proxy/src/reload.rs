@@ -70,7 +70,7 @@ fn try_reload(shared: &Shared) -> Result<Vec<String>, String> {
         loaded_at: SystemTime::now(),
         generation: old.version.generation + 1,
     };
-    let runtime = Runtime::build(config, version, Some(&old), &shared.slots);
+    let runtime = Runtime::build(config, version, Some(&old), &shared.slots, &shared.registry);
     shared.runtime.store(Arc::new(runtime));
     Ok(changes.iter().map(ToString::to_string).collect())
 }

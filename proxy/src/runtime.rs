@@ -4,11 +4,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use augur_config::{Config, ListenerKind, PolicyKind};
-use augur_predictor::{LeastConn, Live, Member, Policy, RoundRobin};
+use augur_predictor::{
+    BackendId, LeastConn, Live, Member, P2cLeastRequest, P2cPeakEwma, Policy, Predictive,
+    PredictiveParams, Random, RoundRobin,
+};
 
 use crate::stats::{ListenerStats, UpstreamStats};
 
@@ -119,25 +122,57 @@ pub struct BackendEntry {
     pub label: String,
 }
 
+/// Every backend the process has known, keyed by (upstream name, address): its stable
+/// `BackendId` (the predictor's index) and its live counters. Entries are never removed, so a
+/// backend that leaves and comes back keeps its identity and what was learned about it.
+#[derive(Debug, Default)]
+pub struct BackendRegistry {
+    known: Mutex<HashMap<BackendKey, (BackendId, Arc<Live>)>>,
+}
+
+/// A backend's stable key: its upstream's name and its address.
+type BackendKey = (String, SocketAddr);
+
+impl BackendRegistry {
+    /// The identity and counters of a backend, created on first sight.
+    pub fn entry(&self, upstream: &str, addr: SocketAddr) -> (BackendId, Arc<Live>) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let next = BackendId::try_from(known.len()).unwrap_or(BackendId::MAX);
+        let (id, live) = known
+            .entry((upstream.to_owned(), addr))
+            .or_insert_with(|| (next, Arc::new(Live::default())));
+        (*id, Arc::clone(live))
+    }
+}
+
+/// A seed for the sampling policies: differs per process and per upstream.
+fn seed(name: &str) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut h = now ^ u64::from(std::process::id()).rotate_left(32);
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 impl Runtime {
-    /// Builds the tables for `config`, reusing counters from `previous` for every listener,
-    /// upstream and backend that keeps its identity. `slots` names the listeners in the
-    /// order the process started with.
+    /// Builds the tables for `config`. Backends get their identity and counters from
+    /// `registry`; listener and upstream counters are reused from `previous` by name.
+    /// `slots` names the listeners in the order the process started with.
     pub fn build(
         config: Config,
         version: ConfigVersion,
         previous: Option<&Runtime>,
         slots: &[String],
+        registry: &BackendRegistry,
     ) -> Runtime {
-        let mut old_live: HashMap<(&str, SocketAddr), &Arc<Live>> = HashMap::new();
         let mut old_upstream: HashMap<&str, &Arc<UpstreamStats>> = HashMap::new();
         let mut old_listener: HashMap<&str, &Arc<ListenerStats>> = HashMap::new();
         if let Some(prev) = previous {
             for u in &prev.upstreams {
                 old_upstream.insert(&u.name, &u.stats);
-                for (b, m) in u.backends.iter().zip(u.members.iter()) {
-                    old_live.insert((&u.name, b.addr), &m.live);
-                }
             }
             for l in &prev.listeners {
                 old_listener.insert(&l.name, &l.stats);
@@ -151,16 +186,32 @@ impl Runtime {
                 let members: Box<[Member]> = u
                     .backends
                     .iter()
-                    .map(|b| Member {
-                        weight: b.weight,
-                        live: old_live
-                            .get(&(u.name.as_str(), b.addr))
-                            .map_or_else(Default::default, |l| Arc::clone(l)),
+                    .map(|b| {
+                        let (id, live) = registry.entry(&u.name, b.addr);
+                        Member {
+                            id,
+                            weight: b.weight,
+                            cost: b.cost,
+                            local: u.prefer_region.is_none() || b.region == u.prefer_region,
+                            live,
+                        }
                     })
                     .collect();
+                let seed = seed(&u.name);
                 let policy: Box<dyn Policy> = match u.policy {
                     PolicyKind::RoundRobin => Box::new(RoundRobin::new(&members)),
                     PolicyKind::LeastConn => Box::new(LeastConn::new()),
+                    PolicyKind::Random => Box::new(Random::new(seed)),
+                    PolicyKind::P2cLeastRequest => Box::new(P2cLeastRequest::new(seed)),
+                    PolicyKind::P2cPeakEwma => Box::new(P2cPeakEwma::new(seed)),
+                    PolicyKind::Predictive => Box::new(Predictive::new(
+                        PredictiveParams {
+                            load_weight: u.predictive.load_weight,
+                            cost_weight: u.predictive.cost_weight,
+                            overload_threshold: u.predictive.overload_threshold,
+                        },
+                        seed,
+                    )),
                 };
                 UpstreamTable {
                     name: u.name.clone(),

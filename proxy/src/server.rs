@@ -97,8 +97,9 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
         loaded_at: SystemTime::now(),
         generation: 1,
     };
-    let runtime = Runtime::build(config, version, None, &slots);
-    let shared = Shared::new(runtime, launch.config_path, slots, access_log);
+    let registry = crate::runtime::BackendRegistry::default();
+    let runtime = Runtime::build(config, version, None, &slots, &registry);
+    let shared = Shared::new(runtime, registry, launch.config_path, slots, access_log);
 
     let server_conf = Arc::clone(&server.configuration);
     let mut services: Vec<Box<dyn ServiceWithDependents>> = Vec::new();

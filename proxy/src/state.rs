@@ -7,8 +7,10 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use augur_predictor::Snapshot;
+
 use crate::access_log::AccessLog;
-use crate::runtime::Runtime;
+use crate::runtime::{BackendRegistry, Runtime};
 
 /// Outcome of the most recent reload attempt, for `/status`.
 #[derive(Debug, Clone)]
@@ -28,6 +30,10 @@ pub struct ReloadOutcome {
 pub struct Shared {
     /// The tables every request routes from.
     pub runtime: ArcSwap<Runtime>,
+    /// The predictor's newest view of every backend.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Stable backend identities and counters, across reloads.
+    pub registry: BackendRegistry,
     /// The file reloads read (`None` for `augur demo`, which has no file).
     pub config_path: Option<PathBuf>,
     /// Listener names in start-up order: the slot each service was built for.
@@ -54,12 +60,15 @@ impl Shared {
     /// Creates the shared state around the first runtime.
     pub fn new(
         runtime: Runtime,
+        registry: BackendRegistry,
         config_path: Option<PathBuf>,
         slots: Vec<String>,
         access_log: Option<AccessLog>,
     ) -> Arc<Shared> {
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            registry,
             config_path,
             slots,
             last_reload: ArcSwap::from_pointee(None),

@@ -13,9 +13,10 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::net::TcpStream;
 
-use augur_predictor::Tried;
+use augur_predictor::{P2cPeakEwma, PickContext, Tried};
 
 use crate::access_log::Entry;
+use crate::clock;
 use crate::state::Shared;
 
 /// The relay logic of one TCP listener.
@@ -56,8 +57,14 @@ impl ServerApp for TcpRelay {
         let upstream = &rt.upstreams[u];
         let mut tried = Tried::default();
         let mut attempts = 0;
+        let snapshot = self.shared.snapshot.load();
         let (status, backend) = loop {
-            let Some(b) = upstream.policy.pick(&upstream.members, &tried) else {
+            let sent_at = clock::now_nanos();
+            let cx = PickContext {
+                now_nanos: sent_at,
+                snapshot: &snapshot,
+            };
+            let Some(b) = upstream.policy.pick(&cx, &upstream.members, &tried) else {
                 upstream.stats.no_backend.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(listener = %listener.name, upstream = %upstream.name, "no backend could be reached");
                 break (502, None);
@@ -68,6 +75,14 @@ impl ServerApp for TcpRelay {
             let _slot = live.begin();
             match dial(upstream.backends[b].addr, upstream.connect_timeout).await {
                 Ok(mut server) => {
+                    // For a relay the round trip the balancer can see is the connect.
+                    let now = clock::now_nanos();
+                    live.rtt.observe(
+                        now.saturating_sub(sent_at) as f64,
+                        now,
+                        P2cPeakEwma::DEFAULT_RTT.as_nanos() as f64,
+                        P2cPeakEwma::DECAY.as_nanos() as f64,
+                    );
                     // A session counts as 2xx when it ended cleanly, 5xx when the relay failed.
                     let status = match tokio::io::copy_bidirectional(&mut client, &mut server).await
                     {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{defaults, Checks};
 use crate::issue::quoted;
-use crate::model::{Backend, PolicyKind, Upstream};
-use crate::raw::{RawBackend, RawPolicy, RawUpstream};
+use crate::model::{Backend, PolicyKind, PredictiveWeights, Upstream};
+use crate::raw::{RawBackend, RawPolicy, RawPredictive, RawUpstream};
 use crate::suggest::nearest;
 
 /// The upstreams as built (if all were valid), and their names for resolving references.
@@ -85,9 +85,14 @@ impl Checks<'_> {
     fn upstream(&mut self, raw: RawUpstream, path: &str) -> Option<Upstream> {
         let name = self.required(raw.name.as_deref(), path, "name");
         let policy = match raw.policy {
-            None | Some(RawPolicy::RoundRobin) => PolicyKind::RoundRobin,
+            Some(RawPolicy::RoundRobin) => PolicyKind::RoundRobin,
             Some(RawPolicy::LeastConn) => PolicyKind::LeastConn,
+            Some(RawPolicy::Random) => PolicyKind::Random,
+            Some(RawPolicy::P2cLeastRequest) => PolicyKind::P2cLeastRequest,
+            Some(RawPolicy::P2cPeakEwma) => PolicyKind::P2cPeakEwma,
+            None | Some(RawPolicy::Predictive) => PolicyKind::Predictive,
         };
+        let predictive = self.predictive(raw.predictive.as_ref(), path);
         let mut timeout = |text: Option<&str>, key: &str, default: Duration| {
             self.timeout(text, &format!("{path}.{key}"), default)
         };
@@ -118,6 +123,21 @@ impl Checks<'_> {
                 .and_then(|n| u32::try_from(n).ok()),
         };
         let backends = self.backends(raw.backends, path);
+        let prefer_region = match (&raw.prefer_region, &backends) {
+            (Some(region), Some(list))
+                if !list.iter().any(|b| b.region.as_ref() == Some(region)) =>
+            {
+                self.report(
+                    &format!("{path}.prefer_region"),
+                    format!(
+                        "no backend of this upstream is in region {}",
+                        quoted(region)
+                    ),
+                );
+                None
+            }
+            (region, _) => Some(region.clone()),
+        };
         Some(Upstream {
             name: name?.to_owned(),
             policy,
@@ -126,8 +146,65 @@ impl Checks<'_> {
             write_timeout: write_timeout?,
             idle_timeout: idle_timeout?,
             retries: retries?,
+            prefer_region: prefer_region?,
+            predictive: predictive?,
             backends: backends?,
         })
+    }
+
+    /// `predictive:` weights, defaults for what is left out.
+    fn predictive(&mut self, raw: Option<&RawPredictive>, path: &str) -> Option<PredictiveWeights> {
+        let defaults = PredictiveWeights::default();
+        let Some(raw) = raw else {
+            return Some(defaults);
+        };
+        let mut ok = true;
+        let mut take =
+            |value: Option<f64>, key: &str, default: f64, min: f64, max: f64, open: bool| {
+                let Some(v) = value else { return default };
+                let inside = if open {
+                    v > min && v < max
+                } else {
+                    v >= min && v <= max
+                };
+                if !v.is_finite() || !inside {
+                    let range = if open { "between" } else { "from" };
+                    let and = if open { "and" } else { "to" };
+                    self.report(
+                        &format!("{path}.predictive.{key}"),
+                        format!("expected a number {range} {min} {and} {max}, found {v}"),
+                    );
+                    ok = false;
+                }
+                v
+            };
+        let weights = PredictiveWeights {
+            load_weight: take(
+                raw.load_weight,
+                "load_weight",
+                defaults.load_weight,
+                0.0,
+                100.0,
+                false,
+            ),
+            cost_weight: take(
+                raw.cost_weight,
+                "cost_weight",
+                defaults.cost_weight,
+                0.0,
+                100.0,
+                false,
+            ),
+            overload_threshold: take(
+                raw.overload_threshold,
+                "overload_threshold",
+                defaults.overload_threshold,
+                0.0,
+                1.0,
+                true,
+            ),
+        };
+        ok.then_some(weights)
     }
 
     /// A timeout: a duration greater than zero.
@@ -183,12 +260,38 @@ impl Checks<'_> {
                     .integer(n, 1, 256, &format!("{backend_path}.weight"))
                     .and_then(|n| u32::try_from(n).ok()),
             };
-            built = built
-                .zip(addr.zip(weight))
-                .map(|(mut all, (addr, weight))| {
-                    all.push(Backend { addr, weight });
+            let cost = match backend.cost {
+                None => Some(0.0),
+                Some(c) if c.is_finite() && (0.0..=100.0).contains(&c) => Some(c),
+                Some(c) => {
+                    self.report(
+                        &format!("{backend_path}.cost"),
+                        format!("expected a number from 0 to 100, found {c}"),
+                    );
+                    None
+                }
+            };
+            let region = match backend.region {
+                Some(r) if r.trim().is_empty() => {
+                    self.report(
+                        &format!("{backend_path}.region"),
+                        "expected a region name, found an empty string",
+                    );
+                    None
+                }
+                r => Some(r),
+            };
+            built = built.zip(addr.zip(weight)).zip(cost.zip(region)).map(
+                |((mut all, (addr, weight)), (cost, region))| {
+                    all.push(Backend {
+                        addr,
+                        weight,
+                        region,
+                        cost,
+                    });
                     all
-                });
+                },
+            );
         }
         built
     }

@@ -1,0 +1,318 @@
+//! The `predictive` policy: power of two choices on a score built from the predictor's
+//! forecast, the live queue, and the backend's cost.
+//!
+//! For a candidate backend `i` (lower wins):
+//!
+//! ```text
+//! score_i = latency_i × queue_i × (1 + load_weight × overload_i) × (1 + cost_weight × cost_i)
+//!
+//! latency_i  = max(predicted_ms_i, observed_ms_i) × anomaly_penalty_i     (floor 0.01 ms)
+//!              (before the predictor has seen the backend: the live peak-EWMA RTT)
+//! queue_i    = (in_flight_i + 1) / (weight_i × warmth_i)                  (warmth floor 0.05)
+//! overload_i = max(0, predicted_utilisation_i − θ) / (1 − θ)               (θ = overload_threshold)
+//! ```
+//!
+//! Every factor is a positive ratio, so the product is well defined (no division by zero, no
+//! unit mixing): `latency × queue` is linkerd's cost (expected wait) with the *predicted*
+//! latency in place of the observed one, so a degradation the forecast sees coming raises the
+//! cost before requests slow down; `overload` is 0 below θ and 1 at predicted capacity, so
+//! traffic leaves a backend whose utilisation is forecast to cross θ within the horizon; `cost`
+//! makes a dearer backend (another region, a paid one) worth using only when it is clearly
+//! better. Two candidates are drawn at random (not one global argmin) so that many augur
+//! instances reading similar snapshots do not herd.
+//!
+//! Region preference: members are `local` or not. Candidates are drawn among local members;
+//! only when the better local candidate is predicted past θ is a remote member drawn and
+//! compared (its cost factor included), so traffic spills over only on predicted overload.
+
+use crate::policy::{Member, PickContext, Policy, Tried};
+use crate::sampling::{sample_open_where, P2cPeakEwma, Rng};
+
+/// Weights of the predictive score (from the upstream's config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictiveParams {
+    /// Weight of the predicted-overload factor.
+    pub load_weight: f64,
+    /// Weight of the backend's cost.
+    pub cost_weight: f64,
+    /// Predicted utilisation above which a backend is being overloaded (0 < θ < 1).
+    pub overload_threshold: f64,
+}
+
+impl Default for PredictiveParams {
+    fn default() -> Self {
+        PredictiveParams {
+            load_weight: 4.0,
+            cost_weight: 1.0,
+            overload_threshold: 0.8,
+        }
+    }
+}
+
+/// The predictive policy.
+#[derive(Debug)]
+pub struct Predictive {
+    rng: Rng,
+    params: PredictiveParams,
+}
+
+impl Predictive {
+    /// A predictive policy with these weights, seeded with `seed`.
+    pub fn new(params: PredictiveParams, seed: u64) -> Self {
+        let threshold = if params.overload_threshold > 0.0 && params.overload_threshold < 1.0 {
+            params.overload_threshold
+        } else {
+            PredictiveParams::default().overload_threshold
+        };
+        Predictive {
+            rng: Rng::new(seed),
+            params: PredictiveParams {
+                overload_threshold: threshold,
+                load_weight: params.load_weight.max(0.0),
+                cost_weight: params.cost_weight.max(0.0),
+            },
+        }
+    }
+
+    /// Predicted utilisation of a member, 0 when unknown.
+    fn utilization(&self, cx: &PickContext<'_>, m: &Member) -> f64 {
+        cx.snapshot
+            .backends
+            .get(m.id as usize)
+            .map_or(0.0, |f| f.utilization)
+    }
+
+    /// The score documented at the top of this file.
+    pub fn score(&self, cx: &PickContext<'_>, m: &Member) -> f64 {
+        let (latency_ms, anomaly, utilization, warmth) =
+            match cx.snapshot.backends.get(m.id as usize) {
+                Some(f) if f.latency_ms > 0.0 || f.observed_latency_ms > 0.0 => (
+                    f.latency_ms.max(f.observed_latency_ms),
+                    f.anomaly_penalty,
+                    f.utilization,
+                    f.warmth,
+                ),
+                other => {
+                    let rtt_ns = m.live.rtt.decayed(
+                        cx.now_nanos,
+                        P2cPeakEwma::DEFAULT_RTT.as_nanos() as f64,
+                        P2cPeakEwma::DECAY.as_nanos() as f64,
+                    );
+                    let warmth = other.map_or(1.0, |f| f.warmth);
+                    (rtt_ns / 1e6, 1.0, 0.0, warmth)
+                }
+            };
+        let latency = finite_at_least(latency_ms, 0.01) * finite_at_least(anomaly, 1.0);
+        let weight = f64::from(m.weight.max(1)) * finite_at_least(warmth, 0.05).min(1.0);
+        let queue = (m.live.in_flight() + 1) as f64 / weight;
+        let theta = self.params.overload_threshold;
+        let overload = ((finite_at_least(utilization, 0.0) - theta) / (1.0 - theta)).max(0.0);
+        let cost = finite_at_least(m.cost, 0.0);
+        latency
+            * queue
+            * (1.0 + self.params.load_weight * overload)
+            * (1.0 + self.params.cost_weight * cost)
+    }
+
+    fn better(
+        &self,
+        cx: &PickContext<'_>,
+        members: &[Member],
+        a: usize,
+        b: Option<usize>,
+    ) -> usize {
+        match b {
+            Some(b) if self.score(cx, &members[b]) < self.score(cx, &members[a]) => b,
+            _ => a,
+        }
+    }
+}
+
+fn finite_at_least(x: f64, floor: f64) -> f64 {
+    if x.is_finite() {
+        x.max(floor)
+    } else {
+        floor
+    }
+}
+
+impl Policy for Predictive {
+    fn pick(&self, cx: &PickContext<'_>, members: &[Member], tried: &Tried) -> Option<usize> {
+        if members.is_empty() {
+            return None;
+        }
+        let local = |m: &Member| m.local;
+        let Some(a) = sample_open_where(&self.rng, cx, members, tried, None, local) else {
+            // No local member is open: choose among everything that is.
+            let a = sample_open_where(&self.rng, cx, members, tried, None, |_| true)?;
+            let b = sample_open_where(&self.rng, cx, members, tried, Some(a), |_| true);
+            return Some(self.better(cx, members, a, b));
+        };
+        let b = sample_open_where(&self.rng, cx, members, tried, Some(a), local);
+        let best = self.better(cx, members, a, b);
+        if self.utilization(cx, &members[best]) < self.params.overload_threshold {
+            return Some(best);
+        }
+        // The local choice is predicted past the threshold: let a remote member compete.
+        let remote = sample_open_where(&self.rng, cx, members, tried, None, |m| !m.local);
+        Some(self.better(cx, members, best, remote))
+    }
+
+    fn name(&self) -> &'static str {
+        "predictive"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::live::Live;
+    use crate::snapshot::{BackendId, Forecast, Snapshot};
+
+    fn members(n: usize) -> Vec<Member> {
+        (0..n)
+            .map(|id| Member {
+                id: id as BackendId,
+                weight: 1,
+                cost: 0.0,
+                local: true,
+                live: Arc::new(Live::default()),
+            })
+            .collect()
+    }
+
+    fn snapshot(forecasts: &[(f64, f64, f64)]) -> Snapshot {
+        Snapshot {
+            version: 1,
+            built_at_nanos: 0,
+            backends: forecasts
+                .iter()
+                .map(|&(latency_ms, observed_latency_ms, utilization)| Forecast {
+                    latency_ms,
+                    observed_latency_ms,
+                    utilization,
+                    ..Forecast::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn shares(policy: &Predictive, snap: &Snapshot, m: &[Member], picks: usize) -> Vec<usize> {
+        let cx = PickContext {
+            now_nanos: 1,
+            snapshot: snap,
+        };
+        let mut counts = vec![0; m.len()];
+        for _ in 0..picks {
+            counts[policy.pick(&cx, m, &Tried::default()).unwrap()] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn predicted_latency_rise_moves_traffic_before_it_is_observed() {
+        let m = members(2);
+        let p = Predictive::new(PredictiveParams::default(), 1);
+        // Both observed at 10 ms; backend 0 is forecast to reach 50 ms.
+        let counts = shares(
+            &p,
+            &snapshot(&[(50.0, 10.0, 0.0), (10.0, 10.0, 0.0)]),
+            &m,
+            1000,
+        );
+        assert_eq!(counts, vec![0, 1000]);
+    }
+
+    #[test]
+    fn predicted_overload_moves_traffic_before_latency_rises() {
+        let m = members(3);
+        let p = Predictive::new(PredictiveParams::default(), 2);
+        // Same latency everywhere; backend 0 forecast at 95% utilisation (θ = 0.8).
+        let snap = snapshot(&[(10.0, 10.0, 0.95), (10.0, 10.0, 0.3), (10.0, 10.0, 0.3)]);
+        let counts = shares(&p, &snap, &m, 3000);
+        assert!(counts[0] < 100, "{counts:?}");
+        // Below the threshold utilisation does not matter.
+        let snap = snapshot(&[(10.0, 10.0, 0.7), (10.0, 10.0, 0.3), (10.0, 10.0, 0.3)]);
+        let counts = shares(&p, &snap, &m, 3000);
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn remote_backends_take_traffic_only_when_local_ones_are_predicted_to_overload() {
+        let mut m = members(4);
+        for r in &mut m[2..] {
+            r.local = false;
+            r.cost = 0.4;
+        }
+        let p = Predictive::new(PredictiveParams::default(), 3);
+        let calm = snapshot(&[
+            (10.0, 10.0, 0.5),
+            (10.0, 10.0, 0.5),
+            (5.0, 5.0, 0.1),
+            (5.0, 5.0, 0.1),
+        ]);
+        let counts = shares(&p, &calm, &m, 2000);
+        assert_eq!(
+            counts[2] + counts[3],
+            0,
+            "remote is faster but local is not overloaded: {counts:?}"
+        );
+        let hot = snapshot(&[
+            (10.0, 10.0, 0.99),
+            (10.0, 10.0, 0.99),
+            (10.0, 10.0, 0.1),
+            (10.0, 10.0, 0.1),
+        ]);
+        let counts = shares(&p, &hot, &m, 2000);
+        assert!(
+            counts[2] + counts[3] > 1500,
+            "local predicted past capacity spills over: {counts:?}"
+        );
+    }
+
+    #[test]
+    fn cost_and_warmth_lower_a_backends_share() {
+        let mut m = members(2);
+        m[0].cost = 0.4;
+        let p = Predictive::new(PredictiveParams::default(), 4);
+        let snap = snapshot(&[(10.0, 10.0, 0.0), (10.0, 10.0, 0.0)]);
+        assert_eq!(shares(&p, &snap, &m, 500), vec![0, 500]);
+        m[0].cost = 0.0;
+        let mut snap = snap;
+        snap.backends[1].warmth = 0.1;
+        assert_eq!(shares(&p, &snap, &m, 500), vec![500, 0]);
+    }
+
+    #[test]
+    fn without_forecasts_it_falls_back_to_the_live_peak_rtt() {
+        let m = members(2);
+        let p = Predictive::new(PredictiveParams::default(), 5);
+        m[0].live.rtt.observe(100e6, 1, 30e6, 10e9);
+        m[1].live.rtt.observe(10e6, 1, 30e6, 10e9);
+        assert_eq!(shares(&p, &Snapshot::default(), &m, 200), vec![0, 200]);
+    }
+
+    #[test]
+    fn nonsense_forecasts_do_not_break_the_score() {
+        let m = members(2);
+        let p = Predictive::new(PredictiveParams::default(), 6);
+        let snap = snapshot(&[
+            (f64::NAN, f64::INFINITY, f64::NAN),
+            (-5.0, 0.0, f64::NEG_INFINITY),
+        ]);
+        let cx = PickContext {
+            now_nanos: 1,
+            snapshot: &snap,
+        };
+        for member in &m {
+            let s = p.score(&cx, member);
+            assert!(s.is_finite() && s > 0.0, "{s}");
+        }
+        assert!(p.pick(&cx, &m, &Tried::default()).is_some());
+    }
+}
