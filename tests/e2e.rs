@@ -6,5 +6,6 @@ mod check;
 mod http;
 mod lifecycle;
 mod policies;
+mod predictor;
 mod reload;
 mod tcp;

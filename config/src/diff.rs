@@ -12,6 +12,8 @@ pub enum Change {
     /// A process-wide `server:` setting changed.
     ServerSettingChanged(ServerSetting),
     /// The admin listener appeared, disappeared or moved (`None` = no admin listener).
+    /// The predictor's settings changed (they take a new process).
+    PredictorChanged,
     AdminChanged {
         /// Old admin address.
         from: Option<SocketAddr>,
@@ -132,14 +134,16 @@ impl ServerSetting {
 }
 
 impl Change {
-    /// Whether applying this change needs listening sockets (or worker threads) set up anew,
-    /// which a reload never does: the operator must use `--upgrade` instead.
-    pub fn needs_new_sockets(&self) -> bool {
+    /// Whether applying this change needs a new process: listening sockets or worker threads
+    /// set up anew, or the predictor restarted. A reload never does that; the operator must
+    /// use `--upgrade` instead.
+    pub fn needs_new_process(&self) -> bool {
         match self {
             Change::ServerSettingChanged(setting) => {
                 matches!(setting, ServerSetting::Threads | ServerSetting::UpgradeSock)
             }
             Change::AdminChanged { .. }
+            | Change::PredictorChanged
             | Change::ListenerAdded(_)
             | Change::ListenerRemoved(_)
             | Change::ListenerRebound { .. }
@@ -164,6 +168,7 @@ impl fmt::Display for Change {
             Change::ServerSettingChanged(setting) => {
                 write!(f, "server.{} changed", setting.key())
             }
+            Change::PredictorChanged => write!(f, "predictor settings changed"),
             Change::AdminChanged { from, to } => match (from, to) {
                 (None, Some(to)) => write!(f, "admin listener added on {to}"),
                 (Some(from), None) => write!(f, "admin listener on {from} removed"),
@@ -260,6 +265,9 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         old.admin.as_ref().map(|a| a.bind),
         new.admin.as_ref().map(|a| a.bind),
     );
+    if old.predictor != new.predictor {
+        changes.push(Change::PredictorChanged);
+    }
     if old_admin != new_admin {
         changes.push(Change::AdminChanged {
             from: old_admin,

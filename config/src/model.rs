@@ -12,6 +12,8 @@ pub struct Config {
     pub server: Server,
     /// The admin listener, if configured.
     pub admin: Option<Admin>,
+    /// The predictor thread's settings.
+    pub predictor: Predictor,
     /// Client-facing listeners, in file order.
     pub listeners: Vec<Listener>,
     /// Upstreams (backend pools), in file order; routes refer to them by index.
@@ -33,6 +35,34 @@ pub struct Server {
     pub log_level: String,
     /// Where to write access logs; `None` disables them.
     pub access_log: Option<AccessLog>,
+}
+
+/// Settings of the predictor thread, from the optional `predictor:` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictor {
+    /// Time between forecasts (default 100ms).
+    pub tick: Duration,
+    /// How far ahead load is forecast (default 5s).
+    pub horizon: Duration,
+    /// How far ahead latency is forecast: traffic moves this long before a predicted rise
+    /// (default 1s).
+    pub lead: Duration,
+    /// Time a new backend takes to reach its full share (default 10s).
+    pub slow_start: Duration,
+    /// Pass backends' `endpoint-load-metrics` headers on to clients (default: strip them).
+    pub keep_load_reports: bool,
+}
+
+impl Default for Predictor {
+    fn default() -> Self {
+        Predictor {
+            tick: Duration::from_millis(100),
+            horizon: Duration::from_secs(5),
+            lead: Duration::from_secs(1),
+            slow_start: Duration::from_secs(10),
+            keep_load_reports: false,
+        }
+    }
 }
 
 /// Access log destination and format.

@@ -16,8 +16,20 @@ use serde::Deserialize;
 pub struct RawConfig {
     pub server: Option<RawServer>,
     pub admin: Option<RawAdmin>,
+    pub predictor: Option<RawPredictor>,
     pub listeners: Option<Vec<RawListener>>,
     pub upstreams: Option<Vec<RawUpstream>>,
+}
+
+/// `predictor:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawPredictor {
+    pub tick: Option<String>,
+    pub horizon: Option<String>,
+    pub lead: Option<String>,
+    pub slow_start: Option<String>,
+    pub keep_load_reports: Option<bool>,
 }
 
 /// `server:`

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::issue::{quoted, Issue};
-use crate::model::{AccessLog, AccessLogFormat, Admin, Config, Listener, Server};
-use crate::raw::{RawAccessLog, RawAccessLogFormat, RawAdmin, RawConfig, RawServer};
+use crate::model::{AccessLog, AccessLogFormat, Admin, Config, Listener, Predictor, Server};
+use crate::raw::{RawAccessLog, RawAccessLogFormat, RawAdmin, RawConfig, RawPredictor, RawServer};
 
 /// Defaults for keys the file leaves out.
 mod defaults {
@@ -40,6 +40,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
         base_dir,
     };
     let server = checks.server(raw.server.unwrap_or_default());
+    let predictor = checks.predictor(raw.predictor.unwrap_or_default());
     let upstreams = checks.upstreams(raw.upstreams);
     let listeners = checks.listeners(raw.listeners, &upstreams.names);
     let admin = match raw.admin {
@@ -50,6 +51,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
         Some(Config {
             server: server?,
             admin: admin?,
+            predictor: predictor?,
             listeners: listeners.built?,
             upstreams: upstreams.built?,
         })
@@ -149,6 +151,68 @@ impl Checks<'_> {
             );
             None
         }
+    }
+
+    /// `predictor:`, with defaults for what it leaves out.
+    fn predictor(&mut self, raw: RawPredictor) -> Option<Predictor> {
+        let defaults = Predictor::default();
+        let mut within =
+            |text: Option<&str>, key: &str, default: Duration, min: Duration, max: Duration| {
+                let Some(text) = text else {
+                    return Some(default);
+                };
+                let path = format!("predictor.{key}");
+                let d = self.duration(text, &path)?;
+                if d < min || d > max {
+                    self.report(
+                        &path,
+                        format!(
+                            "expected a duration from {} to {}, found {}",
+                            humantime::format_duration(min),
+                            humantime::format_duration(max),
+                            quoted(text)
+                        ),
+                    );
+                    return None;
+                }
+                Some(d)
+            };
+        let ms = Duration::from_millis;
+        let secs = Duration::from_secs;
+        let tick = within(raw.tick.as_deref(), "tick", defaults.tick, ms(10), secs(10));
+        let horizon = within(
+            raw.horizon.as_deref(),
+            "horizon",
+            defaults.horizon,
+            ms(10),
+            secs(600),
+        );
+        let lead = within(
+            raw.lead.as_deref(),
+            "lead",
+            defaults.lead,
+            ms(10),
+            secs(600),
+        );
+        let slow_start = within(
+            raw.slow_start.as_deref(),
+            "slow_start",
+            defaults.slow_start,
+            ms(0),
+            secs(3600),
+        );
+        let (tick, horizon, lead) = (tick?, horizon?, lead?);
+        if horizon < tick || lead < tick || lead > horizon {
+            self.report("predictor", "expected tick <= lead <= horizon".to_owned());
+            return None;
+        }
+        Some(Predictor {
+            tick,
+            horizon,
+            lead,
+            slow_start: slow_start?,
+            keep_load_reports: raw.keep_load_reports.unwrap_or(defaults.keep_load_reports),
+        })
     }
 
     /// `server:`, with defaults for what it leaves out.

@@ -313,10 +313,10 @@ fn only_socket_changes_need_an_upgrade() {
         },
     ];
     for change in &needs_upgrade {
-        assert!(change.needs_new_sockets(), "{change}");
+        assert!(change.needs_new_process(), "{change}");
     }
     for change in &reloadable {
-        assert!(!change.needs_new_sockets(), "{change}");
+        assert!(!change.needs_new_process(), "{change}");
     }
 }
 

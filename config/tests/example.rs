@@ -76,6 +76,7 @@ fn addr(text: &str) -> SocketAddr {
 
 fn expected(cert_dir: &Path) -> Config {
     Config {
+        predictor: augur_config::Predictor::default(),
         server: Server {
             threads: 1,
             grace_period: Duration::from_secs(10),
@@ -311,6 +312,41 @@ upstreams:
     );
     assert!(
         errors.contains("upstreams[0].backends[1].cost: expected a number from 0 to 100, found -1"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn predictor_settings_and_their_limits() {
+    let base = "\
+listeners:
+  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
+upstreams:
+  - { name: api, backends: [ { addr: 127.0.0.1:9001 } ] }
+";
+    let text = format!(
+        "predictor: {{ tick: 50ms, horizon: 10s, lead: 500ms, keep_load_reports: true }}\n{base}"
+    );
+    let p = parse(&text, "augur.yaml").unwrap().predictor;
+    assert_eq!(p.tick, Duration::from_millis(50));
+    assert_eq!(p.horizon, Duration::from_secs(10));
+    assert_eq!(p.lead, Duration::from_millis(500));
+    assert_eq!(p.slow_start, Duration::from_secs(10));
+    assert!(p.keep_load_reports);
+    let errors = parse(&format!("predictor: {{ tick: 1ms }}\n{base}"), "augur.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains(
+            "augur.yaml:1:20: predictor.tick: expected a duration from 10ms to 10s, found \"1ms\""
+        ),
+        "{errors}"
+    );
+    let errors = parse(&format!("predictor: {{ lead: 20s }}\n{base}"), "augur.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("predictor: expected tick <= lead <= horizon"),
         "{errors}"
     );
 }

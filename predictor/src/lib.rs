@@ -1,21 +1,28 @@
-//! augur-predictor: backend selection. Immutable member lists plus per-backend atomic live
-//! counters, and the policies that pick from them without locks or allocation.
+//! augur-predictor: forecasts of every backend's latency and load, and the policies that
+//! route on them.
 //!
-//! The forecasting models and the snapshot they publish arrive with the predictor issue; the
-//! `Policy` trait is the seam they plug into.
+//! The request path pushes `Observation`s into a bounded `Recorder` and picks backends with a
+//! `Policy` from an immutable member list, per-backend atomic `Live` counters and the newest
+//! `Snapshot`: no lock, no allocation. A predictor thread drains the recorder every tick,
+//! updates the `models`, and publishes the next `Snapshot` (`Predictor::tick`). No Pingora, no
+//! tokio, no clock reads: time is always an argument, so a simulator can drive all of it.
 #![forbid(unsafe_code)]
 
 pub mod live;
 pub mod load_report;
 pub mod models;
 pub mod policy;
+pub mod predict;
 pub mod predictive;
+pub mod recorder;
 pub mod sampling;
 pub mod snapshot;
 
 pub use live::PeakRtt;
 pub use live::{InFlight, Live, LiveFigures, STATUS_CLASSES};
 pub use policy::{LeastConn, Member, PickContext, Policy, RoundRobin, Tried};
+pub use predict::{BackendReport, Predictor, PredictorSettings};
 pub use predictive::{Predictive, PredictiveParams};
+pub use recorder::{Observation, Outcome, Recorder};
 pub use sampling::{P2cLeastRequest, P2cPeakEwma, Random, Rng};
 pub use snapshot::{BackendId, Eligibility, Forecast, Snapshot};

@@ -93,6 +93,40 @@ fn unix_secs(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// A float for JSON: `null` when not finite.
+fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+/// The predictor's figures for one backend.
+fn predicted(shared: &Shared, id: augur_predictor::BackendId) -> Value {
+    let snapshot = shared.snapshot.load();
+    let view = shared.predictor_view.load();
+    let f = snapshot.get(id);
+    let mut v = json!({
+        "latency_ms": num(f.latency_ms),
+        "observed_latency_ms": num(f.observed_latency_ms),
+        "utilization": num(f.utilization),
+        "anomaly_penalty": num(f.anomaly_penalty),
+        "error_rate": num(f.error_rate),
+        "warmth": num(f.warmth),
+        "eligibility": f.eligibility.as_str(),
+    });
+    if let Some(Some(r)) = view.reports.get(id as usize) {
+        v["rate_per_second"] = num(r.rate);
+        v["forecast_mae_ms"] = r.mae_ms.map_or(Value::Null, num);
+        v["forecast_mape"] = r.mape.map_or(Value::Null, num);
+        v["anomalies"] = json!(r.anomalies);
+        v["season_ticks"] = json!(r.period);
+        v["model"] = json!(r.model);
+    }
+    v
+}
+
 /// The `/status` document.
 pub fn status(shared: &Shared) -> Value {
     let rt = shared.runtime.load();
@@ -140,9 +174,11 @@ pub fn status(shared: &Shared) -> Value {
                 .map(|(b, m)| {
                     let f = m.live.figures();
                     json!({
-                        "addr": b.label, "weight": m.weight, "state": "active",
+                        "addr": b.label, "weight": m.weight, "cost": m.cost, "local": m.local,
+                        "state": shared.snapshot.load().get(m.id).eligibility.as_str(),
                         "in_flight": f.in_flight, "requests": f.requests, "errors": f.errors,
                         "connect_failures": f.connect_failures,
+                        "predicted": predicted(shared, m.id),
                     })
                 })
                 .collect();
@@ -168,8 +204,24 @@ pub fn status(shared: &Shared) -> Value {
             "at_unix": unix_secs(r.at), "ok": r.ok, "error": r.error, "changes": r.changes,
         })),
         "reloads": {"ok": shared.reloads_ok.load(Ordering::Relaxed), "failed": shared.reloads_failed.load(Ordering::Relaxed)},
+        "predictor": predictor_status(shared),
         "listeners": listeners,
         "upstreams": upstreams,
+    })
+}
+
+fn predictor_status(shared: &Shared) -> Value {
+    let snapshot = shared.snapshot.load();
+    let view = shared.predictor_view.load();
+    let age = crate::clock::now_nanos().saturating_sub(snapshot.built_at_nanos);
+    json!({
+        "snapshot_version": snapshot.version,
+        "snapshot_age_ms": if snapshot.version == 0 { Value::Null } else { num(age as f64 / 1e6) },
+        "ticks": view.ticks,
+        "last_tick_us": view.last_tick.as_micros() as u64,
+        "observations": shared.recorder.pushed(),
+        "observations_dropped": shared.recorder.dropped(),
+        "invalid_load_reports": shared.bad_load_reports.load(Ordering::Relaxed),
     })
 }
 
@@ -286,6 +338,113 @@ pub fn metrics(shared: &Shared) -> String {
             "augur_upstream_request_duration_seconds",
             &format!("upstream=\"{}\"", u.name),
         );
+    }
+    let snapshot = shared.snapshot.load();
+    let view = shared.predictor_view.load();
+    type Figure =
+        fn(&augur_predictor::Forecast, Option<&augur_predictor::BackendReport>) -> Option<f64>;
+    let figures: [(&str, &str, &str, Figure); 7] = [
+        (
+            "augur_backend_predicted_latency_ms",
+            "Latency the predictor expects over its lead time.",
+            "gauge",
+            |f, _| Some(f.latency_ms),
+        ),
+        (
+            "augur_backend_observed_latency_ms",
+            "Latency observed in the predictor's last tick with traffic.",
+            "gauge",
+            |f, _| Some(f.observed_latency_ms),
+        ),
+        (
+            "augur_backend_predicted_utilization",
+            "Utilisation the predictor expects over its horizon (1 = capacity).",
+            "gauge",
+            |f, _| Some(f.utilization),
+        ),
+        (
+            "augur_backend_anomaly_penalty",
+            "Latency multiplier of a backend flagged anomalous (1 = none).",
+            "gauge",
+            |f, _| Some(f.anomaly_penalty),
+        ),
+        (
+            "augur_backend_forecast_mae_ms",
+            "Mean absolute error of the latency forecast made one horizon ago.",
+            "gauge",
+            |_, r| r.and_then(|r| r.mae_ms),
+        ),
+        (
+            "augur_backend_forecast_mape",
+            "Mean absolute percentage error (fraction) of the same forecast.",
+            "gauge",
+            |_, r| r.and_then(|r| r.mape),
+        ),
+        (
+            "augur_backend_anomalies_total",
+            "Forecast errors flagged as anomalies.",
+            "counter",
+            |_, r| r.map(|r| r.anomalies as f64),
+        ),
+    ];
+    for (name, help, kind, figure) in figures {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for u in &rt.upstreams {
+            for (b, m) in u.backends.iter().zip(u.members.iter()) {
+                let report = view.reports.get(m.id as usize).and_then(|r| r.as_ref());
+                if let Some(v) = figure(&snapshot.get(m.id), report).filter(|v| v.is_finite()) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{upstream=\"{}\",backend=\"{}\"}} {v}",
+                        u.name, b.label
+                    );
+                }
+            }
+        }
+    }
+    let age = crate::clock::now_nanos().saturating_sub(snapshot.built_at_nanos) as f64 / 1e9;
+    for (name, help, kind, value) in [
+        (
+            "augur_predictor_snapshot_version",
+            "Version of the newest snapshot.",
+            "gauge",
+            snapshot.version as f64,
+        ),
+        (
+            "augur_predictor_snapshot_age_seconds",
+            "Age of the newest snapshot.",
+            "gauge",
+            age,
+        ),
+        (
+            "augur_predictor_tick_seconds",
+            "Duration of the last predictor tick.",
+            "gauge",
+            view.last_tick.as_secs_f64(),
+        ),
+        (
+            "augur_predictor_observations_total",
+            "Observations handed to the predictor.",
+            "counter",
+            shared.recorder.pushed() as f64,
+        ),
+        (
+            "augur_predictor_observations_dropped_total",
+            "Observations dropped because the predictor's queue was full.",
+            "counter",
+            shared.recorder.dropped() as f64,
+        ),
+        (
+            "augur_load_reports_invalid_total",
+            "Backend load report headers that did not parse.",
+            "counter",
+            shared.bad_load_reports.load(Ordering::Relaxed) as f64,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
     }
     let _ = writeln!(
         out,

@@ -3,7 +3,9 @@
 //! describing what it received, after an optional delay.
 //!
 //! Query parameters shape a reply: `delay_ms=N` waits N ms more, `status=N` answers with that
-//! status, `size=N` sends N bytes of body instead of the JSON line.
+//! status, `size=N` sends N bytes of body instead of the JSON line, `orca=P` reports P %
+//! application utilisation in an ORCA `endpoint-load-metrics` header, `orca_bad=1` sends a
+//! malformed one.
 
 use std::time::Duration;
 
@@ -86,13 +88,19 @@ impl ServeHttp for DemoBackend {
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        Response::builder()
+        let mut reply = Response::builder()
             .status(status)
             .header("content-type", "application/json")
             .header("content-length", body.len())
-            .header("x-backend", self.name.as_str())
-            .body(body)
-            .unwrap_or_default()
+            .header("x-backend", self.name.as_str());
+        if let Some(percent) = query_param(query, "orca") {
+            let load = format!("TEXT application_utilization={}", percent as f64 / 100.0);
+            reply = reply.header("endpoint-load-metrics", load);
+        }
+        if query_param(query, "orca_bad").is_some() {
+            reply = reply.header("endpoint-load-metrics", "TEXT cpu_utilization=NaN");
+        }
+        reply.body(body).unwrap_or_default()
     }
 }
 

@@ -14,7 +14,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use augur_predictor::{P2cPeakEwma, PickContext, Tried};
+use augur_predictor::{load_report, Observation, Outcome, P2cPeakEwma, PickContext, Tried};
 
 use crate::access_log::Entry;
 use crate::clock;
@@ -52,6 +52,10 @@ pub struct RequestCtx {
     attempts: u32,
     /// When the current backend was picked (process clock, ns): the RTT sample's start.
     sent_at_nanos: u64,
+    /// When its response header arrived (0 = not yet).
+    first_byte_nanos: u64,
+    /// Utilisation the backend reported in `endpoint-load-metrics`, if it did.
+    reported: Option<f32>,
     _busy: Option<Busy>,
 }
 
@@ -94,6 +98,8 @@ impl ProxyHttp for HttpProxy {
             tried: Tried::default(),
             attempts: 0,
             sent_at_nanos: 0,
+            first_byte_nanos: 0,
+            reported: None,
             _busy: Some(self.shared.enter()),
         }
     }
@@ -176,6 +182,16 @@ impl ProxyHttp for HttpProxy {
         if let (Some(rt), Some(u), Some(b)) = (&ctx.runtime, ctx.upstream, ctx.backend) {
             let upstream = &rt.upstreams[u];
             upstream.members[b].live.record_connect_failure();
+            let now = clock::now_nanos();
+            self.shared.recorder.push(Observation {
+                backend: upstream.members[b].id,
+                at_nanos: now,
+                first_byte_nanos: 0,
+                total_nanos: now.saturating_sub(ctx.sent_at_nanos),
+                outcome: Outcome::ConnectFailure,
+                bytes: 0,
+                reported_utilization: None,
+            });
             // Only a backend that could not be reached is excluded from the retry.
             ctx.tried.insert(b);
             let untried_left = ctx.tried.len() < upstream.members.len();
@@ -220,12 +236,27 @@ impl ProxyHttp for HttpProxy {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // A backend's own load report (ORCA). A malformed one is ignored and counted.
+        if let Some(value) = upstream_response.headers.get(LOAD_REPORT_HEADER) {
+            match load_report::parse(value.as_bytes()) {
+                Ok(report) => ctx.reported = report.utilization().map(|u| u as f32),
+                Err(_) => {
+                    self.shared
+                        .bad_load_reports
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            if !self.shared.keep_load_reports {
+                upstream_response.remove_header(LOAD_REPORT_HEADER);
+            }
+        }
         // The round trip ends when the response header arrives (tower's completion point).
         if let (Some(rt), Some(u), Some(b)) = (&ctx.runtime, ctx.upstream, ctx.backend) {
             let now = clock::now_nanos();
+            ctx.first_byte_nanos = now;
             let rtt = now.saturating_sub(ctx.sent_at_nanos) as f64;
             rt.upstreams[u].members[b].live.rtt.observe(
                 rtt,
@@ -297,6 +328,22 @@ impl ProxyHttp for HttpProxy {
                 let failed = e.is_some() || status >= 500 || status == 0;
                 upstream.members[b].live.record(status, failed);
                 backend_label = &upstream.backends[b].label;
+                let now = clock::now_nanos();
+                let outcome = match (ctx.first_byte_nanos, status) {
+                    (0, _) => Outcome::Broken,
+                    (_, 500..) => Outcome::ServerError,
+                    _ if e.is_some() => Outcome::Broken,
+                    _ => Outcome::Ok,
+                };
+                self.shared.recorder.push(Observation {
+                    backend: upstream.members[b].id,
+                    at_nanos: now,
+                    first_byte_nanos: ctx.first_byte_nanos.saturating_sub(ctx.sent_at_nanos),
+                    total_nanos: now.saturating_sub(ctx.sent_at_nanos),
+                    outcome,
+                    bytes: session.body_bytes_sent() as u64,
+                    reported_utilization: ctx.reported,
+                });
             }
         }
         ctx.release_backend();
@@ -321,6 +368,9 @@ impl ProxyHttp for HttpProxy {
         }
     }
 }
+
+/// The ORCA response header backends report their load in.
+const LOAD_REPORT_HEADER: &str = "endpoint-load-metrics";
 
 /// Writes a short plain-text response with a correct `Content-Length`.
 async fn respond(session: &mut Session, code: u16, body: &'static str) -> Result<()> {

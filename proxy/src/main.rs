@@ -7,6 +7,7 @@ mod backend_app;
 mod clock;
 mod http_proxy;
 mod logging;
+mod predictor_thread;
 mod reload;
 mod runtime;
 mod server;

@@ -54,13 +54,13 @@ fn try_reload(shared: &Shared) -> Result<Vec<String>, String> {
     let changes = augur_config::diff(&old.config, &config);
     let needs_sockets: Vec<String> = changes
         .iter()
-        .filter(|c| c.needs_new_sockets())
+        .filter(|c| c.needs_new_process())
         .map(ToString::to_string)
         .collect();
     if !needs_sockets.is_empty() {
         return Err(format!(
-            "{}: these changes need new listening sockets, which reload does not create; \
-             start the new config with `augur run --upgrade` instead: {}",
+            "{}: these changes take a new process (new listening sockets or predictor \
+             settings), which reload does not start; use `augur run --upgrade` instead: {}",
             path.display(),
             needs_sockets.join("; ")
         ));

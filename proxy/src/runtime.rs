@@ -143,6 +143,12 @@ impl BackendRegistry {
             .or_insert_with(|| (next, Arc::new(Live::default())));
         (*id, Arc::clone(live))
     }
+
+    /// Every identity handed out so far, in order (0..n).
+    pub fn ids(&self) -> Vec<BackendId> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        (0..BackendId::try_from(known.len()).unwrap_or(BackendId::MAX)).collect()
+    }
 }
 
 /// A seed for the sampling policies: differs per process and per upstream.

@@ -89,6 +89,7 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
     server.bootstrap();
 
     let slots: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
+    let predictor_settings = config.predictor.clone();
     let listeners = config.listeners.clone();
     let admin = config.admin.clone();
     let grace = config.server.grace_period;
@@ -155,6 +156,8 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
     server.add_services(services);
 
     reload_on_sighup(Arc::clone(&shared))?;
+    crate::predictor_thread::spawn(Arc::clone(&shared), &predictor_settings)
+        .context("predictor thread")?;
     let phases = server.watch_execution_phase();
     tracing::info!(
         listeners = listeners.len(),

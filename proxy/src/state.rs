@@ -7,9 +7,10 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use augur_predictor::Snapshot;
+use augur_predictor::{Recorder, Snapshot};
 
 use crate::access_log::AccessLog;
+use crate::predictor_thread::PredictorView;
 use crate::runtime::{BackendRegistry, Runtime};
 
 /// Outcome of the most recent reload attempt, for `/status`.
@@ -34,6 +35,14 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// Stable backend identities and counters, across reloads.
     pub registry: BackendRegistry,
+    /// Observations on their way from requests to the predictor.
+    pub recorder: Recorder,
+    /// The predictor's figures for the admin pages.
+    pub predictor_view: ArcSwap<PredictorView>,
+    /// Whether backends' load reports are passed on to clients.
+    pub keep_load_reports: bool,
+    /// Load report headers that did not parse (ignored).
+    pub bad_load_reports: AtomicU64,
     /// The file reloads read (`None` for `augur demo`, which has no file).
     pub config_path: Option<PathBuf>,
     /// Listener names in start-up order: the slot each service was built for.
@@ -65,10 +74,15 @@ impl Shared {
         slots: Vec<String>,
         access_log: Option<AccessLog>,
     ) -> Arc<Shared> {
+        let keep_load_reports = runtime.config.predictor.keep_load_reports;
         Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            keep_load_reports,
+            bad_load_reports: AtomicU64::new(0),
             registry,
+            recorder: Recorder::new(65_536),
+            predictor_view: ArcSwap::from_pointee(PredictorView::default()),
             config_path,
             slots,
             last_reload: ArcSwap::from_pointee(None),

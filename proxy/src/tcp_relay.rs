@@ -13,7 +13,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::net::TcpStream;
 
-use augur_predictor::{P2cPeakEwma, PickContext, Tried};
+use augur_predictor::{Observation, Outcome, P2cPeakEwma, PickContext, Tried};
 
 use crate::access_log::Entry;
 use crate::clock;
@@ -84,19 +84,44 @@ impl ServerApp for TcpRelay {
                         P2cPeakEwma::DECAY.as_nanos() as f64,
                     );
                     // A session counts as 2xx when it ended cleanly, 5xx when the relay failed.
-                    let status = match tokio::io::copy_bidirectional(&mut client, &mut server).await
-                    {
-                        Ok(_) => 200,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "tcp relay ended with an error");
-                            502
-                        }
-                    };
+                    let (status, bytes) =
+                        match tokio::io::copy_bidirectional(&mut client, &mut server).await {
+                            Ok((_, to_client)) => (200, to_client),
+                            Err(e) => {
+                                tracing::debug!(error = %e, "tcp relay ended with an error");
+                                (502, 0)
+                            }
+                        };
+                    let connect = now.saturating_sub(sent_at);
+                    self.shared.recorder.push(Observation {
+                        backend: upstream.members[b].id,
+                        at_nanos: clock::now_nanos(),
+                        first_byte_nanos: connect,
+                        // For a relay the latency the balancer can judge is the connect.
+                        total_nanos: connect,
+                        outcome: if status == 200 {
+                            Outcome::Ok
+                        } else {
+                            Outcome::Broken
+                        },
+                        bytes,
+                        reported_utilization: None,
+                    });
                     live.record(status, status >= 500);
                     break (status, Some(b));
                 }
                 Err(e) => {
                     live.record_connect_failure();
+                    let now = clock::now_nanos();
+                    self.shared.recorder.push(Observation {
+                        backend: upstream.members[b].id,
+                        at_nanos: now,
+                        first_byte_nanos: 0,
+                        total_nanos: now.saturating_sub(sent_at),
+                        outcome: Outcome::ConnectFailure,
+                        bytes: 0,
+                        reported_utilization: None,
+                    });
                     tracing::debug!(backend = %upstream.backends[b].label, error = %e, "tcp connect failed");
                     if attempts > upstream.retries || tried.len() >= upstream.members.len() {
                         break (502, None);

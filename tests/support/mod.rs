@@ -25,12 +25,21 @@ pub fn temp_dir(test: &str) -> PathBuf {
     dir
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port for a listener, never handed out twice by this process.
+///
+/// Ports come from a counter below the kernel's ephemeral range (32768 and up), so neither
+/// another `free_port` call nor a client connection's local port can take one between the
+/// test choosing it and augur binding it (port 0 would hand back recently freed ports).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 10) * 1_200;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(base + n % 1_200).expect("port in range"); // at most 31999
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A loopback address on a port nothing listens on (connections are refused).

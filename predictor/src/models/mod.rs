@@ -1,8 +1,8 @@
 //! Time-series models of backend latency and load.
 //!
 //! Each tick the predictor feeds every backend's two series, latency and load, one value
-//! each. [`PeakEwma`] is the time-decayed latency estimate that `p2c_peak_ewma` routes by; it
-//! takes the time of each sample and read as an argument and needs no ticks. The rest model
+//! each (the time-decayed peak-EWMA that `p2c_peak_ewma` routes by is not here: it is
+//! updated by every response, lock-free, as `crate::live::PeakRtt`). These model
 //! regularly sampled series through the [`Forecaster`] trait: [`Holt`] (level and trend) and
 //! [`HoltWinters`] (plus an additive season) are run side by side by
 //! [`AdaptiveForecaster`], which scores a small fixed grid of them by their recent one-step
@@ -15,32 +15,31 @@
 //!
 //! **Input.** Nothing here panics on any `f64`. Forecasters treat a non-finite value as a
 //! missing step (they advance on their own forecast, so seasons stay aligned with time) and
-//! accept negative values as ordinary ones; `PeakEwma` ignores negative and non-finite
-//! samples; the detector and accuracy tracker ignore non-finite values. Each model's docs say
-//! exactly what it does. Time is always an argument (nanoseconds or steps); memory is
+//! accept negative values as ordinary ones; the detector and accuracy tracker ignore
+//! non-finite values. Each model's docs say exactly what it does. Time is always an argument (nanoseconds or steps); memory is
 //! allocated at construction (and in `set_period`), never in `observe` or `forecast`.
 //!
-//! **Cost per tick.** The predictor must tick 1,000 backends × 2 series in 1 ms, i.e.
-//! 500 ns per series. Per `observe`, counting float operations:
+//! **Cost per tick.** The predictor must tick 1,000 backends × 2 series in 1 ms: 500 ns per
+//! series. Per `observe`, counting float operations:
 //!
 //! | model | cost |
 //! |---|---|
-//! | [`PeakEwma`] (per sample) | 1 `exp`, 1 division, about 5 flops |
 //! | [`Holt`] | about 10 flops |
 //! | [`HoltWinters`] | about 15 flops, one seasonal read and write |
-//! | [`AdaptiveForecaster`] | about 130 flops (6 candidates); 350 with a period (14) |
-//! | [`ResidualDetector`] | about 8·window comparisons and flops (250 for a window of 32) |
+//! | [`AdaptiveForecaster`] | about 130 flops with 6 candidates, 350 with a period (14) |
+//! | [`ResidualDetector`] | a window copy, two selections: about 8·window comparisons and flops |
 //! | [`Accuracy`] | about 10 flops |
 //!
-//! So a series with a period, a 32-residual detector and an accuracy tracker costs about 600
-//! simple operations, well under the budget on one core if its state is in cache; the
-//! seasonal buffers (8 candidates × 8·period bytes per series) are what can fall out of it.
+//! A series with a period, a detector over 32 residuals and an accuracy tracker is about 700
+//! simple operations, most of them the detector's branchy selections: that fits the budget on
+//! one core, but not by a wide margin, so keep detector windows at 16–32. The seasonal state
+//! (8 candidates × 8·period bytes per series) is what may fall out of cache.
 
 pub mod accuracy;
 pub mod anomaly;
+mod candidate;
 pub mod holt;
 pub mod holt_winters;
-pub mod peak_ewma;
 pub mod refit;
 pub mod seasonality;
 
@@ -49,10 +48,10 @@ mod testutil;
 
 pub use accuracy::Accuracy;
 pub use anomaly::ResidualDetector;
+pub use candidate::Params;
 pub use holt::Holt;
 pub use holt_winters::HoltWinters;
-pub use peak_ewma::{decay_weight, PeakEwma};
-pub use refit::{AdaptiveForecaster, Params};
+pub use refit::AdaptiveForecaster;
 pub use seasonality::detect_period;
 
 /// A forecaster of one regularly sampled series (one value per predictor tick).

@@ -1,10 +1,11 @@
 //! Online model selection: a fixed grid of smoothing models run side by side, the best one
 //! recently forecasting.
 
-use std::fmt;
-
+use super::candidate::{Candidate, Params};
 use super::holt_winters::MAX_PERIOD;
-use super::{Forecaster, Holt, HoltWinters};
+use super::Forecaster;
+#[cfg(doc)]
+use super::{Holt, HoltWinters};
 
 /// Most candidates ever run at once (bounds the CPU per observe).
 pub const MAX_CANDIDATES: usize = 16;
@@ -34,116 +35,9 @@ const SEASONAL_GRID: [(f64, f64, f64); 8] = [
 
 const _: () = assert!(HOLT_GRID.len() + SEASONAL_GRID.len() <= MAX_CANDIDATES);
 
-/// Weight of the newest squared error in a score: memory of about 1/0.02 = 50 steps.
-const SCORE_WEIGHT: f64 = 0.02;
-/// Scored steps a candidate needs before it may forecast.
-const MIN_SCORED: u32 = 10;
-/// A seasonal candidate's score is multiplied by this when ranked: the simpler model wins
-/// unless the season clearly pays (on a season-less series the two differ only by noise).
-const SEASONAL_PENALTY: f64 = 1.1;
 /// A challenger replaces the current best only with a rank below this fraction of its
 /// rank, so forecasts do not flap between near-equal candidates.
 const SWITCH_MARGIN: f64 = 0.95;
-
-/// A candidate's parameters, for status pages.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Params {
-    /// Level smoothing factor.
-    pub alpha: f64,
-    /// Trend smoothing factor.
-    pub beta: f64,
-    /// Seasonal smoothing factor (seasonal candidates only).
-    pub gamma: Option<f64>,
-    /// Season length in steps (seasonal candidates only).
-    pub period: Option<usize>,
-}
-
-impl fmt::Display for Params {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "alpha={} beta={}", self.alpha, self.beta)?;
-        if let (Some(gamma), Some(period)) = (self.gamma, self.period) {
-            write!(f, " gamma={gamma} period={period}")?;
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone)]
-enum Model {
-    Trend(Holt),
-    Seasonal(HoltWinters),
-}
-
-#[derive(Debug, Clone)]
-struct Candidate {
-    model: Model,
-    params: Params,
-    /// Exponentially weighted sum of squared one-step errors, and of the weights, so that
-    /// their ratio is an unbiased mean from the first error on.
-    weighted_squares: f64,
-    weights: f64,
-    scored: u32,
-}
-
-impl Candidate {
-    fn new(model: Model, params: Params) -> Self {
-        Self {
-            model,
-            params,
-            weighted_squares: 0.0,
-            weights: 0.0,
-            scored: 0,
-        }
-    }
-
-    fn forecaster(&self) -> &dyn Forecaster {
-        match &self.model {
-            Model::Trend(holt) => holt,
-            Model::Seasonal(holt_winters) => holt_winters,
-        }
-    }
-
-    fn mean_squared_error(&self) -> f64 {
-        if self.weights > 0.0 {
-            self.weighted_squares / self.weights
-        } else {
-            f64::INFINITY
-        }
-    }
-
-    fn eligible(&self) -> bool {
-        self.scored >= MIN_SCORED
-            && match &self.model {
-                Model::Trend(_) => true,
-                Model::Seasonal(holt_winters) => holt_winters.is_initialised(),
-            }
-    }
-
-    fn rank(&self) -> f64 {
-        match self.model {
-            Model::Trend(_) => self.mean_squared_error(),
-            Model::Seasonal(_) => SEASONAL_PENALTY * self.mean_squared_error(),
-        }
-    }
-
-    fn observe(&mut self, value: f64) {
-        if value.is_finite() {
-            let error = value - self.forecaster().forecast(1);
-            if error.is_finite() {
-                // Capped so one absurd value cannot pin the score at infinity for good.
-                let square = (error * error).min(f64::MAX);
-                self.weighted_squares =
-                    (1.0 - SCORE_WEIGHT) * self.weighted_squares + SCORE_WEIGHT * square;
-                self.weights = (1.0 - SCORE_WEIGHT) * self.weights + SCORE_WEIGHT;
-                self.scored = self.scored.saturating_add(1);
-            }
-        }
-        match &mut self.model {
-            Model::Trend(holt) => holt.observe(value),
-            Model::Seasonal(holt_winters) => holt_winters.observe(value),
-        }
-    }
-}
 
 /// Forecasts with whichever of a fixed grid of candidates has been most accurate lately: the
 /// parameters are refitted online, every step, instead of by offline retraining.
@@ -172,15 +66,11 @@ impl AdaptiveForecaster {
     /// A forecaster with the Holt candidates only; see [`AdaptiveForecaster::set_period`].
     pub fn new() -> Self {
         let mut candidates = Vec::with_capacity(MAX_CANDIDATES);
-        candidates.extend(HOLT_GRID.iter().map(|&(alpha, beta)| {
-            let params = Params {
-                alpha,
-                beta,
-                gamma: None,
-                period: None,
-            };
-            Candidate::new(Model::Trend(Holt::new(alpha, beta)), params)
-        }));
+        candidates.extend(
+            HOLT_GRID
+                .iter()
+                .map(|&(alpha, beta)| Candidate::trend(alpha, beta)),
+        );
         Self {
             candidates,
             best: 0,
@@ -204,17 +94,11 @@ impl AdaptiveForecaster {
             self.choose_best();
         }
         if let Some(period) = period {
-            self.candidates
-                .extend(SEASONAL_GRID.iter().map(|&(alpha, beta, gamma)| {
-                    let params = Params {
-                        alpha,
-                        beta,
-                        gamma: Some(gamma),
-                        period: Some(period),
-                    };
-                    let model = HoltWinters::new(alpha, beta, gamma, period);
-                    Candidate::new(Model::Seasonal(model), params)
-                }));
+            self.candidates.extend(
+                SEASONAL_GRID
+                    .iter()
+                    .map(|&(alpha, beta, gamma)| Candidate::seasonal(alpha, beta, gamma, period)),
+            );
         }
     }
 
@@ -226,7 +110,7 @@ impl AdaptiveForecaster {
     /// The model name and parameters of the candidate now forecasting.
     pub fn best(&self) -> (&'static str, Params) {
         let best = &self.candidates[self.best];
-        (best.forecaster().name(), best.params)
+        (best.name(), best.params())
     }
 
     /// Root mean squared one-step error of the candidate now forecasting (exponentially
@@ -241,20 +125,21 @@ impl AdaptiveForecaster {
     }
 
     fn choose_best(&mut self) {
-        let mut challenger: Option<usize> = None;
+        let mut challenger: Option<(usize, f64)> = None;
         for (index, candidate) in self.candidates.iter().enumerate() {
-            let better = challenger.is_none_or(|c| candidate.rank() < self.candidates[c].rank());
-            if candidate.eligible() && better {
-                challenger = Some(index);
+            if !candidate.eligible() {
+                continue;
+            }
+            let rank = candidate.rank();
+            if challenger.is_none_or(|(_, best)| rank < best) {
+                challenger = Some((index, rank));
             }
         }
-        let Some(challenger) = challenger else {
+        let Some((challenger, rank)) = challenger else {
             return;
         };
         let current = &self.candidates[self.best];
-        if !current.eligible()
-            || self.candidates[challenger].rank() < SWITCH_MARGIN * current.rank()
-        {
+        if !current.eligible() || rank < SWITCH_MARGIN * current.rank() {
             self.best = challenger;
         }
     }
@@ -275,7 +160,7 @@ impl Forecaster for AdaptiveForecaster {
     }
 
     fn forecast(&self, steps: usize) -> f64 {
-        self.candidates[self.best].forecaster().forecast(steps)
+        self.candidates[self.best].forecast(steps)
     }
 
     fn name(&self) -> &'static str {
@@ -413,8 +298,7 @@ mod tests {
         let set = |adaptive: &mut AdaptiveForecaster, index: usize, mse: f64| {
             let candidate = &mut adaptive.candidates[index];
             assert!(candidate.eligible());
-            candidate.weighted_squares = mse;
-            candidate.weights = 1.0;
+            candidate.set_mean_squared_error(mse);
         };
         for index in 0..adaptive.candidates() {
             set(&mut adaptive, index, 10.0);
@@ -437,17 +321,5 @@ mod tests {
         adaptive.choose_best();
         assert_eq!(adaptive.best, seasonal);
         assert!((adaptive.recent_error() - 7.0f64.sqrt()).abs() < 1e-12);
-    }
-
-    #[test]
-    fn params_display() {
-        let mut adaptive = AdaptiveForecaster::new();
-        assert_eq!(adaptive.best().1.to_string(), "alpha=0.2 beta=0.05");
-        adaptive.set_period(Some(12));
-        let seasonal = adaptive.candidates[HOLT_GRID.len()].params;
-        assert_eq!(
-            seasonal.to_string(),
-            "alpha=0.2 beta=0.05 gamma=0.1 period=12"
-        );
     }
 }

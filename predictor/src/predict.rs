@@ -1,0 +1,521 @@
+//! The predictor's tick: drain observations, update each backend's models, forecast over the
+//! horizon, flag anomalies, and build the next `Snapshot`.
+//!
+//! Per backend and tick: the mean latency of the requests that completed in the tick, and
+//! their arrival rate, each feed an `AdaptiveForecaster` (Holt, or Holt-Winters once a season
+//! is detected, parameters refitted online). The forecast for the next tick is compared with
+//! what happened: a residual far outside the recent ones (`ResidualDetector`, median/MAD)
+//! flags an anomaly, which multiplies the backend's latency by a penalty that decays back
+//! to one. Utilisation comes from the backend's own load reports (ORCA), scaled by the predicted
+//! change in its arrival rate over the horizon. A backend that gets no traffic has its
+//! latency estimate relaxed toward zero over `relax` (as a peak-EWMA decays), so one that
+//! was avoided after a stall is tried again. Everything takes `now` from the caller.
+
+use std::time::Duration;
+
+use crate::models::{detect_period, Accuracy, AdaptiveForecaster, Forecaster, ResidualDetector};
+use crate::recorder::{Observation, Outcome};
+use crate::snapshot::{BackendId, Forecast, Snapshot};
+
+/// Settings of the predictor (from the config's `predictor:` section).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PredictorSettings {
+    /// Time between ticks.
+    pub tick: Duration,
+    /// How far ahead utilisation is forecast.
+    pub horizon: Duration,
+    /// How far ahead latency is forecast (traffic moves this much before a predicted rise).
+    pub lead: Duration,
+    /// Time over which an idle backend's latency estimate relaxes (1/e).
+    pub relax: Duration,
+    /// Robust z-score above which a forecast error is an anomaly.
+    pub anomaly_k: f64,
+    /// Time for a new backend to reach its full share (slow start).
+    pub slow_start: Duration,
+}
+
+impl Default for PredictorSettings {
+    fn default() -> Self {
+        PredictorSettings {
+            tick: Duration::from_millis(100),
+            horizon: Duration::from_secs(5),
+            lead: Duration::from_secs(1),
+            relax: Duration::from_secs(10),
+            anomaly_k: 5.0,
+            slow_start: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Ticks of history kept per backend for season detection (one minute at 100 ms).
+const HISTORY: usize = 600;
+/// Seasons are looked for in the history averaged over this many ticks (autocorrelation
+/// costs samples × lags, so this divides its cost by DECIMATE²).
+const DECIMATE: usize = 5;
+/// Season detection runs for each backend every this many ticks (staggered by backend).
+const SEASON_EVERY: u64 = 50;
+/// Residuals the anomaly detector looks back over.
+const RESIDUAL_WINDOW: usize = 16;
+/// Pairs the accuracy figures are computed over.
+const ACCURACY_WINDOW: usize = 100;
+/// Largest anomaly penalty.
+const MAX_PENALTY: f64 = 10.0;
+
+/// Everything the predictor keeps about one backend.
+#[derive(Debug)]
+struct BackendModel {
+    // This tick's accumulation.
+    completed: u32,
+    latency_sum_ms: f64,
+    failures: u32,
+    reported: Option<f64>,
+    // Models.
+    latency: AdaptiveForecaster,
+    rate: AdaptiveForecaster,
+    residuals: ResidualDetector,
+    accuracy: Accuracy,
+    history: Vec<f64>,
+    history_next: usize,
+    // State carried between ticks.
+    forecast_next_ms: f64,
+    last_observed_ms: f64,
+    rate_now: f64,
+    utilization: f64,
+    error_rate: f64,
+    penalty: f64,
+    idle_ticks: u64,
+    age_ticks: u64,
+    anomalies: u64,
+}
+
+impl BackendModel {
+    fn new(horizon_steps: usize) -> Self {
+        BackendModel {
+            completed: 0,
+            latency_sum_ms: 0.0,
+            failures: 0,
+            reported: None,
+            latency: AdaptiveForecaster::new(),
+            rate: AdaptiveForecaster::new(),
+            residuals: ResidualDetector::new(RESIDUAL_WINDOW, 5.0),
+            accuracy: Accuracy::new(horizon_steps, ACCURACY_WINDOW),
+            history: vec![f64::NAN; HISTORY],
+            history_next: 0,
+            forecast_next_ms: f64::NAN,
+            last_observed_ms: f64::NAN,
+            rate_now: 0.0,
+            utilization: 0.0,
+            error_rate: 0.0,
+            penalty: 1.0,
+            idle_ticks: 0,
+            age_ticks: 0,
+            anomalies: 0,
+        }
+    }
+}
+
+/// What the predictor knows of one backend, for `/status` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackendReport {
+    /// Latency observed in the last tick with traffic, ms (NaN before any).
+    pub observed_ms: f64,
+    /// Latency forecast for the next tick, ms (NaN before any data).
+    pub forecast_ms: f64,
+    /// Requests per second in the last tick.
+    pub rate: f64,
+    /// Mean absolute error of the latency forecast made one horizon ago.
+    pub mae_ms: Option<f64>,
+    /// Mean absolute percentage error of the same.
+    pub mape: Option<f64>,
+    /// Anomalies flagged so far.
+    pub anomalies: u64,
+    /// Season found in the latency series, in ticks.
+    pub period: Option<usize>,
+    /// The latency model currently chosen.
+    pub model: &'static str,
+}
+
+/// The predictor: models for every backend, and the snapshot they produce each tick.
+#[derive(Debug)]
+pub struct Predictor {
+    settings: PredictorSettings,
+    models: Vec<Option<BackendModel>>,
+    version: u64,
+    ticks: u64,
+    scratch: Vec<f64>,
+    series: Vec<f64>,
+    horizon_steps: usize,
+    lead_steps: usize,
+}
+
+impl Predictor {
+    /// A predictor with no backends yet.
+    pub fn new(settings: PredictorSettings) -> Self {
+        let tick = settings.tick.as_secs_f64().max(1e-3);
+        let steps = |d: Duration| ((d.as_secs_f64() / tick).round() as usize).max(1);
+        Predictor {
+            settings,
+            models: Vec::new(),
+            version: 0,
+            ticks: 0,
+            scratch: vec![0.0; HISTORY / DECIMATE / 2 + 1],
+            series: vec![0.0; HISTORY / DECIMATE],
+            horizon_steps: steps(settings.horizon),
+            lead_steps: steps(settings.lead),
+        }
+    }
+
+    fn model(&mut self, id: BackendId) -> &mut BackendModel {
+        let i = id as usize;
+        if self.models.len() <= i {
+            self.models.resize_with(i + 1, || None);
+        }
+        let horizon = self.horizon_steps;
+        self.models[i].get_or_insert_with(|| BackendModel::new(horizon))
+    }
+
+    /// Makes sure `id` has a model (so it appears in snapshots before its first request).
+    pub fn track(&mut self, id: BackendId) {
+        self.model(id);
+    }
+
+    /// Feeds one observation into the current tick.
+    pub fn observe(&mut self, o: &Observation) {
+        let m = self.model(o.backend);
+        match o.outcome {
+            Outcome::Ok | Outcome::ServerError => {
+                m.completed += 1;
+                m.latency_sum_ms += o.total_nanos as f64 / 1e6;
+                if o.outcome == Outcome::ServerError {
+                    m.failures += 1;
+                }
+            }
+            Outcome::ConnectFailure | Outcome::Broken => m.failures += 1,
+        }
+        if let Some(u) = o
+            .reported_utilization
+            .map(f64::from)
+            .filter(|u| u.is_finite() && *u >= 0.0)
+        {
+            m.reported = Some(u);
+        }
+    }
+
+    /// Closes the tick at `now_nanos`: updates every model and returns the next snapshot.
+    pub fn tick(&mut self, now_nanos: u64) -> Snapshot {
+        self.ticks += 1;
+        self.version += 1;
+        let settings = self.settings;
+        let tick_secs = settings.tick.as_secs_f64().max(1e-3);
+        let relax_factor = (-tick_secs / settings.relax.as_secs_f64().max(1e-3)).exp();
+        let penalty_decay = 0.5f64.powf(tick_secs / 2.0); // half-life 2 s
+        let slow_start_ticks = (settings.slow_start.as_secs_f64() / tick_secs).max(1.0);
+        let (horizon, lead) = (self.horizon_steps, self.lead_steps);
+
+        let mut backends = Vec::with_capacity(self.models.len());
+        for (id, slot) in self.models.iter_mut().enumerate() {
+            let Some(m) = slot.as_mut() else {
+                backends.push(Forecast::default());
+                continue;
+            };
+            m.age_ticks += 1;
+            let observed = if m.completed > 0 {
+                m.latency_sum_ms / f64::from(m.completed)
+            } else {
+                f64::NAN
+            };
+            let attempts = m.completed + m.failures;
+            m.rate_now = f64::from(m.completed) / tick_secs;
+            if attempts > 0 {
+                let share = f64::from(m.failures) / f64::from(attempts);
+                m.error_rate = 0.8 * m.error_rate + 0.2 * share;
+            }
+
+            // Anomaly: this tick against what was forecast for it.
+            if observed.is_finite() && m.forecast_next_ms.is_finite() {
+                let residual = observed - m.forecast_next_ms;
+                if m.residuals.observe(residual) && residual > 0.0 {
+                    m.anomalies += 1;
+                    let jump = 1.0 + residual / m.forecast_next_ms.max(1.0);
+                    m.penalty = m.penalty.max(jump).min(MAX_PENALTY);
+                }
+            }
+            m.penalty = 1.0 + (m.penalty - 1.0) * penalty_decay;
+
+            // Models (an idle tick is a missing value: the model advances on its forecast).
+            m.latency.observe(observed);
+            m.rate.observe(m.rate_now);
+            if observed.is_finite() {
+                m.last_observed_ms = observed;
+                m.idle_ticks = 0;
+            } else {
+                m.idle_ticks += 1;
+            }
+            m.history[m.history_next] = if observed.is_finite() {
+                observed
+            } else {
+                m.latency.forecast(1)
+            };
+            m.history_next = (m.history_next + 1) % HISTORY;
+            let due = (self.ticks + id as u64).is_multiple_of(SEASON_EVERY);
+            if due && m.age_ticks as usize >= HISTORY {
+                // Oldest first, averaged over DECIMATE ticks.
+                for (k, out) in self.series.iter_mut().enumerate() {
+                    let sum: f64 = (0..DECIMATE)
+                        .map(|j| m.history[(m.history_next + k * DECIMATE + j) % HISTORY])
+                        .sum();
+                    *out = sum / DECIMATE as f64;
+                }
+                let period =
+                    detect_period(&self.series, 2, HISTORY / DECIMATE / 2, &mut self.scratch)
+                        .map(|(p, _)| p * DECIMATE);
+                m.latency.set_period(period);
+            }
+
+            let next = m.latency.forecast(1);
+            m.forecast_next_ms = next;
+            m.accuracy.observe(m.latency.forecast(horizon), observed);
+
+            // Latency over the lead time, relaxed while the backend is idle.
+            let ahead = next.max(m.latency.forecast(lead));
+            let relax = relax_factor.powf(m.idle_ticks as f64);
+            let latency_ms = if ahead.is_finite() {
+                ahead.max(0.0) * relax
+            } else {
+                0.0
+            };
+
+            // Utilisation: the last report, scaled by the predicted change in arrivals.
+            if let Some(u) = m.reported.take() {
+                m.utilization = u;
+            }
+            let growth = if m.rate_now > 0.0 {
+                let peak = [1, horizon / 4, horizon / 2, horizon]
+                    .into_iter()
+                    .map(|h| m.rate.forecast(h.max(1)))
+                    .fold(m.rate_now, f64::max);
+                (peak / m.rate_now).clamp(0.0, 10.0)
+            } else {
+                1.0
+            };
+
+            backends.push(Forecast {
+                latency_ms,
+                observed_latency_ms: if m.idle_ticks == 0 { observed } else { 0.0 },
+                utilization: (m.utilization * growth).min(10.0),
+                anomaly_penalty: m.penalty,
+                error_rate: m.error_rate,
+                eligibility: Default::default(),
+                warmth: (m.age_ticks as f64 / slow_start_ticks).min(1.0),
+            });
+            m.completed = 0;
+            m.latency_sum_ms = 0.0;
+            m.failures = 0;
+        }
+        Snapshot {
+            version: self.version,
+            built_at_nanos: now_nanos,
+            backends,
+        }
+    }
+
+    /// What the predictor knows of `id`.
+    pub fn report(&self, id: BackendId) -> Option<BackendReport> {
+        let m = self.models.get(id as usize)?.as_ref()?;
+        Some(BackendReport {
+            observed_ms: m.last_observed_ms,
+            forecast_ms: m.forecast_next_ms,
+            rate: m.rate_now,
+            mae_ms: m.accuracy.mae(),
+            mape: m.accuracy.mape(),
+            anomalies: m.anomalies,
+            period: m.latency.period(),
+            model: m.latency.best().0,
+        })
+    }
+
+    /// Ticks so far.
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TICK: u64 = 100_000_000;
+
+    fn request(backend: BackendId, at: u64, ms: f64) -> Observation {
+        Observation {
+            backend,
+            at_nanos: at,
+            first_byte_nanos: (ms * 1e6) as u64,
+            total_nanos: (ms * 1e6) as u64,
+            outcome: Outcome::Ok,
+            bytes: 0,
+            reported_utilization: None,
+        }
+    }
+
+    #[test]
+    fn steady_backends_get_their_latency_forecast() {
+        let mut p = Predictor::new(PredictorSettings::default());
+        let mut snap = Snapshot::default();
+        for t in 0..100 {
+            for _ in 0..10 {
+                p.observe(&request(0, t * TICK, 5.0));
+                p.observe(&request(1, t * TICK, 20.0));
+            }
+            snap = p.tick(t * TICK);
+        }
+        assert!(
+            (snap.backends[0].latency_ms - 5.0).abs() < 0.5,
+            "{:?}",
+            snap.backends[0]
+        );
+        assert!(
+            (snap.backends[1].latency_ms - 20.0).abs() < 2.0,
+            "{:?}",
+            snap.backends[1]
+        );
+        assert_eq!(snap.version, 100);
+        let r = p.report(1).unwrap();
+        assert!(r.mae_ms.unwrap() < 1.0, "{r:?}");
+        assert!((r.rate - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_rising_trend_is_forecast_before_it_arrives() {
+        let mut p = Predictor::new(PredictorSettings::default());
+        let mut snap = Snapshot::default();
+        for t in 0..60 {
+            p.observe(&request(0, t * TICK, 10.0 + t as f64));
+            snap = p.tick(t * TICK);
+        }
+        // Observed now ~69 ms; one second (10 ticks) ahead the trend says ~79.
+        let f = snap.backends[0];
+        assert!(f.latency_ms > f.observed_latency_ms + 5.0, "{f:?}");
+    }
+
+    #[test]
+    fn a_sudden_stall_is_flagged_and_penalised_then_forgiven() {
+        let mut p = Predictor::new(PredictorSettings::default());
+        for t in 0..50 {
+            p.observe(&request(0, t * TICK, 10.0 + (t % 3) as f64 * 0.1));
+            p.tick(t * TICK);
+        }
+        p.observe(&request(0, 50 * TICK, 300.0));
+        let snap = p.tick(50 * TICK);
+        assert!(
+            snap.backends[0].anomaly_penalty > 2.0,
+            "{:?}",
+            snap.backends[0]
+        );
+        assert_eq!(p.report(0).unwrap().anomalies, 1);
+        let mut snap = snap;
+        // Half-life 2 s: after 10 s 1/32 of the excess is left, after 20 s 1/1024.
+        for t in 51..=150 {
+            p.observe(&request(0, t * TICK, 10.0));
+            snap = p.tick(t * TICK);
+        }
+        let left = snap.backends[0].anomaly_penalty;
+        assert!((left - 1.28).abs() < 0.01, "{left}");
+        for t in 151..=250 {
+            p.observe(&request(0, t * TICK, 10.0));
+            snap = p.tick(t * TICK);
+        }
+        let left = snap.backends[0].anomaly_penalty;
+        assert!(left < 1.01, "{left}");
+    }
+
+    #[test]
+    fn idle_backends_relax_and_new_ones_warm_up() {
+        let mut p = Predictor::new(PredictorSettings::default());
+        for t in 0..20 {
+            p.observe(&request(0, t * TICK, 100.0));
+            p.tick(t * TICK);
+        }
+        let mut snap = Snapshot::default();
+        for t in 20..120 {
+            snap = p.tick(t * TICK);
+        }
+        // 10 s idle with a 10 s relax time: about 1/e of the estimate is left.
+        let f = snap.backends[0];
+        assert!(f.latency_ms < 45.0 && f.latency_ms > 25.0, "{f:?}");
+        p.track(3);
+        let snap = p.tick(120 * TICK);
+        assert!(snap.backends[3].warmth < 0.05);
+        assert_eq!(snap.backends[2], Forecast::default());
+    }
+
+    #[test]
+    fn reported_utilisation_is_scaled_by_predicted_arrivals() {
+        let mut p = Predictor::new(PredictorSettings::default());
+        let mut snap = Snapshot::default();
+        for t in 0..80u64 {
+            // Arrivals grow by one request per tick; the backend reports 50% busy.
+            for _ in 0..(10 + t) {
+                let mut o = request(0, t * TICK, 5.0);
+                o.reported_utilization = Some(0.5);
+                p.observe(&o);
+            }
+            snap = p.tick(t * TICK);
+        }
+        let f = snap.backends[0];
+        assert!(
+            f.utilization > 0.6,
+            "growth over the horizon raises the forecast: {f:?}"
+        );
+    }
+
+    #[test]
+    fn a_thousand_backends_tick_without_trouble() {
+        let mut p = Predictor::new(PredictorSettings::default());
+        for t in 0..5 {
+            for b in 0..1000 {
+                p.observe(&request(b, t * TICK, 5.0 + f64::from(b % 7)));
+            }
+            let snap = p.tick(t * TICK);
+            assert_eq!(snap.backends.len(), 1000);
+        }
+    }
+
+    #[test]
+    fn a_periodic_degradation_is_learned_and_forecast_before_it_comes() {
+        // 20 s square wave: 10 s at 10 ms, 10 s at 40 ms (S3's antagonist).
+        let period = 200u64;
+        let latency = |t: u64| {
+            if (t % period) < period / 2 {
+                10.0
+            } else {
+                40.0
+            }
+        };
+        let mut p = Predictor::new(PredictorSettings::default());
+        let mut early_warnings = 0;
+        let mut rises = 0;
+        for t in 0..2400u64 {
+            for _ in 0..5 {
+                p.observe(&request(0, t * TICK, latency(t)));
+            }
+            let snap = p.tick(t * TICK);
+            // Five ticks (0.5 s) before each rise, after the first two minutes.
+            if t >= 1200 && t % period == period / 2 - 5 {
+                rises += 1;
+                let f = snap.backends[0];
+                assert_eq!(f.observed_latency_ms, 10.0);
+                if f.latency_ms > 25.0 {
+                    early_warnings += 1;
+                }
+            }
+        }
+        let r = p.report(0).unwrap();
+        assert!(r.period.is_some_and(|p| (190..=210).contains(&p)), "{r:?}");
+        assert_eq!(r.model, "holt_winters", "{r:?}");
+        assert!(
+            early_warnings * 10 >= rises * 8,
+            "{early_warnings} of {rises} rises forecast: {r:?}"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! The predictor loop end to end: observations in, forecasts and load reports in `/status`.
+
+use std::net::SocketAddr;
+
+use crate::support::*;
+
+#[test]
+fn forecasts_and_load_reports_reach_status_and_metrics() {
+    let b = Backend::start("b");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let augur = Augur::start(
+        "predictor",
+        &format!(
+            "listeners:
+  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
+upstreams:
+  - {{ name: u, backends: [ {{ addr: {} }} ] }}
+",
+            b.addr
+        ),
+        &[addr],
+    );
+    for _ in 0..20 {
+        let r = get(addr, "x", "/?orca=70");
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("endpoint-load-metrics"),
+            None,
+            "load reports are stripped"
+        );
+    }
+    let status = eventually("the report and a forecast in the snapshot", || {
+        let s = augur.status();
+        let p = &s["upstreams"][0]["backends"][0]["predicted"];
+        let seen = p["utilization"]
+            .as_f64()
+            .is_some_and(|u| (u - 0.7).abs() < 0.05)
+            && p["latency_ms"].as_f64().is_some_and(|l| l > 0.0);
+        seen.then_some(s)
+    });
+    assert_eq!(status["upstreams"][0]["policy"], "predictive");
+    assert!(status["predictor"]["snapshot_version"].as_u64().unwrap() > 0);
+    assert!(status["predictor"]["observations"].as_u64().unwrap() >= 20);
+    assert_eq!(status["predictor"]["observations_dropped"], 0);
+    assert!(status["upstreams"][0]["backends"][0]["predicted"]["model"].is_string());
+
+    assert_eq!(get(addr, "x", "/?orca_bad=1").status, 200);
+    eventually("the malformed report counted", || {
+        (augur.status()["predictor"]["invalid_load_reports"] == 1).then_some(())
+    });
+    let metrics = augur.metrics();
+    for name in [
+        "augur_backend_predicted_latency_ms{upstream=\"u\"",
+        "augur_backend_predicted_utilization{upstream=\"u\"",
+        "augur_predictor_snapshot_version ",
+        "augur_predictor_observations_dropped_total 0",
+        "augur_load_reports_invalid_total 1",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+}
