@@ -3,6 +3,7 @@
 mod support;
 
 mod check;
+mod drain;
 mod http;
 mod lifecycle;
 mod policies;

@@ -4,7 +4,7 @@
 //! over from one runtime table to the next on reload, so counters and in-flight figures survive
 //! a config change.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Status classes counted per backend: 1xx..5xx, plus requests that got no response.
 pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
@@ -14,6 +14,7 @@ pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"
 pub struct Live {
     /// Peak-EWMA round-trip estimate (see `PeakRtt`), updated by every response.
     pub rtt: PeakRtt,
+    drained: AtomicBool,
     in_flight: AtomicU64,
     requests: AtomicU64,
     errors: AtomicU64,
@@ -52,6 +53,16 @@ impl Live {
     /// Gives back a slot taken with `acquire`.
     pub fn release(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Drains the backend (no new requests) or puts it back.
+    pub fn set_drained(&self, drained: bool) {
+        self.drained.store(drained, Ordering::Relaxed);
+    }
+
+    /// Whether an operator drained the backend.
+    pub fn is_drained(&self) -> bool {
+        self.drained.load(Ordering::Relaxed)
     }
 
     /// Requests currently in flight.

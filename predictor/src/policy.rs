@@ -36,9 +36,11 @@ pub struct PickContext<'a> {
 }
 
 impl PickContext<'_> {
-    /// Whether a member may take a new request and was not already tried.
+    /// Whether a member may take a new request and was not already tried: not tried, not
+    /// drained by an operator, and taking traffic according to the snapshot.
     pub fn open(&self, members: &[Member], i: usize, tried: &Tried) -> bool {
         !tried.contains(i)
+            && !members[i].live.is_drained()
             && self
                 .snapshot
                 .backends
@@ -317,6 +319,11 @@ mod tests {
             assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), Some(1));
             assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), Some(1));
         }
+        snapshot.backends[1].eligibility = Eligibility::Active;
+        m[1].live.set_drained(true);
+        assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), None);
+        assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), None);
+        m[1].live.set_drained(false);
         snapshot.backends[1].eligibility = Eligibility::Ejected;
         assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), None);
         assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), None);

@@ -45,6 +45,27 @@ impl ServeHttp for Admin {
                 "text/plain; version=0.0.4",
                 metrics(&self.shared),
             ),
+            (Method::POST, p) if p.starts_with("/upstreams/") && (p.ends_with("/drain") || p.ends_with("/undrain")) => {
+                let on = p.ends_with("/drain");
+                let name = p
+                    .trim_start_matches("/upstreams/")
+                    .trim_end_matches(if on { "/drain" } else { "/undrain" });
+                let mut body = Vec::new();
+                while let Ok(Some(chunk)) = session.read_request_body().await {
+                    if body.len() + chunk.len() > 64 * 1024 {
+                        return reply(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", "body too large\n".into());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                match crate::drain::apply(&self.shared, name, &body, on) {
+                    Ok(v) => reply(StatusCode::OK, "application/json", v.to_string()),
+                    Err((code, message)) => reply(
+                        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+                        "application/json",
+                        json!({ "error": message }).to_string(),
+                    ),
+                }
+            }
             (Method::POST, "/reload") => {
                 let shared = Arc::clone(&self.shared);
                 let result = tokio::task::spawn_blocking(move || reload(&shared))
@@ -71,7 +92,7 @@ impl ServeHttp for Admin {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "not found; try GET /status, GET /metrics, POST /reload\n".into(),
+                "not found; try GET /status, GET /metrics, POST /reload, POST /upstreams/NAME/drain\n".into(),
             ),
         }
     }
@@ -91,6 +112,15 @@ fn reply(code: StatusCode, content_type: &str, body: String) -> Response<Vec<u8>
 fn unix_secs(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A backend's state for `/status`: an operator drain first, then the predictor's view.
+fn backend_state(shared: &Shared, m: &augur_predictor::Member) -> &'static str {
+    match (m.live.is_drained(), m.live.in_flight()) {
+        (true, 0) => "drained",
+        (true, _) => "draining",
+        (false, _) => shared.snapshot.load().get(m.id).eligibility.as_str(),
+    }
 }
 
 /// A float for JSON: `null` when not finite.
@@ -175,7 +205,7 @@ pub fn status(shared: &Shared) -> Value {
                     let f = m.live.figures();
                     json!({
                         "addr": b.label, "weight": m.weight, "cost": m.cost, "local": m.local,
-                        "state": shared.snapshot.load().get(m.id).eligibility.as_str(),
+                        "state": backend_state(shared, m),
                         "in_flight": f.in_flight, "requests": f.requests, "errors": f.errors,
                         "connect_failures": f.connect_failures,
                         "predicted": predicted(shared, m.id),

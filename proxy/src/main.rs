@@ -5,6 +5,7 @@ mod access_log;
 mod admin;
 mod backend_app;
 mod clock;
+mod drain;
 mod http_proxy;
 mod logging;
 mod predictor_thread;
@@ -71,6 +72,33 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Drain backends of an upstream for a rolling update: no new requests go to them.
+    Drain {
+        /// The running instance's config file (for its admin address).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Upstream name.
+        #[arg(long)]
+        upstream: String,
+        /// How many backends to drain (those with the lowest predicted load).
+        #[arg(long, conflicts_with = "backend")]
+        count: Option<usize>,
+        /// A backend address to drain (repeatable).
+        #[arg(long)]
+        backend: Vec<String>,
+    },
+    /// Put drained backends of an upstream back into rotation (all, or those named).
+    Undrain {
+        /// The running instance's config file (for its admin address).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Upstream name.
+        #[arg(long)]
+        upstream: String,
+        /// A backend address to undrain (repeatable; none = all).
+        #[arg(long)]
+        backend: Vec<String>,
+    },
     /// Run augur on 127.0.0.1:8080 in front of three built-in demo backends.
     Demo,
     /// Run one built-in HTTP backend (the demo's; also used by the tests).
@@ -94,6 +122,17 @@ fn main() -> ExitCode {
         Command::Run { config, upgrade } => run(&config, upgrade),
         Command::Check { config } => return check(&config),
         Command::Reload { config } => reload_running(&config),
+        Command::Drain {
+            config,
+            upstream,
+            count,
+            backend,
+        } => drain_command(&config, &upstream, count, backend, true),
+        Command::Undrain {
+            config,
+            upstream,
+            backend,
+        } => drain_command(&config, &upstream, None, backend, false),
         Command::Demo => demo(),
         Command::Backend {
             listen,
@@ -143,6 +182,50 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
+fn drain_command(
+    path: &Path,
+    upstream: &str,
+    count: Option<usize>,
+    backends: Vec<String>,
+    on: bool,
+) -> anyhow::Result<()> {
+    let (config, _) = load(path)?;
+    let admin = config.admin.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no admin listener to send the request to",
+            path.display()
+        )
+    })?;
+    let body = match (count, backends.is_empty()) {
+        (Some(n), _) => serde_json::json!({ "count": n }).to_string(),
+        (None, false) => serde_json::json!({ "backends": backends }).to_string(),
+        (None, true) => String::new(),
+    };
+    let verb = if on { "drain" } else { "undrain" };
+    let (ok, reply) = admin_post(admin.bind, &format!("/upstreams/{upstream}/{verb}"), &body)?;
+    println!("{reply}");
+    if !ok {
+        bail!("{verb} refused");
+    }
+    Ok(())
+}
+
+/// POSTs `body` to the admin listener; returns whether it answered 200, and the body.
+fn admin_post(admin: SocketAddr, path: &str, body: &str) -> anyhow::Result<(bool, String)> {
+    let mut conn = TcpStream::connect_timeout(&admin, Duration::from_secs(2))
+        .with_context(|| format!("cannot reach the admin listener at {admin}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply)?;
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    Ok((head.starts_with("HTTP/1.1 200"), body.trim().to_owned()))
+}
+
 fn reload_running(path: &Path) -> anyhow::Result<()> {
     let (config, _) = load(path)?;
     let Some(admin) = config.admin else {
@@ -162,19 +245,9 @@ fn reload_running(path: &Path) -> anyhow::Result<()> {
         println!("SIGHUP sent to {}", pid.trim());
         return Ok(());
     };
-    let mut conn = TcpStream::connect_timeout(&admin.bind, Duration::from_secs(2))
-        .with_context(|| format!("cannot reach the admin listener at {}", admin.bind))?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        conn,
-        "POST /reload HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        admin.bind
-    )?;
-    let mut reply = String::new();
-    conn.read_to_string(&mut reply)?;
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
-    println!("{}", body.trim());
-    if !head.starts_with("HTTP/1.1 200") {
+    let (ok, reply) = admin_post(admin.bind, "/reload", "")?;
+    println!("{reply}");
+    if !ok {
         bail!("reload refused");
     }
     Ok(())

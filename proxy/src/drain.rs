@@ -1,0 +1,95 @@
+//! Drains for rolling updates: `POST /upstreams/{name}/drain` takes backends out of rotation
+//! (requests in flight finish; `/status` shows them reach zero), `.../undrain` puts them back.
+
+use serde_json::{json, Value};
+
+use crate::state::Shared;
+
+/// What a drain or undrain request asks for.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// Drain this many backends, those with the lowest predicted load.
+    pub count: Option<usize>,
+    /// Or exactly these backends (addresses as in the config).
+    pub backends: Option<Vec<String>>,
+}
+
+/// Drains (`on = true`) or undrains backends of `upstream`; returns the backends changed, or
+/// an HTTP status and message.
+pub fn apply(
+    shared: &Shared,
+    upstream: &str,
+    body: &[u8],
+    on: bool,
+) -> Result<Value, (u16, String)> {
+    let request: DrainRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        DrainRequest::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| (400, format!("invalid JSON body: {e}")))?
+    };
+    let rt = shared.runtime.load();
+    let u = rt
+        .upstreams
+        .iter()
+        .find(|u| u.name == upstream)
+        .ok_or_else(|| (404, format!("no upstream named {upstream:?}")))?;
+    let snapshot = shared.snapshot.load();
+    let chosen: Vec<usize> = match (&request.backends, request.count) {
+        (Some(_), Some(_)) => {
+            return Err((400, "give either `count` or `backends`, not both".into()))
+        }
+        (Some(names), None) => names
+            .iter()
+            .map(|name| {
+                u.backends
+                    .iter()
+                    .position(|b| &b.label == name)
+                    .ok_or_else(|| {
+                        (
+                            404,
+                            format!("upstream {upstream:?} has no backend {name:?}"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        (None, Some(count)) if on => {
+            let mut open: Vec<usize> = (0..u.members.len())
+                .filter(|&i| !u.members[i].live.is_drained())
+                .collect();
+            if count >= open.len() {
+                return Err((
+                    422,
+                    format!(
+                        "draining {count} of the {} backends still in rotation would leave none; name them to drain all",
+                        open.len()
+                    ),
+                ));
+            }
+            // Lowest predicted load first: predicted utilisation, then requests in flight.
+            open.sort_by(|&a, &b| {
+                let load = |i: usize| {
+                    let f = snapshot.get(u.members[i].id);
+                    (f.utilization, u.members[i].live.in_flight())
+                };
+                load(a)
+                    .partial_cmp(&load(b))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+            open.truncate(count);
+            open
+        }
+        (None, Some(_)) => return Err((400, "undrain takes `backends` or nothing (all)".into())),
+        (None, None) if on => return Err((400, "say which: `count` or `backends`".into())),
+        (None, None) => (0..u.members.len()).collect(),
+    };
+    let mut changed = Vec::new();
+    for i in chosen {
+        if u.members[i].live.is_drained() != on {
+            u.members[i].live.set_drained(on);
+            changed.push(u.backends[i].label.clone());
+        }
+    }
+    tracing::info!(upstream, drained = on, backends = ?changed, "drain state changed");
+    Ok(json!({ "upstream": upstream, if on { "drained" } else { "undrained" }: changed }))
+}
