@@ -9,4 +9,5 @@ mod lifecycle;
 mod policies;
 mod predictor;
 mod reload;
+mod standby;
 mod tcp;

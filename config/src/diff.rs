@@ -14,6 +14,8 @@ pub enum Change {
     /// The admin listener appeared, disappeared or moved (`None` = no admin listener).
     /// The predictor's settings changed (they take a new process).
     PredictorChanged,
+    /// The announced demand events changed.
+    EventsChanged,
     AdminChanged {
         /// Old admin address.
         from: Option<SocketAddr>,
@@ -150,6 +152,7 @@ impl Change {
             | Change::ListenerProtocolChanged { .. }
             | Change::TlsChanged { .. } => true,
             Change::RoutesChanged { .. }
+            | Change::EventsChanged
             | Change::UpstreamAdded(_)
             | Change::UpstreamRemoved(_)
             | Change::PolicyChanged { .. }
@@ -169,6 +172,7 @@ impl fmt::Display for Change {
                 write!(f, "server.{} changed", setting.key())
             }
             Change::PredictorChanged => write!(f, "predictor settings changed"),
+            Change::EventsChanged => write!(f, "announced demand events changed"),
             Change::AdminChanged { from, to } => match (from, to) {
                 (None, Some(to)) => write!(f, "admin listener added on {to}"),
                 (Some(from), None) => write!(f, "admin listener on {from} removed"),
@@ -267,6 +271,9 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     );
     if old.predictor != new.predictor {
         changes.push(Change::PredictorChanged);
+    }
+    if old.events != new.events {
+        changes.push(Change::EventsChanged);
     }
     if old_admin != new_admin {
         changes.push(Change::AdminChanged {

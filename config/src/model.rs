@@ -14,6 +14,8 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// The predictor thread's settings.
     pub predictor: Predictor,
+    /// Announced surges the demand forecast includes.
+    pub events: Vec<Event>,
     /// Client-facing listeners, in file order.
     pub listeners: Vec<Listener>,
     /// Upstreams (backend pools), in file order; routes refer to them by index.
@@ -35,6 +37,19 @@ pub struct Server {
     pub log_level: String,
     /// Where to write access logs; `None` disables them.
     pub access_log: Option<AccessLog>,
+}
+
+/// An announced surge: demand on `upstream` (or all) multiplied between `start` and `end`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Upstream it applies to (`None` = all).
+    pub upstream: Option<String>,
+    /// Start (wall clock).
+    pub start: std::time::SystemTime,
+    /// End (wall clock).
+    pub end: std::time::SystemTime,
+    /// Expected demand multiplier, > 0.
+    pub multiplier: f64,
 }
 
 /// Settings of the predictor thread, from the optional `predictor:` table.
@@ -164,8 +179,32 @@ pub struct Upstream {
     pub prefer_region: Option<String>,
     /// Weights of the `predictive` score.
     pub predictive: PredictiveWeights,
+    /// When standby backends are woken and put back to sleep.
+    pub scale: Scale,
     /// The backends, in file order (at least one).
     pub backends: Vec<Backend>,
+}
+
+/// Standby activation of an upstream, from its optional `scale:` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scale {
+    /// Wake a standby backend when demand predicted one warm-up ahead exceeds this share of
+    /// the active capacity (default 0.9).
+    pub activate_at: f64,
+    /// Shortest time a woken backend stays active, and a sleeping one stays asleep (default 60s).
+    pub min_hold: Duration,
+    /// Command run with a JSON description of each activation or deactivation on stdin.
+    pub hook: Option<String>,
+}
+
+impl Default for Scale {
+    fn default() -> Self {
+        Scale {
+            activate_at: 0.9,
+            min_hold: Duration::from_secs(60),
+            hook: None,
+        }
+    }
 }
 
 /// Weights of the `predictive` score (see the README's routing section).
@@ -231,4 +270,10 @@ pub struct Backend {
     pub region: Option<String>,
     /// Relative cost of using it, 0..=100 (default 0; 0.4 = 40% dearer).
     pub cost: f64,
+    /// Concurrent requests it can serve, if declared (needed for standby planning).
+    pub capacity: Option<u32>,
+    /// Held in reserve until predicted demand needs it.
+    pub standby: bool,
+    /// Time it needs after being woken before it can serve (default 10s).
+    pub warmup: Duration,
 }

@@ -17,8 +17,19 @@ pub struct RawConfig {
     pub server: Option<RawServer>,
     pub admin: Option<RawAdmin>,
     pub predictor: Option<RawPredictor>,
+    pub events: Option<Vec<RawEvent>>,
     pub listeners: Option<Vec<RawListener>>,
     pub upstreams: Option<Vec<RawUpstream>>,
+}
+
+/// One entry of `events:`: an announced surge.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawEvent {
+    pub upstream: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub multiplier: Option<f64>,
 }
 
 /// `predictor:`
@@ -126,7 +137,17 @@ pub struct RawUpstream {
     pub retries: Option<i64>,
     pub prefer_region: Option<String>,
     pub predictive: Option<RawPredictive>,
+    pub scale: Option<RawScale>,
     pub backends: Option<Vec<RawBackend>>,
+}
+
+/// `upstreams[i].scale:` standby activation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawScale {
+    pub activate_at: Option<f64>,
+    pub min_hold: Option<String>,
+    pub hook: Option<String>,
 }
 
 /// `upstreams[i].predictive:` weights of the predictive score.
@@ -158,4 +179,7 @@ pub struct RawBackend {
     pub weight: Option<i64>,
     pub region: Option<String>,
     pub cost: Option<f64>,
+    pub capacity: Option<i64>,
+    pub standby: Option<bool>,
+    pub warmup: Option<String>,
 }

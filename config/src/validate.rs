@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::issue::{quoted, Issue};
-use crate::model::{AccessLog, AccessLogFormat, Admin, Config, Listener, Predictor, Server};
-use crate::raw::{RawAccessLog, RawAccessLogFormat, RawAdmin, RawConfig, RawPredictor, RawServer};
+use crate::model::{AccessLog, AccessLogFormat, Admin, Config, Event, Listener, Predictor, Server};
+use crate::raw::{
+    RawAccessLog, RawAccessLogFormat, RawAdmin, RawConfig, RawEvent, RawPredictor, RawServer,
+};
 
 /// Defaults for keys the file leaves out.
 mod defaults {
@@ -41,6 +43,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
     };
     let server = checks.server(raw.server.unwrap_or_default());
     let predictor = checks.predictor(raw.predictor.unwrap_or_default());
+    let events = checks.events(raw.events.unwrap_or_default());
     let upstreams = checks.upstreams(raw.upstreams);
     let listeners = checks.listeners(raw.listeners, &upstreams.names);
     let admin = match raw.admin {
@@ -52,6 +55,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
             server: server?,
             admin: admin?,
             predictor: predictor?,
+            events: events?,
             listeners: listeners.built?,
             upstreams: upstreams.built?,
         })
@@ -151,6 +155,72 @@ impl Checks<'_> {
             );
             None
         }
+    }
+
+    /// `events:`: times are RFC 3339 (`2026-11-24T18:00:00Z`), end after start.
+    fn events(&mut self, raw: Vec<RawEvent>) -> Option<Vec<Event>> {
+        let mut built = Some(Vec::with_capacity(raw.len()));
+        for (i, e) in raw.into_iter().enumerate() {
+            let path = format!("events[{i}]");
+            let mut time = |text: Option<&str>, key: &str| {
+                let text = self.required(text, &path, key)?;
+                match humantime::parse_rfc3339_weak(text.trim()) {
+                    Ok(t) => Some(t),
+                    Err(_) => {
+                        self.report(
+                            &format!("{path}.{key}"),
+                            format!(
+                                "expected an RFC 3339 time like \"2026-11-24T18:00:00Z\", found {}",
+                                quoted(text)
+                            ),
+                        );
+                        None
+                    }
+                }
+            };
+            let start = time(e.start.as_deref(), "start");
+            let end = time(e.end.as_deref(), "end");
+            if let (Some(s), Some(t)) = (start, end) {
+                if t <= s {
+                    self.report(
+                        &format!("{path}.end"),
+                        "expected an end after the start".to_owned(),
+                    );
+                }
+            }
+            let multiplier = match e.multiplier {
+                Some(m) if m.is_finite() && m > 0.0 && m <= 1000.0 => Some(m),
+                Some(m) => {
+                    self.report(
+                        &format!("{path}.multiplier"),
+                        format!("expected a number above 0 and at most 1000, found {m}"),
+                    );
+                    None
+                }
+                None => {
+                    self.missing(
+                        &path,
+                        "multiplier",
+                        "how much demand is expected to grow, e.g. 3",
+                    );
+                    None
+                }
+            };
+            let event = start
+                .zip(end)
+                .zip(multiplier)
+                .map(|((start, end), multiplier)| Event {
+                    upstream: e.upstream,
+                    start,
+                    end,
+                    multiplier,
+                });
+            built = built.zip(event).map(|(mut all, one)| {
+                all.push(one);
+                all
+            });
+        }
+        built
     }
 
     /// `predictor:`, with defaults for what it leaves out.

@@ -122,6 +122,9 @@ fn backend_changes() {
             weight: 1,
             region: None,
             cost: 0.0,
+            capacity: None,
+            standby: false,
+            warmup: Duration::from_secs(10),
         });
     });
     assert_eq!(

@@ -77,6 +77,7 @@ fn addr(text: &str) -> SocketAddr {
 fn expected(cert_dir: &Path) -> Config {
     Config {
         predictor: augur_config::Predictor::default(),
+        events: Vec::new(),
         server: Server {
             threads: 1,
             grace_period: Duration::from_secs(10),
@@ -142,18 +143,25 @@ fn expected(cert_dir: &Path) -> Config {
                 retries: 2,
                 prefer_region: None,
                 predictive: PredictiveWeights::default(),
+                scale: Scale::default(),
                 backends: vec![
                     Backend {
                         addr: addr("127.0.0.1:9001"),
                         weight: 1,
                         region: None,
                         cost: 0.0,
+                        capacity: None,
+                        standby: false,
+                        warmup: Duration::from_secs(10),
                     },
                     Backend {
                         addr: addr("127.0.0.1:9002"),
                         weight: 2,
                         region: None,
                         cost: 0.0,
+                        capacity: None,
+                        standby: false,
+                        warmup: Duration::from_secs(10),
                     },
                 ],
             },
@@ -167,11 +175,15 @@ fn expected(cert_dir: &Path) -> Config {
                 retries: 2,
                 prefer_region: None,
                 predictive: PredictiveWeights::default(),
+                scale: Scale::default(),
                 backends: vec![Backend {
                     addr: addr("127.0.0.1:5432"),
                     weight: 1,
                     region: None,
                     cost: 0.0,
+                    capacity: None,
+                    standby: false,
+                    warmup: Duration::from_secs(10),
                 }],
             },
         ],
@@ -347,6 +359,41 @@ upstreams:
         .to_string();
     assert!(
         errors.contains("predictor: expected tick <= lead <= horizon"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn announced_events() {
+    let base = "\
+listeners:
+  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
+upstreams:
+  - { name: api, backends: [ { addr: 127.0.0.1:9001 } ] }
+";
+    let text = format!(
+        "events:\n  - {{ upstream: api, start: \"2026-11-24T18:00:00Z\", end: \"2026-11-24T19:00:00Z\", multiplier: 3 }}\n{base}"
+    );
+    let events = parse(&text, "augur.yaml").unwrap().events;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].multiplier, 3.0);
+    assert_eq!(events[0].upstream.as_deref(), Some("api"));
+    let bad = text
+        .replace("19:00", "17:00")
+        .replace("multiplier: 3", "multiplier: 0");
+    let errors = parse(&bad, "augur.yaml").unwrap_err().to_string();
+    assert!(
+        errors.contains("events[0].end: expected an end after the start"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("events[0].multiplier: expected a number above 0"),
+        "{errors}"
+    );
+    let bad = text.replace("2026-11-24T18:00:00Z", "tomorrow");
+    let errors = parse(&bad, "augur.yaml").unwrap_err().to_string();
+    assert!(
+        errors.contains("augur.yaml:2:29: events[0].start: expected an RFC 3339 time"),
         "{errors}"
     );
 }

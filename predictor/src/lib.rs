@@ -8,6 +8,7 @@
 //! tokio, no clock reads: time is always an argument, so a simulator can drive all of it.
 #![forbid(unsafe_code)]
 
+pub mod capacity;
 pub mod live;
 pub mod load_report;
 pub mod models;
@@ -18,6 +19,9 @@ pub mod recorder;
 pub mod sampling;
 pub mod snapshot;
 
+pub use capacity::{
+    CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Standby, Transition,
+};
 pub use live::PeakRtt;
 pub use live::{InFlight, Live, LiveFigures, STATUS_CLASSES};
 pub use policy::{LeastConn, Member, PickContext, Policy, RoundRobin, Tried};

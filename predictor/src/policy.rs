@@ -22,6 +22,8 @@ pub struct Member {
     pub cost: f64,
     /// In the upstream's preferred region (always true when it prefers none).
     pub local: bool,
+    /// A reserve backend: closed unless the snapshot says the planner woke it.
+    pub standby: bool,
     /// Counters shared with the request path, stable across reloads.
     pub live: Arc<Live>,
 }
@@ -39,13 +41,13 @@ impl PickContext<'_> {
     /// Whether a member may take a new request and was not already tried: not tried, not
     /// drained by an operator, and taking traffic according to the snapshot.
     pub fn open(&self, members: &[Member], i: usize, tried: &Tried) -> bool {
+        let m = &members[i];
         !tried.contains(i)
-            && !members[i].live.is_drained()
-            && self
-                .snapshot
-                .backends
-                .get(members[i].id as usize)
-                .is_none_or(|f| f.eligibility.takes_traffic())
+            && !m.live.is_drained()
+            && match self.snapshot.backends.get(m.id as usize) {
+                Some(f) => f.eligibility.takes_traffic(),
+                None => !m.standby,
+            }
     }
 }
 
@@ -218,6 +220,7 @@ mod tests {
                 weight,
                 cost: 0.0,
                 local: true,
+                standby: false,
                 live: Arc::new(Live::default()),
             })
             .collect()
@@ -326,6 +329,13 @@ mod tests {
         m[1].live.set_drained(false);
         snapshot.backends[1].eligibility = Eligibility::Ejected;
         assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), None);
+        // A standby member the predictor has not seen yet is closed; others are open.
+        let mut m = members(&[1, 1]);
+        m[0].standby = true;
+        let empty = Snapshot::default();
+        for _ in 0..5 {
+            assert_eq!(rr.pick(&cx(&empty), &m, &Tried::default()), Some(1));
+        }
         assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), None);
     }
 

@@ -334,6 +334,27 @@ impl Predictor {
         })
     }
 
+    /// Concurrency the backends `ids` are forecast to see `ahead_nanos` from now (Little's
+    /// law: forecast arrival rate × forecast latency, summed; 0 for a backend with no data).
+    pub fn demand(&self, ids: &[BackendId], ahead_nanos: u64) -> f64 {
+        let tick = self.settings.tick.as_nanos().max(1) as u64;
+        let steps = usize::try_from(ahead_nanos.div_ceil(tick))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        ids.iter()
+            .filter_map(|&id| self.models.get(id as usize)?.as_ref())
+            .map(|m| {
+                let rate = m.rate.forecast(steps);
+                let latency_s = m.latency.forecast(steps) / 1e3;
+                if rate.is_finite() && latency_s.is_finite() {
+                    rate.max(0.0) * latency_s.max(0.0)
+                } else {
+                    0.0
+                }
+            })
+            .sum()
+    }
+
     /// Ticks so far.
     pub fn ticks(&self) -> u64 {
         self.ticks
@@ -517,5 +538,22 @@ mod tests {
             early_warnings * 10 >= rises * 8,
             "{early_warnings} of {rises} rises forecast: {r:?}"
         );
+    }
+
+    #[test]
+    fn demand_is_rate_times_latency() {
+        let mut p = Predictor::new(PredictorSettings::default());
+        for t in 0..50 {
+            for _ in 0..10 {
+                // 10 per 100 ms tick = 100/s at 50 ms: 5 concurrent.
+                p.observe(&request(0, t * TICK, 50.0));
+                p.observe(&request(1, t * TICK, 50.0));
+            }
+            p.tick(t * TICK);
+        }
+        let d = p.demand(&[0], 1_000_000_000);
+        assert!((d - 5.0).abs() < 0.25, "{d}");
+        assert!((p.demand(&[0, 1], 0) - 10.0).abs() < 0.5);
+        assert_eq!(p.demand(&[7], 0), 0.0);
     }
 }

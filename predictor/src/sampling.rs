@@ -225,6 +225,7 @@ mod tests {
                 weight: 1,
                 cost: 0.0,
                 local: true,
+                standby: false,
                 live: Arc::new(Live::default()),
             })
             .collect()

@@ -20,6 +20,7 @@ fn picks_do_not_allocate() {
             weight: 1 + i % 4,
             cost: f64::from(i % 3) * 0.2,
             local: i < 12,
+            standby: false,
             live: Arc::new(Live::default()),
         })
         .collect();

@@ -66,6 +66,23 @@ impl ServeHttp for Admin {
                     ),
                 }
             }
+            (Method::POST, "/events") => {
+                let mut body = Vec::new();
+                while let Ok(Some(chunk)) = session.read_request_body().await {
+                    if body.len() + chunk.len() > 64 * 1024 {
+                        return reply(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", "body too large\n".into());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                match crate::drain::announce(&self.shared, &body) {
+                    Ok(v) => reply(StatusCode::OK, "application/json", v.to_string()),
+                    Err((code, message)) => reply(
+                        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+                        "application/json",
+                        json!({ "error": message }).to_string(),
+                    ),
+                }
+            }
             (Method::POST, "/reload") => {
                 let shared = Arc::clone(&self.shared);
                 let result = tokio::task::spawn_blocking(move || reload(&shared))
@@ -212,8 +229,22 @@ pub fn status(shared: &Shared) -> Value {
                     })
                 })
                 .collect();
+            let capacity = shared
+                .predictor_view
+                .load()
+                .pools
+                .iter()
+                .find(|p| p.upstream == u.name)
+                .map(|p| {
+                    json!({
+                        "predicted_demand": num(p.demand),
+                        "active_capacity": p.active_capacity,
+                        "total_capacity": p.total_capacity,
+                        "demand_exceeds_capacity": p.demand_exceeds_capacity,
+                    })
+                });
             json!({
-                "name": u.name, "policy": u.policy.name(), "retries": u.stats.retries.load(Ordering::Relaxed),
+                "name": u.name, "policy": u.policy.name(), "capacity": capacity, "retries": u.stats.retries.load(Ordering::Relaxed),
                 "no_backend": u.stats.no_backend.load(Ordering::Relaxed), "backends": backends,
             })
         })
@@ -431,6 +462,34 @@ pub fn metrics(shared: &Shared) -> String {
                     );
                 }
             }
+        }
+    }
+    for (name, help, figure) in [
+        (
+            "augur_upstream_predicted_demand",
+            "Concurrent requests forecast over the horizon (upstreams with standby planning).",
+            0,
+        ),
+        (
+            "augur_upstream_active_capacity",
+            "Concurrent requests the serving and woken backends can take.",
+            1,
+        ),
+        (
+            "augur_upstream_demand_exceeds_capacity",
+            "1 when forecast demand exceeds even the capacity with every standby backend.",
+            2,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for p in &view.pools {
+            let v = [
+                p.demand,
+                p.active_capacity,
+                f64::from(u8::from(p.demand_exceeds_capacity)),
+            ][figure];
+            let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {v}", p.upstream);
         }
     }
     let age = crate::clock::now_nanos().saturating_sub(snapshot.built_at_nanos) as f64 / 1e9;

@@ -11,6 +11,7 @@ mod logging;
 mod predictor_thread;
 mod reload;
 mod runtime;
+mod scale_hook;
 mod server;
 mod state;
 mod stats;

@@ -1,12 +1,20 @@
-//! The predictor thread: every tick it drains the recorder, updates the models and publishes
-//! the next snapshot (and the figures `/status` and `/metrics` show) through `ArcSwap`.
+//! The predictor thread: every tick it drains the recorder, updates the models, plans standby
+//! capacity, and publishes the next snapshot (and the figures `/status` and `/metrics` show)
+//! through `ArcSwap`.
 
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use augur_predictor::{BackendReport, Predictor, PredictorSettings};
+use augur_predictor::{
+    BackendReport, CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Predictor,
+    PredictorSettings, Snapshot,
+};
+use serde_json::json;
 
 use crate::clock;
+use crate::runtime::Runtime;
+use crate::scale_hook::HookCall;
 use crate::state::Shared;
 
 /// What the predictor publishes besides the snapshot, for the admin pages.
@@ -14,6 +22,8 @@ use crate::state::Shared;
 pub struct PredictorView {
     /// Per `BackendId`: what the predictor knows.
     pub reports: Vec<Option<BackendReport>>,
+    /// Per upstream with standby planning: demand against capacity.
+    pub pools: Vec<PoolReport>,
     /// Ticks so far.
     pub ticks: u64,
     /// How long the last tick took.
@@ -29,14 +39,16 @@ pub fn spawn(shared: Arc<Shared>, config: &augur_config::Predictor) -> std::io::
         slow_start: config.slow_start,
         ..PredictorSettings::default()
     };
+    let hooks = crate::scale_hook::spawn()?;
     std::thread::Builder::new()
         .name("augur-predictor".into())
-        .spawn(move || run(&shared, settings))?;
+        .spawn(move || run(&shared, settings, &hooks))?;
     Ok(())
 }
 
-fn run(shared: &Shared, settings: PredictorSettings) {
+fn run(shared: &Shared, settings: PredictorSettings, hooks: &Sender<HookCall>) {
     let mut predictor = Predictor::new(settings);
+    let mut planner = CapacityPlanner::new();
     let mut next = Instant::now() + settings.tick;
     loop {
         // A fixed-rate ticker: the models take one step per tick.
@@ -50,13 +62,26 @@ fn run(shared: &Shared, settings: PredictorSettings) {
         while let Some(observation) = shared.recorder.pop() {
             predictor.observe(&observation);
         }
-        let snapshot = predictor.tick(clock::now_nanos());
+        let now = clock::now_nanos();
+        let mut snapshot = predictor.tick(now);
+        let rt = shared.runtime.load_full();
+        planner.set_events(events(shared, &rt, now));
+        let pools = plan(
+            &mut planner,
+            &predictor,
+            &rt,
+            &mut snapshot,
+            now,
+            settings.horizon,
+            hooks,
+        );
         shared.snapshot.store(Arc::new(snapshot));
         let reports = (0..ids.len() as u32)
             .map(|id| predictor.report(id))
             .collect();
         shared.predictor_view.store(Arc::new(PredictorView {
             reports,
+            pools,
             ticks: predictor.ticks(),
             last_tick: started.elapsed(),
         }));
@@ -65,4 +90,110 @@ fn run(shared: &Shared, settings: PredictorSettings) {
             next = Instant::now() + settings.tick;
         }
     }
+}
+
+/// The config's events and those announced through `POST /events`, on the predictor clock.
+fn events(shared: &Shared, rt: &Runtime, now_nanos: u64) -> Vec<DemandEvent> {
+    let wall = SystemTime::now();
+    let to_nanos = |t: SystemTime| match t.duration_since(wall) {
+        Ok(ahead) => now_nanos.saturating_add(ahead.as_nanos() as u64),
+        Err(behind) => now_nanos.saturating_sub(behind.duration().as_nanos() as u64),
+    };
+    let announced = shared.events.lock().map(|e| e.clone()).unwrap_or_default();
+    rt.config
+        .events
+        .iter()
+        .chain(announced.iter())
+        .map(|e| DemandEvent {
+            upstream: e.upstream.clone(),
+            start_nanos: to_nanos(e.start),
+            end_nanos: to_nanos(e.end),
+            multiplier: e.multiplier,
+        })
+        .collect()
+}
+
+/// Plans every upstream that has standby backends (and capacity on all of its backends),
+/// marks standby eligibility in the snapshot, and sends transitions to the hook thread.
+fn plan(
+    planner: &mut CapacityPlanner,
+    predictor: &Predictor,
+    rt: &Runtime,
+    snapshot: &mut Snapshot,
+    now: u64,
+    horizon: Duration,
+    hooks: &Sender<HookCall>,
+) -> Vec<PoolReport> {
+    let mut members_of: Vec<(usize, Vec<PoolMember>)> = Vec::new();
+    for (u, upstream) in rt.config.upstreams.iter().enumerate() {
+        if !upstream.backends.iter().any(|b| b.standby) {
+            continue;
+        }
+        let members: Option<Vec<PoolMember>> = upstream
+            .backends
+            .iter()
+            .zip(rt.upstreams[u].members.iter())
+            .map(|(b, m)| {
+                Some(PoolMember {
+                    id: m.id,
+                    capacity: f64::from(b.capacity?),
+                    standby: b.standby,
+                    warmup_nanos: b.warmup.as_nanos() as u64,
+                })
+            })
+            .collect();
+        match members {
+            Some(members) => members_of.push((u, members)),
+            None => {
+                tracing::debug!(upstream = %upstream.name, "standby planning needs `capacity` on every backend")
+            }
+        }
+    }
+    let pools: Vec<Pool<'_>> = members_of
+        .iter()
+        .map(|(u, members)| Pool {
+            name: &rt.config.upstreams[*u].name,
+            members,
+            activate_at: rt.config.upstreams[*u].scale.activate_at,
+            min_hold_nanos: rt.config.upstreams[*u].scale.min_hold.as_nanos() as u64,
+        })
+        .collect();
+    let (transitions, reports) =
+        planner.plan(now, &pools, horizon.as_nanos() as u64, |ids, ahead| {
+            predictor.demand(ids, ahead)
+        });
+    for pool in &pools {
+        for m in pool.members.iter().filter(|m| m.standby) {
+            if let Some(f) = snapshot.backends.get_mut(m.id as usize) {
+                f.eligibility = planner.eligibility(m);
+            }
+        }
+    }
+    for t in transitions {
+        let (u, members) = members_of
+            .iter()
+            .find(|(u, _)| rt.config.upstreams[*u].name == t.upstream)
+            .expect("a transition comes from a planned pool");
+        let index = members.iter().position(|m| m.id == t.backend).unwrap_or(0);
+        let upstream = &rt.config.upstreams[*u];
+        let backend = upstream.backends[index].addr.to_string();
+        let action = if t.wake { "activate" } else { "deactivate" };
+        tracing::info!(upstream = %t.upstream, %backend, action, demand = t.demand, active_capacity = t.active_capacity, "standby capacity change");
+        if let Some(command) = &upstream.scale.hook {
+            let payload = json!({
+                "action": action,
+                "upstream": t.upstream,
+                "backend": backend,
+                "predicted_demand": t.demand,
+                "active_capacity": t.active_capacity,
+                "warmup_seconds": upstream.backends[index].warmup.as_secs_f64(),
+            })
+            .to_string();
+            let _ = hooks.send(HookCall {
+                command: command.clone(),
+                payload,
+            });
+        }
+    }
+    reports
 }

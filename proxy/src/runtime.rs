@@ -199,6 +199,7 @@ impl Runtime {
                             weight: b.weight,
                             cost: b.cost,
                             local: u.prefer_region.is_none() || b.region == u.prefer_region,
+                            standby: b.standby,
                             live,
                         }
                     })

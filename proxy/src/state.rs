@@ -43,6 +43,8 @@ pub struct Shared {
     pub keep_load_reports: bool,
     /// Load report headers that did not parse (ignored).
     pub bad_load_reports: AtomicU64,
+    /// Demand events announced through `POST /events` (admin only, never on requests).
+    pub events: Mutex<Vec<augur_config::Event>>,
     /// The file reloads read (`None` for `augur demo`, which has no file).
     pub config_path: Option<PathBuf>,
     /// Listener names in start-up order: the slot each service was built for.
@@ -80,6 +82,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             keep_load_reports,
             bad_load_reports: AtomicU64::new(0),
+            events: Mutex::new(Vec::new()),
             registry,
             recorder: Recorder::new(65_536),
             predictor_view: ArcSwap::from_pointee(PredictorView::default()),

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{defaults, Checks};
 use crate::issue::quoted;
-use crate::model::{Backend, PolicyKind, PredictiveWeights, Upstream};
-use crate::raw::{RawBackend, RawPolicy, RawPredictive, RawUpstream};
+use crate::model::{Backend, PolicyKind, PredictiveWeights, Scale, Upstream};
+use crate::raw::{RawBackend, RawPolicy, RawPredictive, RawScale, RawUpstream};
 use crate::suggest::nearest;
 
 /// The upstreams as built (if all were valid), and their names for resolving references.
@@ -93,6 +93,7 @@ impl Checks<'_> {
             None | Some(RawPolicy::Predictive) => PolicyKind::Predictive,
         };
         let predictive = self.predictive(raw.predictive.as_ref(), path);
+        let scale = self.scale(raw.scale.as_ref(), path);
         let mut timeout = |text: Option<&str>, key: &str, default: Duration| {
             self.timeout(text, &format!("{path}.{key}"), default)
         };
@@ -148,7 +149,46 @@ impl Checks<'_> {
             retries: retries?,
             prefer_region: prefer_region?,
             predictive: predictive?,
+            scale: scale?,
             backends: backends?,
+        })
+    }
+
+    /// `scale:`, defaults for what is left out.
+    fn scale(&mut self, raw: Option<&RawScale>, path: &str) -> Option<Scale> {
+        let defaults = Scale::default();
+        let Some(raw) = raw else {
+            return Some(defaults);
+        };
+        let activate_at = match raw.activate_at {
+            None => Some(defaults.activate_at),
+            Some(v) if v.is_finite() && v > 0.0 && v <= 10.0 => Some(v),
+            Some(v) => {
+                self.report(
+                    &format!("{path}.scale.activate_at"),
+                    format!("expected a share of capacity above 0 and at most 10, found {v}"),
+                );
+                None
+            }
+        };
+        let min_hold = match &raw.min_hold {
+            None => Some(defaults.min_hold),
+            Some(text) => self.duration(text, &format!("{path}.scale.min_hold")),
+        };
+        let hook = match &raw.hook {
+            Some(h) if h.trim().is_empty() => {
+                self.report(
+                    &format!("{path}.scale.hook"),
+                    "expected a command, found an empty string",
+                );
+                None
+            }
+            h => Some(h.clone()),
+        };
+        Some(Scale {
+            activate_at: activate_at?,
+            min_hold: min_hold?,
+            hook: hook?,
         })
     }
 
@@ -271,6 +311,24 @@ impl Checks<'_> {
                     None
                 }
             };
+            let capacity = match backend.capacity {
+                None => Some(None),
+                Some(n) => self
+                    .integer(n, 1, 1_000_000, &format!("{backend_path}.capacity"))
+                    .and_then(|n| u32::try_from(n).ok())
+                    .map(Some),
+            };
+            let standby = backend.standby.unwrap_or(false);
+            if standby && backend.capacity.is_none() {
+                self.report(
+                    &format!("{backend_path}.standby"),
+                    "a standby backend needs a `capacity` (concurrent requests) so augur can tell when it is needed",
+                );
+            }
+            let warmup = match &backend.warmup {
+                None => Some(Duration::from_secs(10)),
+                Some(text) => self.duration(text, &format!("{backend_path}.warmup")),
+            };
             let region = match backend.region {
                 Some(r) if r.trim().is_empty() => {
                     self.report(
@@ -281,17 +339,25 @@ impl Checks<'_> {
                 }
                 r => Some(r),
             };
-            built = built.zip(addr.zip(weight)).zip(cost.zip(region)).map(
-                |((mut all, (addr, weight)), (cost, region))| {
-                    all.push(Backend {
-                        addr,
-                        weight,
-                        region,
-                        cost,
-                    });
-                    all
-                },
-            );
+            let extra = capacity.zip(warmup);
+            built = built
+                .zip(addr.zip(weight))
+                .zip(cost.zip(region))
+                .zip(extra)
+                .map(
+                    |(((mut all, (addr, weight)), (cost, region)), (capacity, warmup))| {
+                        all.push(Backend {
+                            addr,
+                            weight,
+                            region,
+                            cost,
+                            capacity,
+                            standby,
+                            warmup,
+                        });
+                        all
+                    },
+                );
         }
         built
     }

@@ -1,0 +1,103 @@
+//! Standby capacity: an announced surge wakes a reserve backend before it arrives, the scale
+//! hook is told, and slack puts the backend back to sleep.
+
+use std::net::SocketAddr;
+
+use crate::support::*;
+
+#[test]
+fn an_announced_surge_wakes_the_standby_and_slack_puts_it_back_to_sleep() {
+    let a = Backend::start("a");
+    let s = Backend::start("s");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let dir = temp_dir("standby-hook");
+    let hook_log = dir.join("hooks.jsonl");
+    let augur = Augur::start(
+        "standby",
+        &format!(
+            "listeners:
+  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
+upstreams:
+  - name: u
+    policy: round_robin
+    scale: {{ activate_at: 0.9, min_hold: 2s, hook: \"cat >> {log} && echo >> {log}\" }}
+    backends:
+      - {{ addr: {}, capacity: 10 }}
+      - {{ addr: {}, capacity: 10, standby: true, warmup: 1s }}
+",
+            a.addr,
+            s.addr,
+            log = hook_log.display()
+        ),
+        &[addr],
+    );
+    let load = RequestLoop::start(addr, "/");
+    // Light load (one client, well under 0.9 × 10): the standby sleeps and gets nothing.
+    eventually("demand forecast for the upstream", || {
+        let st = augur.status();
+        st["upstreams"][0]["capacity"]["predicted_demand"]
+            .as_f64()
+            .filter(|d| *d > 0.0)
+            .map(|_| st)
+    });
+    let before = augur.status();
+    assert_eq!(before["upstreams"][0]["backends"][1]["state"], "standby");
+    assert_eq!(before["upstreams"][0]["backends"][1]["requests"], 0);
+    assert_eq!(before["upstreams"][0]["capacity"]["active_capacity"], 10.0);
+
+    // Announce a 100x surge for 3 s: the standby wakes, warms 1 s, then serves.
+    let r = request(
+        augur.admin,
+        "POST",
+        "/events",
+        "x",
+        &[],
+        b"{\"upstream\": \"u\", \"duration\": \"3s\", \"multiplier\": 100}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    eventually("the standby serving", || {
+        let st = augur.status();
+        (st["upstreams"][0]["backends"][1]["state"] == "active"
+            && st["upstreams"][0]["backends"][1]["requests"].as_u64() > Some(0))
+        .then_some(())
+    });
+    assert!(augur
+        .metrics()
+        .contains("augur_upstream_active_capacity{upstream=\"u\"} 20"));
+
+    // The surge ends: after the 2 s hold the standby goes back to sleep.
+    eventually("the standby asleep again", || {
+        (augur.status()["upstreams"][0]["backends"][1]["state"] == "standby").then_some(())
+    });
+    // From now on nothing may reach it: take its count once its last requests are done.
+    let served = eventually("the standby's last requests done", || {
+        let st = augur.status();
+        let b = &st["upstreams"][0]["backends"][1];
+        (b["in_flight"] == 0).then(|| b["requests"].as_u64().unwrap())
+    });
+    let (ok, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(ok > 0);
+    let after = eventually("all requests done", || {
+        let st = augur.status();
+        (st["in_flight"] == 0).then(|| {
+            st["upstreams"][0]["backends"][1]["requests"]
+                .as_u64()
+                .unwrap()
+        })
+    });
+    assert_eq!(after, served, "a sleeping backend got traffic");
+
+    let hooks = eventually("both hook calls", || {
+        let text = std::fs::read_to_string(&hook_log).unwrap_or_default();
+        (text.lines().filter(|l| !l.trim().is_empty()).count() >= 2).then_some(text)
+    });
+    let calls: Vec<serde_json::Value> = hooks
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(calls[0]["action"], "activate");
+    assert_eq!(calls[0]["backend"], s.addr.to_string());
+    assert_eq!(calls[1]["action"], "deactivate");
+}
