@@ -18,6 +18,7 @@ fn members(n: u32) -> Vec<Member> {
             weight: 1 + i % 4,
             cost: f64::from(i % 3) * 0.2,
             local: true,
+            standby: false,
             live: Arc::new(Live::default()),
         })
         .collect()
