@@ -60,6 +60,11 @@ const RESIDUAL_WINDOW: usize = 16;
 const ACCURACY_WINDOW: usize = 100;
 /// Largest anomaly penalty.
 const MAX_PENALTY: f64 = 10.0;
+/// How long the recent latency peak is remembered (1/e), in seconds.
+const PEAK_MEMORY_SECS: f64 = 60.0;
+/// The lead-time forecast may exceed the recent peak by at most this factor: enough to
+/// extrapolate a real ramp or a learned seasonal rise, not a trend read from one step.
+const PEAK_HEADROOM: f64 = 1.5;
 
 /// Everything the predictor keeps about one backend.
 #[derive(Debug)]
@@ -79,6 +84,10 @@ struct BackendModel {
     // State carried between ticks.
     forecast_next_ms: f64,
     last_observed_ms: f64,
+    /// Running maximum of observed latency, decaying over `PEAK_MEMORY`.
+    recent_peak_ms: f64,
+    /// The latency estimate in the last snapshot.
+    published_ms: f64,
     rate_now: f64,
     utilization: f64,
     error_rate: f64,
@@ -103,6 +112,8 @@ impl BackendModel {
             history_next: 0,
             forecast_next_ms: f64::NAN,
             last_observed_ms: f64::NAN,
+            recent_peak_ms: 0.0,
+            published_ms: 0.0,
             rate_now: 0.0,
             utilization: 0.0,
             error_rate: 0.0,
@@ -208,6 +219,7 @@ impl Predictor {
         let settings = self.settings;
         let tick_secs = settings.tick.as_secs_f64().max(1e-3);
         let relax_factor = (-tick_secs / settings.relax.as_secs_f64().max(1e-3)).exp();
+        let peak_decay = (-tick_secs / PEAK_MEMORY_SECS).exp();
         let penalty_decay = 0.5f64.powf(tick_secs / 2.0); // half-life 2 s
         let slow_start_ticks = (settings.slow_start.as_secs_f64() / tick_secs).max(1.0);
         let (horizon, lead) = (self.horizon_steps, self.lead_steps);
@@ -245,7 +257,9 @@ impl Predictor {
             // Models (an idle tick is a missing value: the model advances on its forecast).
             m.latency.observe(observed);
             m.rate.observe(m.rate_now);
+            m.recent_peak_ms *= peak_decay;
             if observed.is_finite() {
+                m.recent_peak_ms = m.recent_peak_ms.max(observed);
                 m.last_observed_ms = observed;
                 m.idle_ticks = 0;
             } else {
@@ -276,14 +290,24 @@ impl Predictor {
             m.forecast_next_ms = next;
             m.accuracy.observe(m.latency.forecast(horizon), observed);
 
-            // Latency over the lead time, relaxed while the backend is idle.
+            // Latency over the lead time, relaxed while idle, and bounded by what was actually
+            // observed lately: an idle model advances on its own trend, which must not grow
+            // the estimate of a backend nobody is sending to.
             let ahead = next.max(m.latency.forecast(lead));
-            let relax = relax_factor.powf(m.idle_ticks as f64);
-            let latency_ms = if ahead.is_finite() {
-                ahead.max(0.0) * relax
+            let ahead = if m.recent_peak_ms > 0.0 {
+                ahead.min(PEAK_HEADROOM * m.recent_peak_ms)
+            } else {
+                ahead
+            };
+            let latency_ms = if m.idle_ticks > 0 {
+                // Avoided: decay from the last estimate published while traffic flowed.
+                m.published_ms * relax_factor
+            } else if ahead.is_finite() {
+                ahead.max(0.0)
             } else {
                 0.0
             };
+            m.published_ms = latency_ms;
 
             // Utilisation: the last report, scaled by the predicted change in arrivals.
             if let Some(u) = m.reported.take() {
@@ -555,5 +579,30 @@ mod tests {
         assert!((d - 5.0).abs() < 0.25, "{d}");
         assert!((p.demand(&[0, 1], 0) - 10.0).abs() < 0.5);
         assert_eq!(p.demand(&[7], 0), 0.0);
+    }
+
+    #[test]
+    fn a_single_step_is_not_extrapolated_into_a_runaway_trend() {
+        let mut p = Predictor::new(PredictorSettings::default());
+        let mut snap = Snapshot::default();
+        for t in 0..100 {
+            let ms = if t < 90 { 8.0 } else { 65.0 };
+            p.observe(&request(0, t * TICK, ms));
+            snap = p.tick(t * TICK);
+        }
+        let f = snap.backends[0];
+        assert!((60.0..=1.5 * 65.0 + 1e-9).contains(&f.latency_ms), "{f:?}");
+        // Then it is avoided (no more samples): the estimate only relaxes, never grows.
+        let mut last = f.latency_ms;
+        for t in 100..400 {
+            let f = p.tick(t * TICK).backends[0];
+            assert!(
+                f.latency_ms <= last + 1e-9,
+                "grew at tick {t}: {last} -> {}",
+                f.latency_ms
+            );
+            last = f.latency_ms;
+        }
+        assert!(last < 10.0, "relaxed after 30 s idle: {last}");
     }
 }

@@ -19,6 +19,34 @@ use serde_json::json;
 pub struct DemoBackend {
     name: String,
     delay: Duration,
+    degradation: Option<Degradation>,
+}
+
+/// A periodic slowdown: for `length` out of every `period`, replies take `extra` longer
+/// (an antagonist sharing the machine, a batch job, a cron).
+#[derive(Debug, Clone, Copy)]
+pub struct Degradation {
+    /// Cycle length.
+    pub period: Duration,
+    /// Slow part of each cycle (at its end).
+    pub length: Duration,
+    /// Added delay while slow.
+    pub extra: Duration,
+    /// Start of the first cycle.
+    pub since: std::time::Instant,
+}
+
+impl Degradation {
+    /// The added delay at `now`.
+    pub fn extra_at(&self, now: std::time::Instant) -> Duration {
+        let period = self.period.as_nanos().max(1);
+        let phase = now.saturating_duration_since(self.since).as_nanos() % period;
+        if phase >= period - self.length.as_nanos().min(period) {
+            self.extra
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 impl DemoBackend {
@@ -27,7 +55,14 @@ impl DemoBackend {
         DemoBackend {
             name: name.into(),
             delay,
+            degradation: None,
         }
+    }
+
+    /// The same backend, slowing down periodically.
+    pub fn degrading(mut self, degradation: Degradation) -> Self {
+        self.degradation = Some(degradation);
+        self
     }
 }
 
@@ -84,7 +119,10 @@ impl ServeHttp for DemoBackend {
                 line.into_bytes()
             }
         };
-        let delay = self.delay + extra;
+        let periodic = self
+            .degradation
+            .map_or(Duration::ZERO, |d| d.extra_at(std::time::Instant::now()));
+        let delay = self.delay + extra + periodic;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -106,7 +144,25 @@ impl ServeHttp for DemoBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::query_param;
+
+    #[test]
+    fn degradation_is_on_at_the_end_of_each_cycle() {
+        let since = std::time::Instant::now();
+        let d = super::Degradation {
+            period: Duration::from_secs(30),
+            length: Duration::from_secs(10),
+            extra: Duration::from_millis(60),
+            since,
+        };
+        let at = |s: u64| d.extra_at(since + Duration::from_secs(s));
+        assert_eq!(at(5), Duration::ZERO);
+        assert_eq!(at(25), Duration::from_millis(60));
+        assert_eq!(at(35), Duration::ZERO);
+        assert_eq!(at(59), Duration::from_millis(60));
+    }
 
     #[test]
     fn query_parameters_are_found_by_key() {

@@ -5,6 +5,7 @@ mod access_log;
 mod admin;
 mod backend_app;
 mod clock;
+mod demo;
 mod drain;
 mod http_proxy;
 mod logging;
@@ -34,9 +35,9 @@ use runtime::content_hash;
 
 const DEMO_CONFIG: &str = include_str!("../../examples/demo.yaml");
 const DEMO_BACKENDS: [(&str, &str, u64); 3] = [
-    ("demo-1", "127.0.0.1:9001", 1),
+    ("demo-1", "127.0.0.1:9001", 5),
     ("demo-2", "127.0.0.1:9002", 5),
-    ("demo-3", "127.0.0.1:9003", 20),
+    ("demo-3", "127.0.0.1:9003", 5),
 ];
 
 /// augur: an edge load balancer (L4 TCP, L7 HTTP/HTTPS) built on Pingora.
@@ -259,26 +260,39 @@ fn demo() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "augur demo: proxy on http://127.0.0.1:8080, admin on http://127.0.0.1:9901
-backends demo-1/2/3 on 127.0.0.1:9001-9003 answer after 1 ms, 5 ms and 20 ms (policy least_conn)
+backends demo-1/2/3 on 127.0.0.1:9001-9003 answer in 5 ms; demo-3 takes 60 ms more for the
+last 10 s of every 30 s. A built-in load sends {} requests/s; policy: predictive.
+Watch the table: once the predictor has seen two cycles (about a minute) it expects
+demo-3's slow phase and moves traffic away as it starts.
 
 try:
   curl -s http://127.0.0.1:8080/hello
   wrk -t1 -c16 -d10s http://127.0.0.1:8080/
   curl -s http://127.0.0.1:9901/status
   curl -s http://127.0.0.1:9901/metrics
-Ctrl-C stops it."
+Ctrl-C stops it.",
+        demo::LOAD_PER_SECOND
     );
+    let started = std::time::Instant::now();
     let extra = DEMO_BACKENDS
         .iter()
         .map(|(name, addr, ms)| {
             let addr: SocketAddr = addr.parse().expect("demo backend address is valid");
-            (
-                (*name).to_owned(),
-                addr,
-                DemoBackend::new(*name, Duration::from_millis(*ms)),
-            )
+            let mut backend = DemoBackend::new(*name, Duration::from_millis(*ms));
+            if *name == "demo-3" {
+                backend = backend.degrading(backend_app::Degradation {
+                    period: Duration::from_secs(30),
+                    length: Duration::from_secs(10),
+                    extra: Duration::from_millis(60),
+                    since: started,
+                });
+            }
+            ((*name).to_owned(), addr, backend)
         })
         .collect();
+    let proxy: SocketAddr = "127.0.0.1:8080".parse().expect("valid address");
+    let admin: SocketAddr = "127.0.0.1:9901".parse().expect("valid address");
+    demo::start(proxy, admin);
     server::run(server::Launch {
         config,
         hash: content_hash(DEMO_CONFIG.as_bytes()),
