@@ -43,6 +43,7 @@ upstreams:
     assert!(status["predictor"]["observations"].as_u64().unwrap() >= 20);
     assert_eq!(status["predictor"]["observations_dropped"], 0);
     assert!(status["upstreams"][0]["backends"][0]["predicted"]["model"].is_string());
+    assert!(status["predictor"]["anomalous"].is_array());
 
     assert_eq!(get(addr, "x", "/?orca_bad=1").status, 200);
     eventually("the malformed report counted", || {
@@ -58,4 +59,46 @@ upstreams:
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+}
+
+#[test]
+fn a_sudden_slowdown_is_flagged_as_an_anomaly() {
+    let b = Backend::start("b");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let augur = Augur::start(
+        "anomaly",
+        &format!(
+            "listeners:
+  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
+upstreams:
+  - {{ name: u, backends: [ {{ addr: {} }} ] }}
+",
+            b.addr
+        ),
+        &[addr],
+    );
+    let steady = RequestLoop::start(addr, "/");
+    // Let the detector see a steady series first (it needs 8 ticks of residuals).
+    eventually("a settled forecast", || {
+        let s = augur.status();
+        let p = &s["upstreams"][0]["backends"][0]["predicted"];
+        (s["predictor"]["ticks"].as_u64() > Some(20) && p["forecast_mae_ms"].is_number())
+            .then_some(())
+    });
+    for _ in 0..3 {
+        assert_eq!(get(addr, "x", "/?delay_ms=300").status, 200);
+    }
+    let listed = eventually("the backend listed as anomalous", || {
+        let s = augur.status();
+        let list = s["predictor"]["anomalous"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (!list.is_empty()).then_some(list)
+    });
+    assert_eq!(listed[0]["backend"], b.addr.to_string());
+    assert!(listed[0]["penalty"].as_f64().unwrap() > 1.05);
+    assert!(listed[0]["anomalies"].as_u64().unwrap() >= 1);
+    let (_, failures) = steady.finish();
+    assert!(failures.is_empty(), "{failures:?}");
 }

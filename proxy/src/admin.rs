@@ -274,6 +274,32 @@ pub fn status(shared: &Shared) -> Value {
 fn predictor_status(shared: &Shared) -> Value {
     let snapshot = shared.snapshot.load();
     let view = shared.predictor_view.load();
+    let rt = shared.runtime.load();
+    // Backends under an anomaly penalty now, with how many anomalies each has had.
+    let anomalous: Vec<Value> = rt
+        .upstreams
+        .iter()
+        .flat_map(|u| {
+            u.backends
+                .iter()
+                .zip(u.members.iter())
+                .map(move |(b, m)| (u, b, m))
+        })
+        .filter(|(_, _, m)| snapshot.get(m.id).anomaly_penalty > 1.05)
+        .map(|(u, b, m)| {
+            let anomalies = view
+                .reports
+                .get(m.id as usize)
+                .and_then(|r| r.as_ref())
+                .map(|r| r.anomalies);
+            json!({
+                "upstream": u.name,
+                "backend": b.label,
+                "penalty": num(snapshot.get(m.id).anomaly_penalty),
+                "anomalies": anomalies,
+            })
+        })
+        .collect();
     let age = crate::clock::now_nanos().saturating_sub(snapshot.built_at_nanos);
     json!({
         "snapshot_version": snapshot.version,
@@ -283,6 +309,7 @@ fn predictor_status(shared: &Shared) -> Value {
         "observations": shared.recorder.pushed(),
         "observations_dropped": shared.recorder.dropped(),
         "invalid_load_reports": shared.bad_load_reports.load(Ordering::Relaxed),
+        "anomalous": anomalous,
     })
 }
 
