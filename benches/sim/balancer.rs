@@ -1,0 +1,208 @@
+//! One simulated augur instance: its own members (own `Live` counters, so in-flight is what
+//! this instance sees), its own policy object, and its own `Predictor` fed only by its own
+//! observations, ticked on the virtual clock.
+
+use std::sync::Arc;
+
+use augur_predictor::{
+    BackendId, LeastConn, Live, Member, Observation, Outcome, P2cLeastRequest, P2cPeakEwma,
+    PickContext, Policy, Predictive, PredictiveParams, Predictor, PredictorSettings, Random,
+    RoundRobin, Snapshot, Tried,
+};
+
+/// The policies compared, in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// `round_robin`
+    RoundRobin,
+    /// `least_conn`
+    LeastConn,
+    /// `random`
+    Random,
+    /// `p2c_least_request`
+    P2cLeastRequest,
+    /// `p2c_peak_ewma` (the baseline every ratio is taken against)
+    P2cPeakEwma,
+    /// `predictive`
+    Predictive,
+}
+
+impl PolicyKind {
+    /// Every policy, in table order.
+    pub const ALL: [PolicyKind; 6] = [
+        PolicyKind::RoundRobin,
+        PolicyKind::LeastConn,
+        PolicyKind::Random,
+        PolicyKind::P2cLeastRequest,
+        PolicyKind::P2cPeakEwma,
+        PolicyKind::Predictive,
+    ];
+
+    /// The name as written in augur's config.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::RoundRobin => "round_robin",
+            PolicyKind::LeastConn => "least_conn",
+            PolicyKind::Random => "random",
+            PolicyKind::P2cLeastRequest => "p2c_least_request",
+            PolicyKind::P2cPeakEwma => "p2c_peak_ewma",
+            PolicyKind::Predictive => "predictive",
+        }
+    }
+
+    /// Builds the policy the way the proxy does on (re)load.
+    fn build(self, members: &[Member], seed: u64) -> Box<dyn Policy> {
+        match self {
+            PolicyKind::RoundRobin => Box::new(RoundRobin::new(members)),
+            PolicyKind::LeastConn => Box::new(LeastConn::new()),
+            PolicyKind::Random => Box::new(Random::new(seed)),
+            PolicyKind::P2cLeastRequest => Box::new(P2cLeastRequest::new(seed)),
+            PolicyKind::P2cPeakEwma => Box::new(P2cPeakEwma::new(seed)),
+            PolicyKind::Predictive => Box::new(Predictive::new(PredictiveParams::default(), seed)),
+        }
+    }
+}
+
+/// One balancer instance.
+#[derive(Debug)]
+pub struct Balancer {
+    kind: PolicyKind,
+    seed: u64,
+    members: Vec<Member>,
+    policy: Box<dyn Policy>,
+    predictor: Predictor,
+    snapshot: Snapshot,
+}
+
+const DEFAULT_RTT_NS: f64 = P2cPeakEwma::DEFAULT_RTT.as_nanos() as f64;
+const DECAY_NS: f64 = P2cPeakEwma::DECAY.as_nanos() as f64;
+
+impl Balancer {
+    /// An instance routing over backends `0..backends` with `kind`, its policy seeded with
+    /// `seed`.
+    pub fn new(kind: PolicyKind, backends: usize, seed: u64) -> Self {
+        let members: Vec<Member> = (0..backends).map(member).collect();
+        let mut predictor = Predictor::new(PredictorSettings::default());
+        for m in &members {
+            predictor.track(m.id);
+        }
+        Balancer {
+            kind,
+            seed,
+            policy: kind.build(&members, seed),
+            members,
+            predictor,
+            snapshot: Snapshot::default(),
+        }
+    }
+
+    /// Adds a backend, as a config reload that adds it would: live counters of the others
+    /// are kept, the policy object is rebuilt over the new member list, the predictor starts
+    /// tracking the newcomer (and slow-starts it).
+    pub fn join(&mut self, backend: usize) {
+        debug_assert_eq!(backend, self.members.len(), "member index = backend id");
+        self.members.push(member(backend));
+        self.predictor.track(backend as BackendId);
+        self.policy = self.kind.build(&self.members, self.seed);
+    }
+
+    /// The backend the policy picks for a request at `now`, with its in-flight slot taken.
+    pub fn pick(&self, now: u64) -> Option<usize> {
+        let cx = PickContext {
+            now_nanos: now,
+            snapshot: &self.snapshot,
+        };
+        let i = self.policy.pick(&cx, &self.members, &Tried::default())?;
+        self.members[i].live.acquire();
+        Some(i)
+    }
+
+    /// A response from `backend` reached this instance at `now` after `latency_ns`.
+    pub fn responded(&mut self, now: u64, backend: usize, latency_ns: u64, load: Option<f32>) {
+        let live = &self.members[backend].live;
+        live.release();
+        live.rtt
+            .observe(latency_ns as f64, now, DEFAULT_RTT_NS, DECAY_NS);
+        live.record(200, false);
+        self.predictor.observe(&Observation {
+            backend: backend as BackendId,
+            at_nanos: now,
+            first_byte_nanos: latency_ns,
+            total_nanos: latency_ns,
+            outcome: Outcome::Ok,
+            bytes: 0,
+            reported_utilization: load,
+        });
+    }
+
+    /// The client gave up on a request to `backend` at `now` after `waited_ns`. As in the
+    /// proxy (a read timeout is a 504 with no response header), the peak-EWMA RTT is not fed.
+    pub fn timed_out(&mut self, now: u64, backend: usize, waited_ns: u64) {
+        let live = &self.members[backend].live;
+        live.release();
+        live.record(504, true);
+        self.predictor.observe(&Observation {
+            backend: backend as BackendId,
+            at_nanos: now,
+            first_byte_nanos: 0,
+            total_nanos: waited_ns,
+            outcome: Outcome::Broken,
+            bytes: 0,
+            reported_utilization: None,
+        });
+    }
+
+    /// The predictor's tick: the new snapshot is what picks read until the next one.
+    pub fn tick(&mut self, now: u64) {
+        self.snapshot = self.predictor.tick(now);
+    }
+
+    /// The newest snapshot.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The predictor (for its per-backend reports).
+    pub fn predictor(&self) -> &Predictor {
+        &self.predictor
+    }
+
+    #[cfg(test)]
+    /// Requests this instance has in flight to `backend`.
+    pub fn in_flight(&self, backend: usize) -> u64 {
+        self.members.get(backend).map_or(0, |m| m.live.in_flight())
+    }
+}
+
+fn member(backend: usize) -> Member {
+    Member {
+        id: backend as BackendId,
+        weight: 1,
+        cost: 0.0,
+        local: true,
+        standby: false,
+        live: Arc::new(Live::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_follows_picks_responses_and_timeouts() {
+        let mut b = Balancer::new(PolicyKind::RoundRobin, 3, 1);
+        let picks: Vec<usize> = (0..3).map(|_| b.pick(0).unwrap()).collect();
+        assert_eq!(picks, vec![0, 1, 2]);
+        b.responded(5, 0, 5, Some(0.5));
+        b.timed_out(6, 1, 6);
+        assert_eq!((b.in_flight(0), b.in_flight(1), b.in_flight(2)), (0, 0, 1));
+        b.tick(100_000_000);
+        assert_eq!(b.snapshot().backends.len(), 3);
+        b.join(3);
+        b.tick(200_000_000);
+        let s = b.snapshot();
+        assert_eq!(s.backends.len(), 4);
+        assert!(s.backends[3].warmth < 0.05, "a newcomer slow-starts");
+    }
+}
