@@ -58,6 +58,12 @@ const SEASON_EVERY: u64 = 50;
 const RESIDUAL_WINDOW: usize = 16;
 /// Pairs the accuracy figures are computed over.
 const ACCURACY_WINDOW: usize = 100;
+/// Weight of each tick's mean report in the smoothed utilisation.
+const UTILIZATION_SMOOTHING: f64 = 0.3;
+/// Arrivals per second below which the rate forecast is too noisy to scale utilisation by.
+const MIN_RATE_FOR_GROWTH: f64 = 20.0;
+/// A latency above its forecast by at least this share is material enough to be an anomaly.
+const MATERIAL_SHARE: f64 = 0.5;
 /// Largest anomaly penalty.
 const MAX_PENALTY: f64 = 10.0;
 /// How long the recent latency peak is remembered (1/e), in seconds.
@@ -73,7 +79,8 @@ struct BackendModel {
     completed: u32,
     latency_sum_ms: f64,
     failures: u32,
-    reported: Option<f64>,
+    reported_sum: f64,
+    reported_count: u32,
     // Models.
     latency: AdaptiveForecaster,
     rate: AdaptiveForecaster,
@@ -98,15 +105,16 @@ struct BackendModel {
 }
 
 impl BackendModel {
-    fn new(horizon_steps: usize) -> Self {
+    fn new(horizon_steps: usize, anomaly_k: f64) -> Self {
         BackendModel {
             completed: 0,
             latency_sum_ms: 0.0,
             failures: 0,
-            reported: None,
+            reported_sum: 0.0,
+            reported_count: 0,
             latency: AdaptiveForecaster::new(),
             rate: AdaptiveForecaster::new(),
-            residuals: ResidualDetector::new(RESIDUAL_WINDOW, 5.0),
+            residuals: ResidualDetector::new(RESIDUAL_WINDOW, anomaly_k),
             accuracy: Accuracy::new(horizon_steps, ACCURACY_WINDOW),
             history: vec![f64::NAN; HISTORY],
             history_next: 0,
@@ -181,8 +189,8 @@ impl Predictor {
         if self.models.len() <= i {
             self.models.resize_with(i + 1, || None);
         }
-        let horizon = self.horizon_steps;
-        self.models[i].get_or_insert_with(|| BackendModel::new(horizon))
+        let (horizon, k) = (self.horizon_steps, self.settings.anomaly_k);
+        self.models[i].get_or_insert_with(|| BackendModel::new(horizon, k))
     }
 
     /// Makes sure `id` has a model (so it appears in snapshots before its first request).
@@ -208,7 +216,8 @@ impl Predictor {
             .map(f64::from)
             .filter(|u| u.is_finite() && *u >= 0.0)
         {
-            m.reported = Some(u);
+            m.reported_sum += u;
+            m.reported_count += 1;
         }
     }
 
@@ -246,7 +255,9 @@ impl Predictor {
             // Anomaly: this tick against what was forecast for it.
             if observed.is_finite() && m.forecast_next_ms.is_finite() {
                 let residual = observed - m.forecast_next_ms;
-                if m.residuals.observe(residual) && residual > 0.0 {
+                // Flag only what is both unusual and material: half again the forecast.
+                let material = residual > MATERIAL_SHARE * m.forecast_next_ms.max(1.0);
+                if m.residuals.observe(residual) && material {
                     m.anomalies += 1;
                     let jump = 1.0 + residual / m.forecast_next_ms.max(1.0);
                     m.penalty = m.penalty.max(jump).min(MAX_PENALTY);
@@ -309,16 +320,21 @@ impl Predictor {
             };
             m.published_ms = latency_ms;
 
-            // Utilisation: the last report, scaled by the predicted change in arrivals.
-            if let Some(u) = m.reported.take() {
-                m.utilization = u;
+            // Utilisation: this tick's reports averaged, smoothed across ticks, and scaled by
+            // the predicted change in arrivals relative to the rate model's smoothed level (one
+            // tick's count is far too noisy a denominator).
+            if m.reported_count > 0 {
+                let tick_mean = m.reported_sum / f64::from(m.reported_count);
+                m.utilization += UTILIZATION_SMOOTHING * (tick_mean - m.utilization);
             }
-            let growth = if m.rate_now > 0.0 {
-                let peak = [1, horizon / 4, horizon / 2, horizon]
+            let level = m.rate.forecast(1);
+            let growth = if level.is_finite() && level >= MIN_RATE_FOR_GROWTH {
+                let peak = [horizon / 4, horizon / 2, horizon]
                     .into_iter()
                     .map(|h| m.rate.forecast(h.max(1)))
-                    .fold(m.rate_now, f64::max);
-                (peak / m.rate_now).clamp(0.0, 10.0)
+                    .filter(|r| r.is_finite())
+                    .fold(level, f64::max);
+                (peak / level).clamp(0.5, 3.0)
             } else {
                 1.0
             };
@@ -327,6 +343,7 @@ impl Predictor {
                 latency_ms,
                 observed_latency_ms: if m.idle_ticks == 0 { observed } else { 0.0 },
                 utilization: (m.utilization * growth).min(10.0),
+                utilization_now: m.utilization,
                 anomaly_penalty: m.penalty,
                 error_rate: m.error_rate,
                 eligibility: Default::default(),
@@ -335,6 +352,8 @@ impl Predictor {
             m.completed = 0;
             m.latency_sum_ms = 0.0;
             m.failures = 0;
+            m.reported_sum = 0.0;
+            m.reported_count = 0;
         }
         Snapshot {
             version: self.version,

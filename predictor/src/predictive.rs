@@ -6,17 +6,20 @@
 //! ```text
 //! score_i = latency_i × queue_i × (1 + load_weight × overload_i) × (1 + cost_weight × cost_i)
 //!
-//! latency_i  = max(predicted_ms_i, observed_ms_i) × anomaly_penalty_i     (floor 0.01 ms)
-//!              (before the predictor has seen the backend: the live peak-EWMA RTT)
+//! latency_i  = max(predicted_ms_i, observed_ms_i, peak_rtt_ms_i) × anomaly_penalty_i
+//!              (peak_rtt: the live peak-EWMA RTT that p2c_peak_ewma uses; floor 0.01 ms)
 //! queue_i    = (in_flight_i + 1) / (weight_i × warmth_i)                  (warmth floor 0.05)
-//! overload_i = max(0, predicted_utilisation_i − θ) / (1 − θ)               (θ = overload_threshold)
+//! overload_i = max(0, predicted_utilisation_i − θ) / (1 − θ)   while utilisation now is
+//!              below θ − 0.15, else 0                             (θ = overload_threshold)
 //! ```
 //!
 //! Every factor is a positive ratio, so the product is well defined (no division by zero, no
 //! unit mixing): `latency × queue` is linkerd's cost (expected wait) with the *predicted*
-//! latency in place of the observed one, so a degradation the forecast sees coming raises the
-//! cost before requests slow down; `overload` is 0 below θ and 1 at predicted capacity, so
-//! traffic leaves a backend whose utilisation is forecast to cross θ within the horizon; `cost`
+//! latency raising the peak-sensitive RTT whenever the forecast sees a slowdown coming, so the
+//! cost rises before requests slow down (and never falls below what p2c_peak_ewma would use);
+//! `overload` is 0 below θ and 1 at predicted capacity, and counts only for a backend still
+//! below θ now, so traffic leaves a backend forecast to cross θ within the horizon before its
+//! latency rises (past θ, latency and queue already speak for it); `cost`
 //! makes a dearer backend (another region, a paid one) worth using only when it is clearly
 //! better. Two candidates are drawn at random (not one global argmin) so that many augur
 //! instances reading similar snapshots do not herd.
@@ -27,6 +30,11 @@
 
 use crate::policy::{Member, PickContext, Policy, Tried};
 use crate::sampling::{sample_open_where, P2cPeakEwma, Rng};
+
+/// How far below θ utilisation must be now for a forecast above θ to count as a crossing to
+/// come (measured in the scenario simulator: without it, backends hovering near θ were
+/// penalised at random and the policy lost to p2c_peak_ewma).
+const CROSSING_MARGIN: f64 = 0.15;
 
 /// Weights of the predictive score (from the upstream's config).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,29 +92,37 @@ impl Predictive {
 
     /// The score documented at the top of this file.
     pub fn score(&self, cx: &PickContext<'_>, m: &Member) -> f64 {
-        let (latency_ms, anomaly, utilization, warmth) =
+        // The live peak-EWMA RTT is the floor (it is what keeps tails down); the forecast adds
+        // what is coming on top of it.
+        let rtt_ms = m.live.rtt.decayed(
+            cx.now_nanos,
+            P2cPeakEwma::DEFAULT_RTT.as_nanos() as f64,
+            P2cPeakEwma::DECAY.as_nanos() as f64,
+        ) / 1e6;
+        let (latency_ms, anomaly, utilization_now, utilization, warmth) =
             match cx.snapshot.backends.get(m.id as usize) {
-                Some(f) if f.latency_ms > 0.0 || f.observed_latency_ms > 0.0 => (
-                    f.latency_ms.max(f.observed_latency_ms),
+                Some(f) => (
+                    finite_at_least(f.latency_ms, 0.0)
+                        .max(finite_at_least(f.observed_latency_ms, 0.0))
+                        .max(rtt_ms),
                     f.anomaly_penalty,
+                    f.utilization_now,
                     f.utilization,
                     f.warmth,
                 ),
-                other => {
-                    let rtt_ns = m.live.rtt.decayed(
-                        cx.now_nanos,
-                        P2cPeakEwma::DEFAULT_RTT.as_nanos() as f64,
-                        P2cPeakEwma::DECAY.as_nanos() as f64,
-                    );
-                    let warmth = other.map_or(1.0, |f| f.warmth);
-                    (rtt_ns / 1e6, 1.0, 0.0, warmth)
-                }
+                None => (rtt_ms, 1.0, 0.0, 0.0, 1.0),
             };
         let latency = finite_at_least(latency_ms, 0.01) * finite_at_least(anomaly, 1.0);
         let weight = f64::from(m.weight.max(1)) * finite_at_least(warmth, 0.05).min(1.0);
         let queue = (m.live.in_flight() + 1) as f64 / weight;
         let theta = self.params.overload_threshold;
-        let overload = ((finite_at_least(utilization, 0.0) - theta) / (1.0 - theta)).max(0.0);
+        // Only a crossing still to come counts: once a backend is past θ its latency and queue
+        // already say so, and penalising steady busy backends again would fight them.
+        let overload = if finite_at_least(utilization_now, 0.0) < theta - CROSSING_MARGIN {
+            ((finite_at_least(utilization, 0.0) - theta) / (1.0 - theta)).max(0.0)
+        } else {
+            0.0
+        };
         let cost = finite_at_least(m.cost, 0.0);
         latency
             * queue
@@ -315,5 +331,24 @@ mod tests {
             assert!(s.is_finite() && s > 0.0, "{s}");
         }
         assert!(p.pick(&cx, &m, &Tried::default()).is_some());
+    }
+
+    #[test]
+    fn only_a_crossing_still_to_come_counts_as_overload() {
+        let m = members(3);
+        let p = Predictive::new(PredictiveParams::default(), 7);
+        // Backend 0 forecast at 0.95; busy already (0.9 now): its latency and queue speak for
+        // it, so utilisation adds nothing and the three share evenly.
+        let mut snap = snapshot(&[(10.0, 10.0, 0.95), (10.0, 10.0, 0.3), (10.0, 10.0, 0.3)]);
+        snap.backends[0].utilization_now = 0.9;
+        let counts = shares(&p, &snap, &m, 3000);
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
+        // The same forecast from 0.5 now: a crossing to come, so traffic leaves it.
+        snap.backends[0].utilization_now = 0.5;
+        let counts = shares(&p, &snap, &m, 3000);
+        assert!(counts[0] < 100, "{counts:?}");
     }
 }

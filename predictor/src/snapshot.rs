@@ -47,6 +47,8 @@ pub struct Forecast {
     pub observed_latency_ms: f64,
     /// Predicted utilisation over the horizon (1.0 = at capacity); 0 when unknown.
     pub utilization: f64,
+    /// Utilisation now (smoothed reports); 0 when unknown.
+    pub utilization_now: f64,
     /// Multiplier (>= 1) on the latency of a backend flagged anomalous; decays back to 1.
     pub anomaly_penalty: f64,
     /// Share of recent requests that failed.
@@ -63,6 +65,7 @@ impl Default for Forecast {
             latency_ms: 0.0,
             observed_latency_ms: 0.0,
             utilization: 0.0,
+            utilization_now: 0.0,
             anomaly_penalty: 1.0,
             error_rate: 0.0,
             eligibility: Eligibility::Active,
