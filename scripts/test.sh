@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: prerequisites, fmt, clippy, unit and end-to-end
-# tests, `augur check` on every example, and a short run of every fuzz target.
+# tests, `augur check` on every example, a smoke run of the scenario simulator, and a short
+# run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/prereqs.sh
@@ -16,6 +17,9 @@ for f in examples/*.yaml; do
   target/debug/augur check -c "$f" >/dev/null || { target/debug/augur check -c "$f"; exit 1; }
   echo "ok $f"
 done
+echo "== scenario simulator smoke run (numbers: benches/RESULTS.md)"
+cargo run --release -q -p augur-benches --bin scenarios -- --quick --seeds 1 > /dev/null
+echo "ok scenarios --quick --seeds 1"
 echo "== fuzz (${FUZZ_SECONDS:=20}s per target)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for target in $(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz list); do
