@@ -18,6 +18,8 @@ pub mod predictive;
 pub mod recorder;
 pub mod sampling;
 pub mod snapshot;
+#[cfg(test)]
+mod testing;
 
 pub use capacity::{
     CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Standby, Transition,

@@ -210,21 +210,7 @@ fn gcd(a: u32, b: u32) -> u32 {
 mod tests {
     use super::*;
     use crate::snapshot::{Eligibility, Forecast};
-
-    fn members(weights: &[u32]) -> Vec<Member> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(id, &weight)| Member {
-                id: id as BackendId,
-                weight,
-                cost: 0.0,
-                local: true,
-                standby: false,
-                live: Arc::new(Live::default()),
-            })
-            .collect()
-    }
+    use crate::testing::members_weighted as members;
 
     fn cx(snapshot: &Snapshot) -> PickContext<'_> {
         PickContext {

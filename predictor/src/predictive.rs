@@ -181,24 +181,11 @@ impl Policy for Predictive {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
-    use crate::live::Live;
-    use crate::snapshot::{BackendId, Forecast, Snapshot};
 
-    fn members(n: usize) -> Vec<Member> {
-        (0..n)
-            .map(|id| Member {
-                id: id as BackendId,
-                weight: 1,
-                cost: 0.0,
-                local: true,
-                standby: false,
-                live: Arc::new(Live::default()),
-            })
-            .collect()
-    }
+    use crate::snapshot::{Forecast, Snapshot};
+    use crate::testing::members;
 
     fn snapshot(forecasts: &[(f64, f64, f64)]) -> Snapshot {
         Snapshot {

@@ -212,24 +212,11 @@ impl Policy for P2cPeakEwma {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
-    use crate::live::Live;
-    use crate::snapshot::{BackendId, Snapshot};
 
-    fn members(n: usize) -> Vec<Member> {
-        (0..n)
-            .map(|id| Member {
-                id: id as BackendId,
-                weight: 1,
-                cost: 0.0,
-                local: true,
-                standby: false,
-                live: Arc::new(Live::default()),
-            })
-            .collect()
-    }
+    use crate::snapshot::Snapshot;
+    use crate::testing::members;
 
     fn cx(snapshot: &Snapshot, now_nanos: u64) -> PickContext<'_> {
         PickContext {
