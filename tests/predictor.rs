@@ -29,7 +29,15 @@ upstreams:
             "load reports are stripped"
         );
     }
+    // Reports are averaged per tick and smoothed across ticks: keep them coming until the
+    // snapshot has converged on them.
     let status = eventually("the report and a forecast in the snapshot", || {
+        let r = get(addr, "x", "/?orca=70");
+        assert_eq!(
+            r.header("endpoint-load-metrics"),
+            None,
+            "load reports are stripped"
+        );
         let s = augur.status();
         let p = &s["upstreams"][0]["backends"][0]["predicted"];
         let seen = p["utilization"]
