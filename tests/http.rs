@@ -108,18 +108,7 @@ upstreams:
 fn request_bodies_are_streamed_through() {
     let b = Backend::start("b");
     let addr = listener_addr();
-    let _augur = Augur::start(
-        "body",
-        &format!(
-            "listeners:
-  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
-upstreams:
-  - {{ name: u, backends: [ {{ addr: {} }} ] }}
-",
-            b.addr
-        ),
-        &[addr],
-    );
+    let _augur = Augur::start("body", &one_upstream(addr, "", &[b.addr]), &[addr]);
     let body = vec![b'z'; 5 * 1024 * 1024];
     let r = request(addr, "POST", "/upload", "x", &[], &body);
     assert_eq!(r.status, 200);
@@ -137,16 +126,10 @@ fn refused_connections_are_retried_on_another_backend() {
     let addr = listener_addr();
     let augur = Augur::start(
         "retry",
-        &format!(
-            "listeners:
-  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
-upstreams:
-  - name: u
-    policy: round_robin
-    retries: 2
-    backends: [ {{ addr: {dead1} }}, {{ addr: {} }}, {{ addr: {dead2} }} ]
-",
-            live.addr
+        &one_upstream(
+            addr,
+            "policy: round_robin, retries: 2, ",
+            &[dead1, live.addr, dead2],
         ),
         &[addr],
     );

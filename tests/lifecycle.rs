@@ -7,14 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 fn simple(addr: SocketAddr, b: &Backend) -> String {
-    format!(
-        "listeners:
-  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
-upstreams:
-  - {{ name: u, read_timeout: 10s, backends: [ {{ addr: {} }} ] }}
-",
-        b.addr
-    )
+    one_upstream(addr, "read_timeout: 10s, ", &[b.addr])
 }
 
 #[test]

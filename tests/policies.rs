@@ -11,15 +11,10 @@ fn share_of_fast(policy: &str) -> (usize, usize) {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let _augur = Augur::start(
         &format!("policy-{policy}"),
-        &format!(
-            "listeners:
-  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
-upstreams:
-  - name: u
-    policy: {policy}
-    backends: [ {{ addr: {} }}, {{ addr: {} }} ]
-",
-            fast.addr, slow.addr
+        &one_upstream(
+            addr,
+            &format!("policy: {policy}, "),
+            &[fast.addr, slow.addr],
         ),
         &[addr],
     );

@@ -8,18 +8,7 @@ use crate::support::*;
 fn forecasts_and_load_reports_reach_status_and_metrics() {
     let b = Backend::start("b");
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let augur = Augur::start(
-        "predictor",
-        &format!(
-            "listeners:
-  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
-upstreams:
-  - {{ name: u, backends: [ {{ addr: {} }} ] }}
-",
-            b.addr
-        ),
-        &[addr],
-    );
+    let augur = Augur::start("predictor", &one_upstream(addr, "", &[b.addr]), &[addr]);
     for _ in 0..20 {
         let r = get(addr, "x", "/?orca=70");
         assert_eq!(r.status, 200);
@@ -73,18 +62,7 @@ upstreams:
 fn a_sudden_slowdown_is_flagged_as_an_anomaly() {
     let b = Backend::start("b");
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let augur = Augur::start(
-        "anomaly",
-        &format!(
-            "listeners:
-  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
-upstreams:
-  - {{ name: u, backends: [ {{ addr: {} }} ] }}
-",
-            b.addr
-        ),
-        &[addr],
-    );
+    let augur = Augur::start("anomaly", &one_upstream(addr, "", &[b.addr]), &[addr]);
     let steady = RequestLoop::start(addr, "/");
     // Let the detector see a steady series first (it needs 8 ticks of residuals).
     eventually("a settled forecast", || {

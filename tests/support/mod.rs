@@ -482,3 +482,17 @@ pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The most common test config: one HTTP listener on `addr` routing everything to upstream
+/// `u` with these backends; `settings` are extra upstream keys (`"policy: round_robin, "`).
+pub fn one_upstream(addr: SocketAddr, settings: &str, backends: &[SocketAddr]) -> String {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ addr: {b} }}"))
+        .collect();
+    format!(
+        "listeners:\n  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}\n\
+         upstreams:\n  - {{ name: u, {settings}backends: [ {} ] }}\n",
+        list.join(", ")
+    )
+}
