@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use augur_predictor::{
-    BackendId, LeastConn, Live, Member, Observation, Outcome, P2cLeastRequest, P2cPeakEwma,
-    PickContext, Policy, Predictive, PredictiveParams, Predictor, PredictorSettings, Random,
-    RoundRobin, Snapshot, Tried,
+    BackendId, Eligibility, LeastConn, Live, Member, Observation, Outcome, P2cLeastRequest,
+    P2cPeakEwma, PickContext, Policy, Predictive, PredictiveParams, Predictor, PredictorSettings,
+    Random, RoundRobin, Snapshot, Tried,
 };
 
 /// The policies compared, in table order.
@@ -155,6 +155,26 @@ impl Balancer {
     /// The predictor's tick: the new snapshot is what picks read until the next one.
     pub fn tick(&mut self, now: u64) {
         self.snapshot = self.predictor.tick(now);
+    }
+
+    /// Makes `backend` a standby member (closed unless the snapshot says otherwise), as a
+    /// config with `standby = true` on it would; the policy object is rebuilt.
+    pub fn set_standby(&mut self, backend: usize) {
+        self.members[backend].standby = true;
+        self.policy = self.kind.build(&self.members, self.seed);
+    }
+
+    /// Marks `backend`'s eligibility in the current snapshot, as the proxy's predictor
+    /// thread does after planning (the next tick's snapshot starts afresh).
+    pub fn set_eligibility(&mut self, backend: usize, eligibility: Eligibility) {
+        if let Some(f) = self.snapshot.backends.get_mut(backend) {
+            f.eligibility = eligibility;
+        }
+    }
+
+    /// Requests this instance has in flight, to all backends.
+    pub fn in_flight_total(&self) -> u64 {
+        self.members.iter().map(|m| m.live.in_flight()).sum()
     }
 
     /// The newest snapshot.

@@ -18,7 +18,22 @@ use crate::scenario::{Scenario, INSTANCES, LIMIT, MS, SEC, TIMEOUT};
 use crate::stats::Histogram;
 
 /// Predictor tick.
-const TICK: u64 = 100 * MS;
+pub const TICK: u64 = 100 * MS;
+
+/// What a scenario may add to the loop (S9's standby activation and per-second figures).
+pub trait Hooks {
+    /// Every tick, right after each instance's predictor ticked (fresh snapshots).
+    fn tick(&mut self, _now: u64, _balancers: &mut [Balancer]) {}
+    /// A measured request finished at `now`: answered after `latency`, or timed out
+    /// (`latency` = the timeout).
+    fn finished(&mut self, _now: u64, _latency: u64) {}
+}
+
+/// No additions.
+#[derive(Debug)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {}
 
 /// What one cell (scenario × policy × seed) measured, over requests that arrived after the
 /// warm-up.
@@ -125,12 +140,22 @@ fn policy_seed(seed: u64, i: usize) -> u64 {
 
 /// Runs one cell.
 pub fn run(sc: &Scenario, kind: PolicyKind, seed: u64) -> CellResult {
+    run_with(sc, kind, seed, &mut NoHooks)
+}
+
+/// Runs one cell with `hooks` called along the way.
+pub fn run_with<H: Hooks>(sc: &Scenario, kind: PolicyKind, seed: u64, hooks: &mut H) -> CellResult {
     let mut arrivals = SimRng::stream(seed, 1);
     let timeline = sc.timeline(&mut SimRng::stream(seed, 2));
     let capacity = sc.capacity();
     let mut balancers: Vec<Balancer> = (0..INSTANCES)
         .map(|i| Balancer::new(kind, sc.initial, policy_seed(seed, i)))
         .collect();
+    for b in (0..sc.initial).filter(|&b| sc.is_standby(b)) {
+        for bal in &mut balancers {
+            bal.set_standby(b);
+        }
+    }
     let mut backends: Vec<Backend> = (0..sc.backends).map(|_| Backend::new(LIMIT)).collect();
     let mut completions: BinaryHeap<Reverse<(u64, u32, u32)>> = BinaryHeap::new();
     let mut deadlines: VecDeque<(u64, Slot, u32)> = VecDeque::new();
@@ -223,6 +248,7 @@ pub fn run(sc: &Scenario, kind: PolicyKind, seed: u64) -> CellResult {
                 balancers[r.instance as usize].responded(now, b, latency, load);
                 if r.measured {
                     out.latency.record_nanos(latency);
+                    hooks.finished(now, latency);
                 }
             }
             requests.release(slot);
@@ -242,12 +268,14 @@ pub fn run(sc: &Scenario, kind: PolicyKind, seed: u64) -> CellResult {
             if r.measured {
                 out.latency.record_nanos(TIMEOUT);
                 out.errors += 1;
+                hooks.finished(now, TIMEOUT);
             }
         } else if tick_at == now {
             tick_at += TICK;
             for bal in &mut balancers {
                 bal.tick(now);
             }
+            hooks.tick(now, &mut balancers);
             if now >= sc.warmup {
                 observe_snapshot(&balancers[0], &slowed_since, &mut out.views);
             }

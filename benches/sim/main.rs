@@ -16,7 +16,10 @@ mod dist;
 mod engine;
 mod report;
 mod rng;
+mod s9;
+mod s9_report;
 mod scenario;
+mod standby;
 mod stats;
 
 use std::fmt::Write;
@@ -27,6 +30,7 @@ use std::time::Instant;
 use balancer::PolicyKind;
 use engine::CellResult;
 use report::ScenarioResults;
+use s9::Strategy;
 use scenario::{Scenario, INSTANCES, LIMIT, MEAN_SERVICE, MS, SEC, TIMEOUT};
 
 /// Command-line options.
@@ -40,7 +44,7 @@ struct Options {
 
 const USAGE: &str = "usage: scenarios [--seeds N] [--scenario KEY] [--quick] [--threads N]
   --seeds N       seeds per cell (default 5)
-  --scenario KEY  one scenario family (S1..S8: S3 also runs S3-ln and S3-noorca) or one
+  --scenario KEY  one scenario family (S1..S9: S3 also runs S3-ln and S3-noorca) or one
                   key (S2b, S3-ln, ...); default all
   --quick         short runs, for a CI smoke test
   --threads N     worker threads (default 2)";
@@ -82,47 +86,99 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-/// One unit of work.
+/// One unit of work: a cell of a scenario's table, or of S9's.
 #[derive(Debug, Clone, Copy)]
-struct Cell {
-    scenario: usize,
-    policy: usize,
-    seed: u64,
+enum Cell {
+    Table {
+        scenario: usize,
+        policy: usize,
+        seed: u64,
+    },
+    Standby {
+        scenario: usize,
+        strategy: usize,
+        routing: usize,
+        seed: u64,
+    },
 }
+
+/// What a cell measured.
+#[derive(Debug)]
+enum Done {
+    Table(CellResult),
+    Standby(s9::Cell),
+}
+
+/// Per scenario, policy and seed; and S9's per scenario, strategy, routing policy and seed.
+type AllResults = (Vec<Vec<Vec<CellResult>>>, Vec<Vec<Vec<Vec<s9::Cell>>>>);
 
 /// Runs every cell on `threads` workers, longest scenarios first; results come back in cell
 /// order whatever the scheduling, so the report does not depend on it.
-fn run_all(scenarios: &[Scenario], seeds: u64, threads: usize) -> Vec<Vec<Vec<CellResult>>> {
+fn run_all(scenarios: &[Scenario], s9: &[Scenario], seeds: u64, threads: usize) -> AllResults {
     let mut cells: Vec<Cell> = Vec::new();
-    for s in 0..scenarios.len() {
-        for p in 0..PolicyKind::ALL.len() {
+    for scenario in 0..scenarios.len() {
+        for policy in 0..PolicyKind::ALL.len() {
             for seed in 1..=seeds {
-                cells.push(Cell {
-                    scenario: s,
-                    policy: p,
+                cells.push(Cell::Table {
+                    scenario,
+                    policy,
                     seed,
                 });
             }
         }
     }
+    for scenario in 0..s9.len() {
+        for strategy in 0..Strategy::ALL.len() {
+            for routing in 0..s9::ROUTING.len() {
+                for seed in 1..=seeds {
+                    cells.push(Cell::Standby {
+                        scenario,
+                        strategy,
+                        routing,
+                        seed,
+                    });
+                }
+            }
+        }
+    }
+    let cost = |c: &Cell| match *c {
+        Cell::Table { scenario, .. } => scenarios[scenario].cost(),
+        Cell::Standby { scenario, .. } => s9[scenario].cost(),
+    };
     let mut order: Vec<usize> = (0..cells.len()).collect();
-    order.sort_by(|&a, &b| {
-        scenarios[cells[b].scenario]
-            .cost()
-            .total_cmp(&scenarios[cells[a].scenario].cost())
-    });
+    order.sort_by(|&a, &b| cost(&cells[b]).total_cmp(&cost(&cells[a])));
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<CellResult>>> = Mutex::new(vec![None; cells.len()]);
+    let results: Mutex<Vec<Option<Done>>> = Mutex::new((0..cells.len()).map(|_| None).collect());
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&i) = order.get(k) else { break };
-                let c = cells[i];
-                let r = engine::run(&scenarios[c.scenario], PolicyKind::ALL[c.policy], c.seed);
+                let done = match cells[i] {
+                    Cell::Table {
+                        scenario,
+                        policy,
+                        seed,
+                    } => Done::Table(engine::run(
+                        &scenarios[scenario],
+                        PolicyKind::ALL[policy],
+                        seed,
+                    )),
+                    Cell::Standby {
+                        scenario,
+                        strategy,
+                        routing,
+                        seed,
+                    } => Done::Standby(s9::run(
+                        &s9[scenario],
+                        Strategy::ALL[strategy],
+                        s9::ROUTING[routing],
+                        seed,
+                    )),
+                };
                 if let Ok(mut all) = results.lock() {
-                    all[i] = Some(r);
+                    all[i] = Some(done);
                 }
                 if (k + 1).is_multiple_of(20) || k + 1 == cells.len() {
                     eprintln!(
@@ -135,18 +191,36 @@ fn run_all(scenarios: &[Scenario], seeds: u64, threads: usize) -> Vec<Vec<Vec<Ce
             });
         }
     });
-    let mut flat = results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .map(Option::unwrap_or_default);
-    (0..scenarios.len())
+    let (mut table, mut standby_cells) = (Vec::new(), Vec::new());
+    for done in results.into_inner().unwrap_or_default() {
+        match done {
+            Some(Done::Table(r)) => table.push(r),
+            Some(Done::Standby(r)) => standby_cells.push(r),
+            None => {}
+        }
+    }
+    let mut flat = table.into_iter();
+    let tables = (0..scenarios.len())
         .map(|_| {
             (0..PolicyKind::ALL.len())
                 .map(|_| flat.by_ref().take(seeds as usize).collect())
                 .collect()
         })
-        .collect()
+        .collect();
+    let mut flat = standby_cells.into_iter();
+    let s9_cells = s9
+        .iter()
+        .map(|_| {
+            (0..Strategy::ALL.len())
+                .map(|_| {
+                    (0..s9::ROUTING.len())
+                        .map(|_| flat.by_ref().take(seeds as usize).collect())
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    (tables, s9_cells)
 }
 
 fn header(o: &Options, args: &[String], out: &mut String) {
@@ -214,7 +288,7 @@ fn header(o: &Options, args: &[String], out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "- **Runs.** Arrivals for {} s (S3, S5 and their variants) or {} s (the others); \
+        "- **Runs.** Arrivals for {} s (S3, S5, S9 and their variants) or {} s (the others); \
          requests arriving in the first {} s are not counted; {} seed(s); in a seed every policy \
          sees the same arrivals, instances and service times.",
         long / SEC,
@@ -249,13 +323,20 @@ fn main() {
                 .is_none_or(|want| s.key == want || s.family == want)
         })
         .collect();
-    let s9_only = o.scenario.as_deref() == Some("S9");
-    if scenarios.is_empty() && !s9_only {
+    let s9: Vec<Scenario> = s9::s9(o.quick)
+        .into_iter()
+        .filter(|s| {
+            o.scenario
+                .as_deref()
+                .is_none_or(|want| s.key == want || s.family == want)
+        })
+        .collect();
+    if scenarios.is_empty() && s9.is_empty() {
         eprintln!("no scenario matches {:?}\n{USAGE}", o.scenario);
         std::process::exit(2);
     }
     let started = Instant::now();
-    let results = run_all(&scenarios, o.seeds, o.threads);
+    let (results, s9_cells) = run_all(&scenarios, &s9, o.seeds, o.threads);
     let mut out = String::new();
     header(&o, &args, &mut out);
     let grouped: Vec<ScenarioResults<'_>> = scenarios
@@ -266,19 +347,15 @@ fn main() {
     for r in &grouped {
         r.table(&mut out);
     }
-    if o.scenario.as_deref().is_none_or(|s| s == "S9") {
-        let _ = writeln!(
-            out,
-            "## S9: not run (standby planning not implemented yet in the simulator)\n\nS9 needs \
-             standby backends that the predictor's capacity planner wakes ahead of demand, with a \
-             10–30 s warm-up. augur's planner (`augur_predictor::capacity`) landed while this \
-             simulator was being written and the simulator does not drive it yet, so nothing \
-             is measured here rather than something made up.\n"
-        );
+    let s9_results: Vec<s9_report::Results<'_>> = s9
+        .iter()
+        .zip(s9_cells)
+        .map(|(scenario, cells)| s9_report::Results { scenario, cells })
+        .collect();
+    for r in &s9_results {
+        r.section(&mut out);
     }
-    if !grouped.is_empty() {
-        report::goals(&grouped, &mut out);
-    }
+    report::goals(&grouped, &s9_results, &mut out);
     print!("{out}");
     eprintln!("wall time {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -10,7 +10,7 @@ use crate::scenario::{Scenario, MS, TIMEOUT};
 use crate::stats::{bootstrap_mean, Histogram};
 
 /// Bootstrap resamples per interval.
-const RESAMPLES: usize = 1000;
+pub const RESAMPLES: usize = 1000;
 
 /// Results of one scenario: `cells[policy][seed]`, policies in `PolicyKind::ALL` order.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ const P99: f64 = 0.99;
 const P999: f64 = 0.999;
 
 /// A deterministic bootstrap stream per (scenario, comparison).
-fn stream(key: &str, salt: u64) -> SimRng {
+pub fn stream(key: &str, salt: u64) -> SimRng {
     let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
@@ -214,12 +214,12 @@ fn describe(views: &[SnapshotView], set: &[usize]) -> String {
     )
 }
 
-fn ci((mean, lo, hi): (f64, f64, f64)) -> String {
+pub fn ci((mean, lo, hi): (f64, f64, f64)) -> String {
     format!("{mean:.2} [{lo:.2}, {hi:.2}]")
 }
 
 /// One check of a goal: a ratio against a bar, pass when the mean meets it.
-fn check(out: &mut String, what: &str, (mean, lo, hi): (f64, f64, f64), bar: f64) -> bool {
+pub fn check(out: &mut String, what: &str, (mean, lo, hi): (f64, f64, f64), bar: f64) -> bool {
     let pass = mean <= bar;
     let straddles = lo <= bar && hi > bar;
     let _ = writeln!(
@@ -235,9 +235,9 @@ fn check(out: &mut String, what: &str, (mean, lo, hi): (f64, f64, f64), bar: f64
     pass
 }
 
-/// The goals, each checked on the main scenarios; the variants get the same checks
-/// as information.
-pub fn goals(all: &[ScenarioResults<'_>], out: &mut String) {
+/// The goals, each checked on the main scenarios (and S9 when it ran); the variants
+/// get the same checks as information.
+pub fn goals(all: &[ScenarioResults<'_>], s9: &[crate::s9_report::Results<'_>], out: &mut String) {
     use PolicyKind::{P2cPeakEwma as Ewma, Predictive as Pred, RoundRobin as Rr};
     let _ = writeln!(out, "## Goals\n");
     let _ = writeln!(
@@ -308,6 +308,9 @@ pub fn goals(all: &[ScenarioResults<'_>], out: &mut String) {
         if main(&r) {
             verdicts.push((format!("3 {}", r.scenario.key), a));
         }
+    }
+    if !s9.is_empty() {
+        crate::s9_report::goals(s9, out, &mut verdicts);
     }
     let passed = verdicts.iter().filter(|v| v.1).count();
     let failed: Vec<&str> = verdicts

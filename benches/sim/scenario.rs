@@ -50,6 +50,22 @@ pub enum Load {
         /// Load at the end.
         to: f64,
     },
+    /// `base`, rising linearly to `peak` over `rise` from `start`, held for `hold`, falling
+    /// back to `base` over `fall` (a compressed busy day).
+    Plateau {
+        /// Load outside the peak.
+        base: f64,
+        /// Load on the plateau.
+        peak: f64,
+        /// When the rise begins.
+        start: u64,
+        /// Rise length.
+        rise: u64,
+        /// Plateau length.
+        hold: u64,
+        /// Fall length.
+        fall: u64,
+    },
 }
 
 impl Load {
@@ -75,6 +91,27 @@ impl Load {
                 }
             }
             Load::Ramp { from, to } => from + (to - from) * t as f64 / duration.max(1) as f64,
+            Load::Plateau {
+                base,
+                peak,
+                start,
+                rise,
+                hold,
+                fall,
+            } => {
+                let top = start + rise;
+                let down = top + hold;
+                let share = |from: u64, length: u64| (t - from) as f64 / length.max(1) as f64;
+                if t < start || t >= down + fall {
+                    base
+                } else if t < top {
+                    base + (peak - base) * share(start, rise)
+                } else if t < down {
+                    peak
+                } else {
+                    peak + (base - peak) * share(down, fall)
+                }
+            }
         }
     }
 
@@ -85,6 +122,7 @@ impl Load {
             Load::Sine { high, .. } => high,
             Load::Spike { base, peak, .. } => base.max(peak),
             Load::Ramp { from, to } => from.max(to),
+            Load::Plateau { base, peak, .. } => base.max(peak),
         }
     }
 }
@@ -175,17 +213,27 @@ pub struct Scenario {
     pub speed: Speed,
     /// Backends whose share the table shows (the slowed ones).
     pub tagged: Vec<usize>,
+    /// Warm-ups of the standby backends, which are the last `standby.len()` ones (S9): closed
+    /// until an activation strategy wakes them, and not part of `capacity`.
+    pub standby: Vec<u64>,
 }
 
 impl Scenario {
-    /// Requests per second the initial backends can serve at their static speeds: the
-    /// "capacity" loads are fractions of. Dynamic slow-downs (S3, S4, S8) do not lower it.
+    /// Whether backend `b` is a standby one.
+    pub fn is_standby(&self, b: usize) -> bool {
+        b + self.standby.len() >= self.backends
+    }
+
+    /// Requests per second the initial non-standby backends can serve at their static
+    /// speeds: the "capacity" loads are fractions of. Dynamic slow-downs (S3, S4, S8) do not
+    /// lower it.
     pub fn capacity(&self) -> f64 {
         let statics = match &self.speed {
             Speed::Static(list) => list.clone(),
             _ => Vec::new(),
         };
         (0..self.initial)
+            .filter(|&b| !self.is_standby(b))
             .map(|b| {
                 let m = statics
                     .iter()
@@ -310,6 +358,7 @@ pub fn all(quick: bool) -> Vec<Scenario> {
         load: Load::Constant(0.7),
         speed: Speed::Uniform,
         tagged: Vec::new(),
+        standby: Vec::new(),
     };
     let named = |key: &str, family: &'static str, title: &str| Scenario {
         key: key.into(),
@@ -476,6 +525,20 @@ mod tests {
             to: 1.74,
         };
         assert!((ramp.at(60 * SEC, 120 * SEC) - 1.245).abs() < 1e-9);
+        let plateau = Load::Plateau {
+            base: 0.6,
+            peak: 1.4,
+            start: 150 * SEC,
+            rise: 30 * SEC,
+            hold: 60 * SEC,
+            fall: 30 * SEC,
+        };
+        let at = |t: u64| plateau.at(t * SEC, 300 * SEC);
+        assert_eq!(
+            (at(0), at(150), at(180), at(239), at(299)),
+            (0.6, 0.6, 1.4, 1.4, 0.6)
+        );
+        assert!((at(165) - 1.0).abs() < 1e-9 && (at(255) - 1.0).abs() < 1e-9);
     }
 
     #[test]
