@@ -33,13 +33,18 @@ upstreams:
     );
     let load = RequestLoop::start(addr, "/");
     // Light load (one client, well under 0.9 × 10): the standby sleeps and gets nothing.
-    eventually("demand forecast for the upstream", || {
-        let st = augur.status();
-        st["upstreams"][0]["capacity"]["predicted_demand"]
-            .as_f64()
-            .filter(|d| *d > 0.0)
-            .map(|_| st)
-    });
+    // The predictor forecasts demand once it has 10 s of history.
+    eventually_within(
+        std::time::Duration::from_secs(30),
+        "demand forecast for the upstream",
+        || {
+            let st = augur.status();
+            st["upstreams"][0]["capacity"]["predicted_demand"]
+                .as_f64()
+                .filter(|d| *d > 0.0)
+                .map(|_| st)
+        },
+    );
     let before = augur.status();
     assert_eq!(before["upstreams"][0]["backends"][1]["state"], "standby");
     assert_eq!(before["upstreams"][0]["backends"][1]["requests"], 0);

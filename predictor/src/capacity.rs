@@ -6,8 +6,10 @@
 //! backend is woken when demand forecast one warm-up ahead (its `warmup`) exceeds
 //! `activate_at` × active capacity; it serves once the warm-up has passed. An awake one is
 //! put back to sleep when demand forecast over the horizon falls below 0.8 × the capacity
-//! that would remain without it. Every backend keeps a state for at least `min_hold`, so
-//! nothing flaps; at most one backend per upstream changes per tick.
+//! that would remain without it, for at least as long as it would take to wake it again.
+//! Every backend keeps a state for at least `min_hold` (measured in the scenario simulator:
+//! without the hold on sleeping backends, young, noisy forecasts made them flap), and at most
+//! one backend per upstream changes per tick.
 
 use std::collections::HashMap;
 
@@ -247,9 +249,11 @@ impl CapacityPlanner {
             .iter()
             .rev()
             .find(|m| m.standby && self.state(m.id) == Standby::Awake && held(self, m.id))?;
-        if over_horizon < SLEEP_BELOW * (active_capacity - awake.capacity) {
+        // Sleep only if the slack lasts at least as long as it would take to wake it again.
+        let slack_until = at(awake.warmup_nanos).max(over_horizon);
+        if slack_until < SLEEP_BELOW * (active_capacity - awake.capacity) {
             self.states.insert(awake.id, (Standby::Asleep, now));
-            return Some(transition(awake.id, false, over_horizon));
+            return Some(transition(awake.id, false, slack_until));
         }
         None
     }
@@ -382,5 +386,23 @@ mod tests {
             (reports[0].active_capacity, reports[0].total_capacity),
             (30.0, 40.0)
         );
+    }
+
+    #[test]
+    fn sleep_waits_for_slack_lasting_a_warmup_and_the_hold_applies_both_ways() {
+        let members = pool_members();
+        let mut planner = CapacityPlanner::new();
+        let (t, _) = planner.plan(0, &[pool(&members)], 5 * SEC, |_, _| 19.0);
+        assert!(t[0].wake);
+        // After the hold, slack now but demand back within the 10 s warm-up: stays awake.
+        let back_soon = |_: &[BackendId], ahead: u64| if ahead >= 8 * SEC { 19.0 } else { 5.0 };
+        let (t, _) = planner.plan(40 * SEC, &[pool(&members)], 5 * SEC, back_soon);
+        assert!(t.is_empty(), "{t:?}");
+        // Slack that lasts: it sleeps. Needed again at once, the held one stays asleep and the
+        // next standby, never held, is woken instead.
+        let (t, _) = planner.plan(41 * SEC, &[pool(&members)], 5 * SEC, |_, _| 5.0);
+        assert!(!t[0].wake && t[0].backend == 2);
+        let (t, _) = planner.plan(42 * SEC, &[pool(&members)], 5 * SEC, |_, _| 19.0);
+        assert_eq!((t.len(), t[0].wake, t[0].backend), (1, true, 3));
     }
 }

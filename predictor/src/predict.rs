@@ -64,6 +64,10 @@ const UTILIZATION_SMOOTHING: f64 = 0.3;
 const MIN_RATE_FOR_GROWTH: f64 = 20.0;
 /// A latency above its forecast by at least this share is material enough to be an anomaly.
 const MATERIAL_SHARE: f64 = 0.5;
+/// History a backend's models need before they count towards demand forecasts.
+const DEMAND_HISTORY_SECS: f64 = 10.0;
+/// Forecast arrivals may exceed the rate model's smoothed level by at most this factor.
+const MAX_GROWTH: f64 = 3.0;
 /// Largest anomaly penalty.
 const MAX_PENALTY: f64 = 10.0;
 /// How long the recent latency peak is remembered (1/e), in seconds.
@@ -378,19 +382,30 @@ impl Predictor {
     }
 
     /// Concurrency the backends `ids` are forecast to see `ahead_nanos` from now (Little's
-    /// law: forecast arrival rate × forecast latency, summed; 0 for a backend with no data).
+    /// law: forecast arrival rate × forecast latency, summed). A backend contributes nothing
+    /// until its models have `DEMAND_HISTORY_SECS` of history (early trends are noise: two
+    /// ticks make a trend, and extrapolated over a warm-up of hundreds of ticks it would wake
+    /// every standby at start), and extrapolation is bounded: arrivals to `MAX_GROWTH` × the
+    /// rate model's smoothed level, latency to `PEAK_HEADROOM` × the recently observed peak.
     pub fn demand(&self, ids: &[BackendId], ahead_nanos: u64) -> f64 {
         let tick = self.settings.tick.as_nanos().max(1) as u64;
         let steps = usize::try_from(ahead_nanos.div_ceil(tick))
             .unwrap_or(usize::MAX)
             .max(1);
+        let min_age = (DEMAND_HISTORY_SECS / self.settings.tick.as_secs_f64().max(1e-3)) as u64;
         ids.iter()
             .filter_map(|&id| self.models.get(id as usize)?.as_ref())
+            .filter(|m| m.age_ticks >= min_age)
             .map(|m| {
-                let rate = m.rate.forecast(steps);
-                let latency_s = m.latency.forecast(steps) / 1e3;
-                if rate.is_finite() && latency_s.is_finite() {
-                    rate.max(0.0) * latency_s.max(0.0)
+                let level = m.rate.forecast(1).max(0.0);
+                let rate = m.rate.forecast(steps).clamp(0.0, MAX_GROWTH * level);
+                let mut latency_ms = m.latency.forecast(steps).max(0.0);
+                if m.recent_peak_ms > 0.0 {
+                    latency_ms = latency_ms.min(PEAK_HEADROOM * m.recent_peak_ms);
+                }
+                let concurrency = rate * latency_ms / 1e3;
+                if concurrency.is_finite() {
+                    concurrency
                 } else {
                     0.0
                 }
@@ -586,7 +601,8 @@ mod tests {
     #[test]
     fn demand_is_rate_times_latency() {
         let mut p = Predictor::new(PredictorSettings::default());
-        for t in 0..50 {
+        assert_eq!(p.demand(&[0], 0), 0.0);
+        for t in 0..150 {
             for _ in 0..10 {
                 // 10 per 100 ms tick = 100/s at 50 ms: 5 concurrent.
                 p.observe(&request(0, t * TICK, 50.0));
@@ -623,5 +639,33 @@ mod tests {
             last = f.latency_ms;
         }
         assert!(last < 10.0, "relaxed after 30 s idle: {last}");
+    }
+
+    #[test]
+    fn demand_is_not_extrapolated_from_the_first_ticks_or_without_bound() {
+        let mut p = Predictor::new(PredictorSettings::default());
+        // A start-up ramp: the first ticks see 1, 5, 20, 60 ... requests.
+        for t in 0..8u64 {
+            for _ in 0..(t * t + 1) {
+                p.observe(&request(0, t * TICK, 50.0));
+            }
+            p.tick(t * TICK);
+            // Under 10 s of history, no demand is forecast at all.
+            assert_eq!(p.demand(&[0], 30_000_000_000), 0.0);
+        }
+        for t in 8..200u64 {
+            for _ in 0..(10 + t / 4) {
+                p.observe(&request(0, t * TICK, 50.0));
+            }
+            p.tick(t * TICK);
+        }
+        // Rate now about 580/s at 50 ms (about 29 concurrent): 30 s ahead is at most 3x that.
+        let now = p.demand(&[0], 0);
+        let ahead = p.demand(&[0], 30_000_000_000);
+        assert!(now > 20.0 && now < 40.0, "{now}");
+        assert!(
+            ahead >= now && ahead <= 3.0 * 1.5 * now + 1e-9,
+            "{ahead} vs {now}"
+        );
     }
 }

@@ -472,8 +472,17 @@ impl RequestLoop {
 
 /// Polls `probe` until it returns `Some`, for figures recorded after a response is sent
 /// (counters are updated in the request's logging step, just after the client has its reply).
-pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub fn eventually<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    eventually_within(Duration::from_secs(10), what, probe)
+}
+
+/// `eventually` with its own deadline.
+pub fn eventually_within<T>(
+    limit: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = probe() {
             return v;
