@@ -112,10 +112,107 @@ enum Command {
         /// Name reported in every reply.
         #[arg(long, default_value = "backend")]
         name: String,
-        /// Delay before every reply (humantime, e.g. 5ms).
+        /// Delay before every reply (humantime, e.g. 5ms); the mean service time.
         #[arg(long, default_value = "0ms")]
         delay: humantime::Duration,
+        #[command(flatten)]
+        model: BackendModel,
     },
+}
+
+/// Flags of `augur backend` that make it model a real service (for the loopback benchmark).
+#[derive(clap::Args)]
+struct BackendModel {
+    /// Serve at most this many requests at once; the rest wait in a queue.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Distribution of service times: mean = --delay, standard deviation = mean.
+    #[arg(long, value_enum, default_value = "fixed")]
+    delay_dist: backend_app::DelayDist,
+    /// Seasonal slowdown: cycle length (off unless given).
+    #[arg(long)]
+    degrade_period: Option<humantime::Duration>,
+    /// Slow part of each cycle.
+    #[arg(long, default_value = "10s")]
+    degrade_length: humantime::Duration,
+    /// Service-time multiplier while slow.
+    #[arg(long, default_value_t = 2.5)]
+    degrade_factor: f64,
+    /// Where in each cycle (counted from the Unix epoch) the slow part starts.
+    #[arg(long, default_value = "0s")]
+    degrade_phase: humantime::Duration,
+    /// Stalls: mean distance between them (off unless given).
+    #[arg(long)]
+    stall_every: Option<humantime::Duration>,
+    /// Largest random shift of each stall away from its slot.
+    #[arg(long, default_value = "0s")]
+    stall_jitter: humantime::Duration,
+    /// How long each stall lasts (nothing completes meanwhile).
+    #[arg(long, default_value = "200ms")]
+    stall: humantime::Duration,
+}
+
+impl BackendModel {
+    /// Check the flags and build the service model; `name` seeds the stall jitter.
+    fn build(&self, name: &str) -> anyhow::Result<backend_app::ServiceModel> {
+        if self.concurrency == Some(0) {
+            bail!("--concurrency: expected at least 1, found 0");
+        }
+        let season = match self.degrade_period {
+            None => None,
+            Some(period) => {
+                let (period, length) =
+                    (Duration::from(period), Duration::from(self.degrade_length));
+                if period.is_zero() || length > period {
+                    bail!("--degrade-length ({length:?}) must fit in a non-zero --degrade-period ({period:?})");
+                }
+                if !self.degrade_factor.is_finite() || self.degrade_factor < 0.0 {
+                    bail!(
+                        "--degrade-factor: expected a finite number >= 0, found {}",
+                        self.degrade_factor
+                    );
+                }
+                Some(backend_app::Season {
+                    period,
+                    length,
+                    factor: self.degrade_factor,
+                    phase: self.degrade_phase.into(),
+                })
+            }
+        };
+        let stalls = match self.stall_every {
+            None => None,
+            Some(every) => {
+                let every = Duration::from(every);
+                let (jitter, length) = (
+                    Duration::from(self.stall_jitter),
+                    Duration::from(self.stall),
+                );
+                if 2 * jitter + length >= every {
+                    bail!("--stall-every ({every:?}) must exceed 2 × --stall-jitter + --stall ({jitter:?}, {length:?})");
+                }
+                Some(backend_app::Stalls {
+                    every,
+                    jitter,
+                    length,
+                    seed: name_seed(name),
+                })
+            }
+        };
+        Ok(backend_app::ServiceModel {
+            concurrency: self.concurrency,
+            dist: self.delay_dist,
+            season,
+            stalls,
+        })
+    }
+}
+
+/// FNV-1a of a backend's name: a stable per-backend seed.
+fn name_seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn main() -> ExitCode {
@@ -140,7 +237,10 @@ fn main() -> ExitCode {
             listen,
             name,
             delay,
-        } => backend(listen, name, delay.into()),
+            model,
+        } => model
+            .build(&name)
+            .and_then(|model| backend(listen, name, delay.into(), model)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -302,7 +402,12 @@ Ctrl-C stops it.",
     })
 }
 
-fn backend(listen: SocketAddr, name: String, delay: Duration) -> anyhow::Result<()> {
+fn backend(
+    listen: SocketAddr,
+    name: String,
+    delay: Duration,
+    model: backend_app::ServiceModel,
+) -> anyhow::Result<()> {
     logging::init("warn");
     std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let conf = ServerConf {
@@ -315,7 +420,9 @@ fn backend(listen: SocketAddr, name: String, delay: Duration) -> anyhow::Result<
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
-    let mut svc = Service::new(name.clone(), DemoBackend::new(name, delay));
+    let seed = name_seed(&name);
+    let app = DemoBackend::new(name.clone(), delay).modelled(model, seed);
+    let mut svc = Service::new(name, app);
     svc.add_tcp(&listen.to_string());
     server.add_service(svc);
     server.run_forever()
