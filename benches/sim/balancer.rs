@@ -5,63 +5,12 @@
 use std::sync::Arc;
 
 use augur_predictor::{
-    BackendId, Eligibility, LeastConn, Live, Member, Observation, Outcome, P2cLeastRequest,
-    P2cPeakEwma, PickContext, Policy, Predictive, PredictiveParams, Predictor, PredictorSettings,
-    Random, RoundRobin, Snapshot, Tried,
+    BackendId, Eligibility, Live, Member, Observation, Outcome, P2cPeakEwma, PickContext, Policy,
+    PredictiveParams, Predictor, PredictorSettings, Snapshot, Tried,
 };
 
-/// The policies compared, in table order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyKind {
-    /// `round_robin`
-    RoundRobin,
-    /// `least_conn`
-    LeastConn,
-    /// `random`
-    Random,
-    /// `p2c_least_request`
-    P2cLeastRequest,
-    /// `p2c_peak_ewma` (the baseline every ratio is taken against)
-    P2cPeakEwma,
-    /// `predictive`
-    Predictive,
-}
-
-impl PolicyKind {
-    /// Every policy, in table order.
-    pub const ALL: [PolicyKind; 6] = [
-        PolicyKind::RoundRobin,
-        PolicyKind::LeastConn,
-        PolicyKind::Random,
-        PolicyKind::P2cLeastRequest,
-        PolicyKind::P2cPeakEwma,
-        PolicyKind::Predictive,
-    ];
-
-    /// The name as written in augur's config.
-    pub fn name(self) -> &'static str {
-        match self {
-            PolicyKind::RoundRobin => "round_robin",
-            PolicyKind::LeastConn => "least_conn",
-            PolicyKind::Random => "random",
-            PolicyKind::P2cLeastRequest => "p2c_least_request",
-            PolicyKind::P2cPeakEwma => "p2c_peak_ewma",
-            PolicyKind::Predictive => "predictive",
-        }
-    }
-
-    /// Builds the policy the way the proxy does on (re)load.
-    fn build(self, members: &[Member], seed: u64) -> Box<dyn Policy> {
-        match self {
-            PolicyKind::RoundRobin => Box::new(RoundRobin::new(members)),
-            PolicyKind::LeastConn => Box::new(LeastConn::new()),
-            PolicyKind::Random => Box::new(Random::new(seed)),
-            PolicyKind::P2cLeastRequest => Box::new(P2cLeastRequest::new(seed)),
-            PolicyKind::P2cPeakEwma => Box::new(P2cPeakEwma::new(seed)),
-            PolicyKind::Predictive => Box::new(Predictive::new(PredictiveParams::default(), seed)),
-        }
-    }
-}
+/// The policies compared, in table order (`PolicyKind::ALL`).
+pub use augur_predictor::PolicyKind;
 
 /// One balancer instance.
 #[derive(Debug)]
@@ -89,7 +38,7 @@ impl Balancer {
         Balancer {
             kind,
             seed,
-            policy: kind.build(&members, seed),
+            policy: kind.build(&members, PredictiveParams::default(), seed),
             members,
             predictor,
             snapshot: Snapshot::default(),
@@ -103,7 +52,9 @@ impl Balancer {
         debug_assert_eq!(backend, self.members.len(), "member index = backend id");
         self.members.push(member(backend));
         self.predictor.track(backend as BackendId);
-        self.policy = self.kind.build(&self.members, self.seed);
+        self.policy = self
+            .kind
+            .build(&self.members, PredictiveParams::default(), self.seed);
     }
 
     /// The backend the policy picks for a request at `now`, with its in-flight slot taken.
@@ -161,7 +112,9 @@ impl Balancer {
     /// config with `standby = true` on it would; the policy object is rebuilt.
     pub fn set_standby(&mut self, backend: usize) {
         self.members[backend].standby = true;
-        self.policy = self.kind.build(&self.members, self.seed);
+        self.policy = self
+            .kind
+            .build(&self.members, PredictiveParams::default(), self.seed);
     }
 
     /// Marks `backend`'s eligibility in the current snapshot, as the proxy's predictor

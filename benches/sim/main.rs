@@ -315,22 +315,16 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let wanted = |s: &Scenario| {
+        o.scenario
+            .as_deref()
+            .is_none_or(|want| s.key == want || s.family == want)
+    };
     let scenarios: Vec<Scenario> = scenario::all(o.quick)
         .into_iter()
-        .filter(|s| {
-            o.scenario
-                .as_deref()
-                .is_none_or(|want| s.key == want || s.family == want)
-        })
+        .filter(|s| wanted(s))
         .collect();
-    let s9: Vec<Scenario> = s9::s9(o.quick)
-        .into_iter()
-        .filter(|s| {
-            o.scenario
-                .as_deref()
-                .is_none_or(|want| s.key == want || s.family == want)
-        })
-        .collect();
+    let s9: Vec<Scenario> = s9::s9(o.quick).into_iter().filter(|s| wanted(s)).collect();
     if scenarios.is_empty() && s9.is_empty() {
         eprintln!("no scenario matches {:?}\n{USAGE}", o.scenario);
         std::process::exit(2);

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod capacity;
+pub mod kind;
 pub mod live;
 pub mod load_report;
 pub mod models;
@@ -24,6 +25,7 @@ mod testing;
 pub use capacity::{
     CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Standby, Transition,
 };
+pub use kind::PolicyKind;
 pub use live::PeakRtt;
 pub use live::{InFlight, Live, LiveFigures, STATUS_CLASSES};
 pub use policy::{LeastConn, Member, PickContext, Policy, RoundRobin, Tried};

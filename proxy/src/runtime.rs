@@ -8,10 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use augur_config::{Config, ListenerKind, PolicyKind};
-use augur_predictor::{
-    BackendId, LeastConn, Live, Member, P2cLeastRequest, P2cPeakEwma, Policy, Predictive,
-    PredictiveParams, Random, RoundRobin,
-};
+use augur_predictor::{BackendId, Live, Member, Policy, PredictiveParams};
 
 use crate::stats::{ListenerStats, UpstreamStats};
 
@@ -151,6 +148,19 @@ impl BackendRegistry {
     }
 }
 
+/// The predictor's policy for a config policy name.
+fn selection(kind: PolicyKind) -> augur_predictor::PolicyKind {
+    use augur_predictor::PolicyKind as P;
+    match kind {
+        PolicyKind::RoundRobin => P::RoundRobin,
+        PolicyKind::LeastConn => P::LeastConn,
+        PolicyKind::Random => P::Random,
+        PolicyKind::P2cLeastRequest => P::P2cLeastRequest,
+        PolicyKind::P2cPeakEwma => P::P2cPeakEwma,
+        PolicyKind::Predictive => P::Predictive,
+    }
+}
+
 /// A seed for the sampling policies: differs per process and per upstream.
 fn seed(name: &str) -> u64 {
     let now = std::time::SystemTime::now()
@@ -204,22 +214,12 @@ impl Runtime {
                         }
                     })
                     .collect();
-                let seed = seed(&u.name);
-                let policy: Box<dyn Policy> = match u.policy {
-                    PolicyKind::RoundRobin => Box::new(RoundRobin::new(&members)),
-                    PolicyKind::LeastConn => Box::new(LeastConn::new()),
-                    PolicyKind::Random => Box::new(Random::new(seed)),
-                    PolicyKind::P2cLeastRequest => Box::new(P2cLeastRequest::new(seed)),
-                    PolicyKind::P2cPeakEwma => Box::new(P2cPeakEwma::new(seed)),
-                    PolicyKind::Predictive => Box::new(Predictive::new(
-                        PredictiveParams {
-                            load_weight: u.predictive.load_weight,
-                            cost_weight: u.predictive.cost_weight,
-                            overload_threshold: u.predictive.overload_threshold,
-                        },
-                        seed,
-                    )),
+                let params = PredictiveParams {
+                    load_weight: u.predictive.load_weight,
+                    cost_weight: u.predictive.cost_weight,
+                    overload_threshold: u.predictive.overload_threshold,
                 };
+                let policy = selection(u.policy).build(&members, params, seed(&u.name));
                 UpstreamTable {
                     name: u.name.clone(),
                     policy,
