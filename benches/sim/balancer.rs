@@ -64,14 +64,15 @@ impl Balancer {
             snapshot: &self.snapshot,
         };
         let i = self.policy.pick(&cx, &self.members, &Tried::default())?;
-        self.members[i].live.acquire();
+        self.members[i].live.acquire(now);
         Some(i)
     }
 
     /// A response from `backend` reached this instance at `now` after `latency_ns`.
     pub fn responded(&mut self, now: u64, backend: usize, latency_ns: u64, load: Option<f32>) {
         let live = &self.members[backend].live;
-        live.release();
+        live.answered(now);
+        live.release(true);
         live.rtt
             .observe(latency_ns as f64, now, DEFAULT_RTT_NS, DECAY_NS);
         live.record(200, false);
@@ -90,7 +91,7 @@ impl Balancer {
     /// proxy (a read timeout is a 504 with no response header), the peak-EWMA RTT is not fed.
     pub fn timed_out(&mut self, now: u64, backend: usize, waited_ns: u64) {
         let live = &self.members[backend].live;
-        live.release();
+        live.release(false);
         live.record(504, true);
         self.predictor.observe(&Observation {
             backend: backend as BackendId,

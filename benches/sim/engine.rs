@@ -41,6 +41,10 @@ impl Hooks for NoHooks {}
 pub struct CellResult {
     /// Client-seen latency; a timed-out request counts as the timeout.
     pub latency: Histogram,
+    /// Each measured request's service time at full speed: what it would take with no
+    /// queueing and no slow-down, a floor no routing can beat (the same in every policy's
+    /// cell of a seed).
+    pub floor: Histogram,
     /// Requests that timed out (or found no backend open).
     pub errors: u64,
     /// Requests sent to each backend.
@@ -297,6 +301,7 @@ pub fn run_with<H: Hooks>(sc: &Scenario, kind: PolicyKind, seed: u64, hooks: &mu
             if measured {
                 out.routed[b] += 1;
                 routed_total += 1;
+                out.floor.record_nanos(work as u64);
             }
             let slot = requests.insert(Request {
                 arrived: now,

@@ -54,6 +54,19 @@ impl ScenarioResults<'_> {
         bootstrap_mean(&values, RESAMPLES, &mut stream(&self.scenario.key, salt))
     }
 
+    /// Per seed: the service-time floor's `q`-quantile ÷ `b`'s, mean over seeds with a 95%
+    /// bootstrap interval. No routing policy can have a ratio below this one: it is the bar
+    /// a goal on this ratio can at best reach.
+    pub fn floor_ratio(&self, b: PolicyKind, q: f64) -> (f64, f64, f64) {
+        let values: Vec<f64> = self
+            .cells(b)
+            .iter()
+            .map(|y| y.floor.quantile_ms(q) / y.latency.quantile_ms(q))
+            .collect();
+        let salt = 4096 + index(b) as u64 * 4 + u64::from(q > P99);
+        bootstrap_mean(&values, RESAMPLES, &mut stream(&self.scenario.key, salt))
+    }
+
     /// Whether `kind`'s `q`-quantile is the client timeout in every seed (then a ratio of
     /// two such policies says nothing).
     fn saturated(&self, kind: PolicyKind, q: f64) -> bool {
@@ -143,6 +156,20 @@ impl ScenarioResults<'_> {
                 ci(r999),
             );
         }
+        let mut floor = Histogram::default();
+        for c in self.cells(PolicyKind::P2cPeakEwma) {
+            floor.merge(&c.floor);
+        }
+        let _ = writeln!(
+            out,
+            "| *floor: service time alone* | {:.1} | {:.1} | {:.1} | {:.0} | – | – | – | {} | {} |",
+            floor.quantile_ms(0.5),
+            floor.quantile_ms(0.99),
+            floor.quantile_ms(0.999),
+            floor.max_ms(),
+            ci(self.floor_ratio(PolicyKind::P2cPeakEwma, P99)),
+            ci(self.floor_ratio(PolicyKind::P2cPeakEwma, P999)),
+        );
         let requests = self.pooled(PolicyKind::P2cPeakEwma).count();
         let seeds = self.cells(PolicyKind::P2cPeakEwma).len();
         let _ = writeln!(
@@ -235,6 +262,21 @@ pub fn check(out: &mut String, what: &str, (mean, lo, hi): (f64, f64, f64), bar:
     pass
 }
 
+/// Says whether a bar on a ratio to p2c_peak_ewma is reachable at all: the service-time
+/// floor's ratio is the lowest any routing can have.
+fn floor_note(out: &mut String, (mean, lo, hi): (f64, f64, f64), bar: f64) {
+    let _ = writeln!(
+        out,
+        "    - floor (service time alone, no queueing, no slow-down) ÷ p2c_peak_ewma: \
+         {mean:.2} [{lo:.2}, {hi:.2}]{}",
+        if lo > bar {
+            format!(" > {bar:.2}: no routing can meet this bar here")
+        } else {
+            String::new()
+        }
+    );
+}
+
 /// The issue's goals, each checked on the main scenarios (and S9 when it ran); the variants
 /// get the same checks as information.
 pub fn goals(all: &[ScenarioResults<'_>], s9: &[crate::s9_report::Results<'_>], out: &mut String) {
@@ -264,7 +306,9 @@ pub fn goals(all: &[ScenarioResults<'_>], s9: &[crate::s9_report::Results<'_>], 
     for r in ["S3", "S4"].iter().flat_map(|f| find(f)) {
         let _ = writeln!(out, "- {}", label(r));
         let a = check(out, "p99 ratio", r.ratio(Pred, Ewma, P99), 0.75);
+        floor_note(out, r.floor_ratio(Ewma, P99), 0.75);
         let b = check(out, "p99.9 ratio", r.ratio(Pred, Ewma, P999), 0.5);
+        floor_note(out, r.floor_ratio(Ewma, P999), 0.5);
         if main(&r) {
             verdicts.push((format!("1 {}", r.scenario.key), a && b));
         }

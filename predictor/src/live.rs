@@ -16,6 +16,11 @@ pub struct Live {
     pub rtt: PeakRtt,
     drained: AtomicBool,
     in_flight: AtomicU64,
+    /// Requests sent and still waiting for their response header.
+    awaiting: AtomicU64,
+    /// When the last response header arrived, or when a request was sent while none was
+    /// waiting (ns, the caller's clock).
+    quiet_since: AtomicU64,
     requests: AtomicU64,
     errors: AtomicU64,
     connect_failures: AtomicU64,
@@ -44,15 +49,40 @@ impl Live {
         InFlight { live: self }
     }
 
-    /// Takes an in-flight slot without a guard; pair with exactly one `release`. For state
-    /// machines (a proxy's request context) that cannot hold a borrowing guard.
-    pub fn acquire(&self) {
+    /// Takes an in-flight slot for a request sent at `now_nanos`, without a guard; pair with
+    /// exactly one `release`. For state machines (a proxy's request context) that cannot hold
+    /// a borrowing guard.
+    pub fn acquire(&self, now_nanos: u64) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if self.awaiting.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.quiet_since.store(now_nanos, Ordering::Relaxed);
+        }
     }
 
-    /// Gives back a slot taken with `acquire`.
-    pub fn release(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    /// The response header of a request taken with `acquire` arrived at `now_nanos`.
+    pub fn answered(&self, now_nanos: u64) {
+        self.quiet_since.store(now_nanos, Ordering::Relaxed);
+        decrement(&self.awaiting);
+    }
+
+    /// Gives back a slot taken with `acquire`; `answered` says whether `answered` was called
+    /// for it (if not, it stops waiting now).
+    pub fn release(&self, answered: bool) {
+        decrement(&self.in_flight);
+        if !answered {
+            decrement(&self.awaiting);
+        }
+    }
+
+    /// How long requests have been waiting at this backend with no response header arriving:
+    /// 0 when none waits. A lower bound on the age of the oldest waiting request (while any
+    /// waited, either none has been answered since `quiet_since`, or one sent before it is
+    /// still waiting), so it grows through a stall that completions cannot report.
+    pub fn silent_nanos(&self, now_nanos: u64) -> u64 {
+        if self.awaiting.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        now_nanos.saturating_sub(self.quiet_since.load(Ordering::Relaxed))
     }
 
     /// Drains the backend (no new requests) or puts it back.
@@ -98,6 +128,11 @@ impl Live {
             by_class,
         }
     }
+}
+
+/// Subtracts one, never below zero (a mispaired release must not wrap a counter).
+fn decrement(counter: &AtomicU64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
 }
 
 /// Index into `STATUS_CLASSES` for an HTTP status (anything outside 100..600 is "none").
@@ -252,6 +287,28 @@ mod tests {
         assert_eq!(live.in_flight(), 1);
         drop(b);
         assert_eq!(live.in_flight(), 0);
+    }
+
+    #[test]
+    fn silence_grows_while_requests_wait_unanswered() {
+        let live = Live::default();
+        assert_eq!(live.silent_nanos(100), 0);
+        live.acquire(1_000);
+        live.acquire(2_000);
+        assert_eq!(live.silent_nanos(5_000), 4_000, "since the first was sent");
+        live.answered(6_000);
+        assert_eq!(live.silent_nanos(9_000), 3_000, "since the last answer");
+        live.release(true);
+        assert_eq!(live.in_flight(), 1);
+        // The other one gives up unanswered: nothing waits, nothing is silent.
+        live.release(false);
+        assert_eq!((live.in_flight(), live.silent_nanos(50_000)), (0, 0));
+        // A mispaired release does not wrap the counters.
+        live.release(false);
+        assert_eq!((live.in_flight(), live.silent_nanos(60_000)), (0, 0));
+        // A new request after a quiet spell starts the clock afresh.
+        live.acquire(70_000);
+        assert_eq!(live.silent_nanos(71_000), 1_000);
     }
 
     #[test]

@@ -60,8 +60,12 @@ const RESIDUAL_WINDOW: usize = 16;
 const ACCURACY_WINDOW: usize = 100;
 /// Weight of each tick's mean report in the smoothed utilisation.
 const UTILIZATION_SMOOTHING: f64 = 0.3;
-/// Arrivals per second below which the rate forecast is too noisy to scale utilisation by.
-const MIN_RATE_FOR_GROWTH: f64 = 20.0;
+/// The most a backend's own predicted slow-down may scale its utilisation forecast by.
+const MAX_SLOWDOWN: f64 = 3.0;
+/// A predicted slow-down counts only when the rise exceeds this many mean absolute errors
+/// of the latency model's forecasts at the horizon (measured, what was predicted then against
+/// what happened).
+const SIGNIFICANT_ERRORS: f64 = 2.0;
 /// A latency above its forecast by at least this share is material enough to be an anomaly.
 const MATERIAL_SHARE: f64 = 0.5;
 /// History a backend's models need before they count towards demand forecasts.
@@ -324,21 +328,36 @@ impl Predictor {
             };
             m.published_ms = latency_ms;
 
-            // Utilisation: this tick's reports averaged, smoothed across ticks, and scaled by
-            // the predicted change in arrivals relative to the rate model's smoothed level (one
-            // tick's count is far too noisy a denominator).
+            // Utilisation: this tick's reports averaged and smoothed across ticks, then scaled
+            // by this backend's own predicted slow-down over the horizon (its latency
+            // forecast against the next tick's: at the same arrival rate, a backend that serves
+            // k times slower is k times as busy). Its arrival rate is not extrapolated: that
+            // rate is mostly the balancer's own doing (traffic moved to or from it), and
+            // extrapolating it fed routing back into routing; demand growth of the whole pool
+            // is what `demand` and standby planning forecast.
             if m.reported_count > 0 {
                 let tick_mean = m.reported_sum / f64::from(m.reported_count);
                 m.utilization += UTILIZATION_SMOOTHING * (tick_mean - m.utilization);
             }
-            let level = m.rate.forecast(1);
-            let growth = if level.is_finite() && level >= MIN_RATE_FOR_GROWTH {
+            let slowdown = if m.idle_ticks == 0 && next.is_finite() && next > 0.0 {
+                let cap = if m.recent_peak_ms > 0.0 {
+                    PEAK_HEADROOM * m.recent_peak_ms
+                } else {
+                    f64::INFINITY
+                };
                 let peak = [horizon / 4, horizon / 2, horizon]
                     .into_iter()
-                    .map(|h| m.rate.forecast(h.max(1)))
-                    .filter(|r| r.is_finite())
-                    .fold(level, f64::max);
-                (peak / level).clamp(0.5, 3.0)
+                    .map(|h| m.latency.forecast(h.max(1)).min(cap))
+                    .filter(|l| l.is_finite())
+                    .fold(next, f64::max);
+                // A rise within the model's own measured error at the horizon is not a
+                // forecast of anything.
+                let error = m.accuracy.mae().unwrap_or(f64::INFINITY);
+                if peak - next > SIGNIFICANT_ERRORS * error {
+                    (peak / next).clamp(1.0, MAX_SLOWDOWN)
+                } else {
+                    1.0
+                }
             } else {
                 1.0
             };
@@ -346,7 +365,7 @@ impl Predictor {
             backends.push(Forecast {
                 latency_ms,
                 observed_latency_ms: if m.idle_ticks == 0 { observed } else { 0.0 },
-                utilization: (m.utilization * growth).min(10.0),
+                utilization: (m.utilization * slowdown).min(10.0),
                 utilization_now: m.utilization,
                 anomaly_penalty: m.penalty,
                 error_rate: m.error_rate,
@@ -528,24 +547,44 @@ mod tests {
         assert_eq!(snap.backends[2], Forecast::default());
     }
 
-    #[test]
-    fn reported_utilisation_is_scaled_by_predicted_arrivals() {
-        let mut p = Predictor::new(PredictorSettings::default());
+    /// Feeds `ticks` ticks of `per_tick` requests at `latency(t)` ms, each reporting 50% busy.
+    fn run_reporting(
+        p: &mut Predictor,
+        ticks: u64,
+        per_tick: impl Fn(u64) -> u64,
+        latency: impl Fn(u64) -> f64,
+    ) -> Forecast {
         let mut snap = Snapshot::default();
-        for t in 0..80u64 {
-            // Arrivals grow by one request per tick; the backend reports 50% busy.
-            for _ in 0..(10 + t) {
-                let mut o = request(0, t * TICK, 5.0);
+        for t in 0..ticks {
+            for _ in 0..per_tick(t) {
+                let mut o = request(0, t * TICK, latency(t));
                 o.reported_utilization = Some(0.5);
                 p.observe(&o);
             }
             snap = p.tick(t * TICK);
         }
-        let f = snap.backends[0];
-        assert!(
-            f.utilization > 0.6,
-            "growth over the horizon raises the forecast: {f:?}"
-        );
+        snap.backends[0]
+    }
+
+    #[test]
+    fn reported_utilisation_is_scaled_by_a_predicted_slowdown() {
+        // Service slows steadily: at the same arrivals the backend will be busier.
+        let mut p = Predictor::new(PredictorSettings::default());
+        let f = run_reporting(&mut p, 120, |_| 10, |t| 5.0 + 0.1 * t as f64);
+        assert!((f.utilization_now - 0.5).abs() < 1e-6, "{f:?}");
+        assert!(f.utilization > 0.6, "the slow-down ahead raises it: {f:?}");
+    }
+
+    #[test]
+    fn neither_arrival_growth_nor_noise_scales_utilisation() {
+        // More arrivals at one backend are mostly the balancer's own doing: not extrapolated.
+        let mut p = Predictor::new(PredictorSettings::default());
+        let f = run_reporting(&mut p, 120, |t| 10 + t, |_| 5.0);
+        assert!((f.utilization - 0.5).abs() < 1e-6, "{f:?}");
+        // Latency that only jitters predicts no slow-down.
+        let mut p = Predictor::new(PredictorSettings::default());
+        let f = run_reporting(&mut p, 120, |_| 10, |t| if t % 3 == 0 { 9.0 } else { 4.0 });
+        assert!((f.utilization - 0.5).abs() < 1e-6, "{f:?}");
     }
 
     #[test]

@@ -6,20 +6,23 @@
 //! ```text
 //! score_i = latency_i × queue_i × (1 + load_weight × overload_i) × (1 + cost_weight × cost_i)
 //!
-//! latency_i  = max(predicted_ms_i, observed_ms_i, peak_rtt_ms_i) × anomaly_penalty_i
-//!              (peak_rtt: the live peak-EWMA RTT that p2c_peak_ewma uses; floor 0.01 ms)
+//! latency_i  = max(predicted_ms_i, observed_ms_i, peak_rtt_ms_i, silent_ms_i) × anomaly_penalty_i
+//!              (peak_rtt: the live peak-EWMA RTT that p2c_peak_ewma uses; silent: how long
+//!              requests have waited there with no response arriving, 0 if none waits;
+//!              floor 0.01 ms)
 //! queue_i    = (in_flight_i + 1) / (weight_i × warmth_i)                  (warmth floor 0.05)
-//! overload_i = max(0, predicted_utilisation_i − θ) / (1 − θ)   while utilisation now is
-//!              below θ − 0.15, else 0                             (θ = overload_threshold)
+//! overload_i = max(0, min(predicted_utilisation_i, 1) − max(utilisation_now_i, θ)) / (1 − θ)
+//!              (θ = overload_threshold)
 //! ```
 //!
 //! Every factor is a positive ratio, so the product is well defined (no division by zero, no
 //! unit mixing): `latency × queue` is linkerd's cost (expected wait) with the *predicted*
 //! latency raising the peak-sensitive RTT whenever the forecast sees a slowdown coming, so the
 //! cost rises before requests slow down (and never falls below what p2c_peak_ewma would use);
-//! `overload` is 0 below θ and 1 at predicted capacity, and counts only for a backend still
-//! below θ now, so traffic leaves a backend forecast to cross θ within the horizon before its
-//! latency rises (past θ, latency and queue already speak for it); `cost`
+//! `overload` is the part of the predicted utilisation above θ that is not there yet (0 when
+//! nothing above θ is coming, 1 for a backend at or below θ now forecast at capacity), so
+//! traffic leaves a backend forecast to cross θ within the horizon before its latency rises,
+//! while a backend steadily busy is judged by its queue and latency alone; `cost`
 //! makes a dearer backend (another region, a paid one) worth using only when it is clearly
 //! better. Two candidates are drawn at random (not one global argmin) so that many augur
 //! instances reading similar snapshots do not herd.
@@ -30,11 +33,6 @@
 
 use crate::policy::{Member, PickContext, Policy, Tried};
 use crate::sampling::{sample_open_where, P2cPeakEwma, Rng};
-
-/// How far below θ utilisation must be now for a forecast above θ to count as a crossing to
-/// come (measured in the scenario simulator: without it, backends hovering near θ were
-/// penalised at random and the policy lost to p2c_peak_ewma).
-const CROSSING_MARGIN: f64 = 0.15;
 
 /// Weights of the predictive score (from the upstream's config).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -99,6 +97,10 @@ impl Predictive {
             P2cPeakEwma::DEFAULT_RTT.as_nanos() as f64,
             P2cPeakEwma::DECAY.as_nanos() as f64,
         ) / 1e6;
+        // Requests waiting unanswered this long are at least this late: a stall shows here
+        // at once, long before any completion can report it.
+        let silent_ms = m.live.silent_nanos(cx.now_nanos) as f64 / 1e6;
+        let rtt_ms = rtt_ms.max(silent_ms);
         let (latency_ms, anomaly, utilization_now, utilization, warmth) =
             match cx.snapshot.backends.get(m.id as usize) {
                 Some(f) => (
@@ -116,13 +118,11 @@ impl Predictive {
         let weight = f64::from(m.weight.max(1)) * finite_at_least(warmth, 0.05).min(1.0);
         let queue = (m.live.in_flight() + 1) as f64 / weight;
         let theta = self.params.overload_threshold;
-        // Only a crossing still to come counts: once a backend is past θ its latency and queue
-        // already say so, and penalising steady busy backends again would fight them.
-        let overload = if finite_at_least(utilization_now, 0.0) < theta - CROSSING_MARGIN {
-            ((finite_at_least(utilization, 0.0) - theta) / (1.0 - theta)).max(0.0)
-        } else {
-            0.0
-        };
+        // Only the rise still to come counts: what the queue shows now is already in
+        // `queue` and `latency`, and a backend steady at θ is not penalised again.
+        let now = finite_at_least(utilization_now, 0.0).max(theta);
+        let overload =
+            ((finite_at_least(utilization, 0.0).min(1.0) - now) / (1.0 - theta)).max(0.0);
         let cost = finite_at_least(m.cost, 0.0);
         latency
             * queue
@@ -302,6 +302,30 @@ mod tests {
     }
 
     #[test]
+    fn a_stall_is_seen_before_any_response_reports_it() {
+        let m = members(2);
+        let p = Predictive::new(PredictiveParams::default(), 8);
+        let snap = snapshot(&[(10.0, 10.0, 0.3), (10.0, 10.0, 0.3)]);
+        // One request each, sent at t = 0; backend 1 answers at 5 ms and takes another,
+        // backend 0 says nothing for 200 ms.
+        for member in &m {
+            member.live.acquire(0);
+        }
+        m[1].live.answered(5_000_000);
+        m[1].live.release(true);
+        m[1].live.acquire(190_000_000);
+        let cx = PickContext {
+            now_nanos: 200_000_000,
+            snapshot: &snap,
+        };
+        assert!(p.score(&cx, &m[0]) > 4.0 * p.score(&cx, &m[1]));
+        let picks = (0..200)
+            .filter(|_| p.pick(&cx, &m, &Tried::default()) == Some(0))
+            .count();
+        assert_eq!(picks, 0);
+    }
+
+    #[test]
     fn nonsense_forecasts_do_not_break_the_score() {
         let m = members(2);
         let p = Predictive::new(PredictiveParams::default(), 6);
@@ -321,13 +345,13 @@ mod tests {
     }
 
     #[test]
-    fn only_a_crossing_still_to_come_counts_as_overload() {
+    fn only_the_rise_still_to_come_counts_as_overload() {
         let m = members(3);
         let p = Predictive::new(PredictiveParams::default(), 7);
-        // Backend 0 forecast at 0.95; busy already (0.9 now): its latency and queue speak for
-        // it, so utilisation adds nothing and the three share evenly.
+        // Backend 0 forecast at 0.95 and already there: its latency and queue speak for it,
+        // so utilisation adds nothing and the three share evenly.
         let mut snap = snapshot(&[(10.0, 10.0, 0.95), (10.0, 10.0, 0.3), (10.0, 10.0, 0.3)]);
-        snap.backends[0].utilization_now = 0.9;
+        snap.backends[0].utilization_now = 0.95;
         let counts = shares(&p, &snap, &m, 3000);
         assert!(
             counts.iter().all(|&c| (800..1200).contains(&c)),
@@ -337,5 +361,10 @@ mod tests {
         snap.backends[0].utilization_now = 0.5;
         let counts = shares(&p, &snap, &m, 3000);
         assert!(counts[0] < 100, "{counts:?}");
+        // Busy now (0.85) and forecast at capacity: the rise still to come moves some away.
+        snap.backends[0].utilization_now = 0.85;
+        snap.backends[0].utilization = 1.2;
+        let counts = shares(&p, &snap, &m, 3000);
+        assert!(counts[0] < 700, "{counts:?}");
     }
 }

@@ -63,7 +63,9 @@ impl RequestCtx {
     /// Gives back the in-flight slot of the current backend, if one is held.
     fn release_backend(&mut self) {
         if let (Some(rt), Some(u), Some(b)) = (&self.runtime, self.upstream, self.backend.take()) {
-            rt.upstreams[u].members[b].live.release();
+            rt.upstreams[u].members[b]
+                .live
+                .release(self.first_byte_nanos != 0);
         }
     }
 }
@@ -161,7 +163,7 @@ impl ProxyHttp for HttpProxy {
         };
         ctx.attempts += 1;
         ctx.sent_at_nanos = now_nanos;
-        upstream.members[b].live.acquire();
+        upstream.members[b].live.acquire(now_nanos);
         ctx.backend = Some(b);
 
         let mut peer = HttpPeer::new(upstream.backends[b].addr, false, String::new());
@@ -258,6 +260,7 @@ impl ProxyHttp for HttpProxy {
             let now = clock::now_nanos();
             ctx.first_byte_nanos = now;
             let rtt = now.saturating_sub(ctx.sent_at_nanos) as f64;
+            rt.upstreams[u].members[b].live.answered(now);
             rt.upstreams[u].members[b].live.rtt.observe(
                 rtt,
                 now,
