@@ -4,7 +4,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::model::{Config, ListenerKind, PolicyKind, Route, Upstream};
+use crate::model::{
+    Config, ListenerKind, PolicyKind, Route, SegmentDefault, SegmentMode, Upstream,
+};
 
 /// One difference between two configs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +47,38 @@ pub enum Change {
         /// Listener name.
         listener: String,
     },
-    /// A listener's routes changed (for tcp: the upstream it forwards to).
+    /// A listener's routes changed (for tcp: the upstream it forwards to), including a
+    /// route's `allow` list.
     RoutesChanged {
         /// Listener name.
         listener: String,
+    },
+    /// A segment was added.
+    SegmentAdded(String),
+    /// A segment was removed.
+    SegmentRemoved(String),
+    /// A segment's sources changed (reordering them is no change).
+    SegmentSourcesChanged(String),
+    /// `segmentation.default` changed.
+    SegmentationDefaultChanged {
+        /// Old default.
+        from: SegmentDefault,
+        /// New default.
+        to: SegmentDefault,
+    },
+    /// A listener's `allow` list changed (segments compared by name).
+    ListenerAllowChanged {
+        /// Listener name.
+        listener: String,
+    },
+    /// A listener's `segment_mode` changed.
+    SegmentModeChanged {
+        /// Listener name.
+        listener: String,
+        /// Old mode.
+        from: SegmentMode,
+        /// New mode.
+        to: SegmentMode,
     },
     /// An upstream was added.
     UpstreamAdded(String),
@@ -152,6 +182,12 @@ impl Change {
             | Change::ListenerProtocolChanged { .. }
             | Change::TlsChanged { .. } => true,
             Change::RoutesChanged { .. }
+            | Change::SegmentAdded(_)
+            | Change::SegmentRemoved(_)
+            | Change::SegmentSourcesChanged(_)
+            | Change::SegmentationDefaultChanged { .. }
+            | Change::ListenerAllowChanged { .. }
+            | Change::SegmentModeChanged { .. }
             | Change::EventsChanged
             | Change::UpstreamAdded(_)
             | Change::UpstreamRemoved(_)
@@ -191,6 +227,24 @@ impl fmt::Display for Change {
                 write!(f, "listener {listener} changed its certificate or key file")
             }
             Change::RoutesChanged { listener } => write!(f, "listener {listener} routes changed"),
+            Change::SegmentAdded(name) => write!(f, "segment {name} added"),
+            Change::SegmentRemoved(name) => write!(f, "segment {name} removed"),
+            Change::SegmentSourcesChanged(name) => write!(f, "segment {name} sources changed"),
+            Change::SegmentationDefaultChanged { from, to } => write!(
+                f,
+                "segmentation default changed from {} to {}",
+                from.name(),
+                to.name()
+            ),
+            Change::ListenerAllowChanged { listener } => {
+                write!(f, "listener {listener} allowed segments changed")
+            }
+            Change::SegmentModeChanged { listener, from, to } => write!(
+                f,
+                "listener {listener} segment mode changed from {} to {}",
+                from.name(),
+                to.name()
+            ),
             Change::UpstreamAdded(name) => write!(f, "upstream {name} added"),
             Change::UpstreamRemoved(name) => write!(f, "upstream {name} removed"),
             Change::PolicyChanged { upstream, from, to } => write!(
@@ -230,7 +284,7 @@ fn policy_name(policy: PolicyKind) -> &'static str {
 }
 
 /// Everything that differs between `old` and `new`: server settings, then the admin
-/// listener, then listeners and upstreams (matched by name, removals first, then the rest
+/// listener, then segments, then listeners and upstreams (matched by name, removals first, then the rest
 /// in the new file's order), then backends (matched by address).
 pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     let mut changes = Vec::new();
@@ -281,9 +335,52 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
             to: new_admin,
         });
     }
+    diff_segments(old, new, &mut changes);
     diff_listeners(old, new, &mut changes);
     diff_upstreams(old, new, &mut changes);
     changes
+}
+
+/// Segment changes, matched by name, and the segmentation default.
+fn diff_segments(old: &Config, new: &Config, changes: &mut Vec<Change>) {
+    for segment in &old.segments {
+        if !new.segments.iter().any(|s| s.name == segment.name) {
+            changes.push(Change::SegmentRemoved(segment.name.clone()));
+        }
+    }
+    for segment in &new.segments {
+        match old.segments.iter().find(|s| s.name == segment.name) {
+            None => changes.push(Change::SegmentAdded(segment.name.clone())),
+            Some(before) => {
+                let sorted = |sources: &[crate::Prefix]| {
+                    let mut sources = sources.to_vec();
+                    sources.sort_unstable();
+                    sources.dedup();
+                    sources
+                };
+                if sorted(&before.sources) != sorted(&segment.sources) {
+                    changes.push(Change::SegmentSourcesChanged(segment.name.clone()));
+                }
+            }
+        }
+    }
+    let (from, to) = (old.segmentation.default, new.segmentation.default);
+    if from != to {
+        changes.push(Change::SegmentationDefaultChanged { from, to });
+    }
+}
+
+/// The names of the segments an `allow` list refers to, sorted; `None` for no list.
+fn allowed_names<'c>(config: &'c Config, allow: Option<&[usize]>) -> Option<Vec<&'c str>> {
+    allow.map(|indices| {
+        let mut names: Vec<&str> = indices
+            .iter()
+            .filter_map(|i| config.segments.get(*i).map(|s| s.name.as_str()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    })
 }
 
 /// Listener changes, matched by name.
@@ -304,6 +401,20 @@ fn diff_listeners(old: &Config, new: &Config, changes: &mut Vec<Change>) {
                 name: name.clone(),
                 from: before.bind,
                 to: listener.bind,
+            });
+        }
+        if allowed_names(old, before.allow.as_deref())
+            != allowed_names(new, listener.allow.as_deref())
+        {
+            changes.push(Change::ListenerAllowChanged {
+                listener: name.clone(),
+            });
+        }
+        if before.segment_mode != listener.segment_mode {
+            changes.push(Change::SegmentModeChanged {
+                listener: name.clone(),
+                from: before.segment_mode,
+                to: listener.segment_mode,
             });
         }
         match (&before.kind, &listener.kind) {
@@ -342,14 +453,16 @@ fn diff_listeners(old: &Config, new: &Config, changes: &mut Vec<Change>) {
     }
 }
 
-/// Whether two route lists match the same requests to the same upstreams. Upstreams are
-/// compared by name: an upstream that only moved in the file is the same upstream.
+/// Whether two route lists match the same requests from the same sources to the same
+/// upstreams. Upstreams and segments are compared by name: one that only moved in the file
+/// is the same one.
 fn same_routes(old: &Config, a: &[Route], new: &Config, b: &[Route]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(a, b)| {
             a.host == b.host
                 && a.path_prefix == b.path_prefix
                 && upstream_name(old, a.upstream) == upstream_name(new, b.upstream)
+                && allowed_names(old, a.allow.as_deref()) == allowed_names(new, b.allow.as_deref())
         })
 }
 

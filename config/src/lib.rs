@@ -14,6 +14,7 @@ mod issue;
 mod locate;
 mod model;
 mod parse;
+mod prefix;
 mod raw;
 mod suggest;
 mod validate;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub use diff::{diff, Change, ServerSetting};
 pub use error::{ConfigError, Errors};
 pub use model::*;
+pub use prefix::{Prefix, PrefixError};
 
 use issue::{Anchor, Issue};
 use locate::Positions;

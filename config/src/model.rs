@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::prefix::Prefix;
+
 /// A complete, validated augur configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -16,6 +18,11 @@ pub struct Config {
     pub predictor: Predictor,
     /// Announced surges the demand forecast includes.
     pub events: Vec<Event>,
+    /// Named sets of source networks, in file order; listeners and routes refer to them by
+    /// index.
+    pub segments: Vec<Segment>,
+    /// What a listener without `allow` admits.
+    pub segmentation: Segmentation,
     /// Client-facing listeners, in file order.
     pub listeners: Vec<Listener>,
     /// Upstreams (backend pools), in file order; routes refer to them by index.
@@ -114,6 +121,11 @@ pub struct Listener {
     pub bind: SocketAddr,
     /// What the listener speaks and where its traffic goes.
     pub kind: ListenerKind,
+    /// Segments whose sources may connect (indices into `Config::segments`); `None` leaves
+    /// it to `segmentation.default`.
+    pub allow: Option<Vec<usize>>,
+    /// What a connection from outside `allow` meets (default `enforce`).
+    pub segment_mode: SegmentMode,
 }
 
 /// Listener protocol with its protocol-specific settings.
@@ -156,6 +168,68 @@ pub struct Route {
     pub path_prefix: Option<String>,
     /// Index into `Config::upstreams`.
     pub upstream: usize,
+    /// Segments whose sources may use this route (indices into `Config::segments`), checked
+    /// per request on top of the listener's `allow`; `None` narrows nothing.
+    pub allow: Option<Vec<usize>>,
+}
+
+/// A named set of source networks, from `segments:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Unique segment name.
+    pub name: String,
+    /// Networks whose hosts belong to the segment, as written (overlaps allowed; at least one).
+    pub sources: Vec<Prefix>,
+}
+
+/// The optional top-level `segmentation:` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Segmentation {
+    /// What a listener without `allow` admits (default `allow`).
+    pub default: SegmentDefault,
+}
+
+/// What a listener without `allow` admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SegmentDefault {
+    /// Every source.
+    #[default]
+    Allow,
+    /// No source.
+    Deny,
+}
+
+impl SegmentDefault {
+    /// The name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            SegmentDefault::Allow => "allow",
+            SegmentDefault::Deny => "deny",
+        }
+    }
+}
+
+/// What a listener does with a connection its segments do not admit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SegmentMode {
+    /// Close it at accept (and answer 403 to a request a route does not admit).
+    #[default]
+    Enforce,
+    /// Let it through, but log and count it as "would deny".
+    Audit,
+    /// Let everything through and record who connects, to propose segments from.
+    Learn,
+}
+
+impl SegmentMode {
+    /// The name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            SegmentMode::Enforce => "enforce",
+            SegmentMode::Audit => "audit",
+            SegmentMode::Learn => "learn",
+        }
+    }
 }
 
 /// A named pool of backends with its selection policy and timeouts.

@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub predictor: Option<RawPredictor>,
     pub events: Option<Vec<RawEvent>>,
+    pub segments: Option<Vec<RawSegment>>,
+    pub segmentation: Option<RawSegmentation>,
     pub listeners: Option<Vec<RawListener>>,
     pub upstreams: Option<Vec<RawUpstream>>,
 }
@@ -30,6 +32,38 @@ pub struct RawEvent {
     pub start: Option<String>,
     pub end: Option<String>,
     pub multiplier: Option<f64>,
+}
+
+/// One entry of `segments:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawSegment {
+    pub name: Option<String>,
+    pub sources: Option<Vec<String>>,
+}
+
+/// `segmentation:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawSegmentation {
+    pub default: Option<RawSegmentDefault>,
+}
+
+/// `segmentation.default:`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSegmentDefault {
+    Allow,
+    Deny,
+}
+
+/// `listeners[i].segment_mode:`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSegmentMode {
+    Enforce,
+    Audit,
+    Learn,
 }
 
 /// `predictor:`
@@ -88,6 +122,8 @@ pub struct RawListener {
     pub routes: Option<Vec<RawRoute>>,
     pub upstream: Option<String>,
     pub tls: Option<RawTls>,
+    pub allow: Option<Vec<String>>,
+    pub segment_mode: Option<RawSegmentMode>,
 }
 
 /// `listeners[i].protocol:`
@@ -114,6 +150,7 @@ pub struct RawRoute {
     #[serde(rename = "match")]
     pub matcher: Option<RawMatch>,
     pub upstream: Option<String>,
+    pub allow: Option<Vec<String>>,
 }
 
 /// `listeners[i].routes[j].match:`

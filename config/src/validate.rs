@@ -5,6 +5,7 @@
 //! problem was found at all.
 
 mod listeners;
+mod segments;
 mod tls;
 mod upstreams;
 
@@ -44,8 +45,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
     let server = checks.server(raw.server.unwrap_or_default());
     let predictor = checks.predictor(raw.predictor.unwrap_or_default());
     let events = checks.events(raw.events.unwrap_or_default());
+    let segments = checks.segments(raw.segments);
+    let segmentation = segments::segmentation(raw.segmentation.unwrap_or_default());
     let upstreams = checks.upstreams(raw.upstreams);
-    let listeners = checks.listeners(raw.listeners, &upstreams.names);
+    let listeners = checks.listeners(raw.listeners, &upstreams.names, &segments.names);
     let admin = match raw.admin {
         None => Some(None),
         Some(admin) => checks.admin(admin, &listeners.binds()).map(Some),
@@ -56,6 +59,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
             admin: admin?,
             predictor: predictor?,
             events: events?,
+            segments: segments.built?,
+            segmentation,
             listeners: listeners.built?,
             upstreams: upstreams.built?,
         })

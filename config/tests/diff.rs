@@ -72,6 +72,7 @@ fn upstream_changes() {
             host: None,
             path_prefix: None,
             upstream: 0,
+            allow: None,
         }];
         c.listeners[1].kind = ListenerKind::Tcp { upstream: 0 };
     });
@@ -160,6 +161,8 @@ fn listener_changes() {
             name: "admin-ish".into(),
             bind: addr("127.0.0.1:7000"),
             kind: ListenerKind::Tcp { upstream: 0 },
+            allow: None,
+            segment_mode: SegmentMode::Enforce,
         });
     });
     assert_eq!(

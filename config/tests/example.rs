@@ -78,6 +78,8 @@ fn expected(cert_dir: &Path) -> Config {
     Config {
         predictor: augur_config::Predictor::default(),
         events: Vec::new(),
+        segments: Vec::new(),
+        segmentation: Segmentation::default(),
         server: Server {
             threads: 1,
             grace_period: Duration::from_secs(10),
@@ -102,14 +104,18 @@ fn expected(cert_dir: &Path) -> Config {
                             host: Some("api.example.com".into()),
                             path_prefix: Some("/v1".into()),
                             upstream: 0,
+                            allow: None,
                         },
                         Route {
                             host: None,
                             path_prefix: Some("/".into()),
                             upstream: 0,
+                            allow: None,
                         },
                     ],
                 },
+                allow: None,
+                segment_mode: SegmentMode::Enforce,
             },
             Listener {
                 name: "web-tls".into(),
@@ -123,13 +129,18 @@ fn expected(cert_dir: &Path) -> Config {
                         host: None,
                         path_prefix: Some("/".into()),
                         upstream: 0,
+                        allow: None,
                     }],
                 },
+                allow: None,
+                segment_mode: SegmentMode::Enforce,
             },
             Listener {
                 name: "db".into(),
                 bind: addr("127.0.0.1:15432"),
                 kind: ListenerKind::Tcp { upstream: 1 },
+                allow: None,
+                segment_mode: SegmentMode::Enforce,
             },
         ],
         upstreams: vec![
@@ -261,7 +272,8 @@ upstreams: [ { name: api, backends: [ { addr: \"[::1]:9001\" } ] } ]
         Route {
             host: None,
             path_prefix: None,
-            upstream: 0
+            upstream: 0,
+            allow: None
         }
     );
     assert_eq!(config.upstreams[0].backends[0].addr, addr("[::1]:9001"));

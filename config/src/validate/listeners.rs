@@ -1,7 +1,9 @@
-//! `listeners:`: names, addresses, protocols, routes and what each protocol allows.
+//! `listeners:`: names, addresses, protocols, routes, segments and what each protocol
+//! allows.
 
 use std::net::SocketAddr;
 
+use super::segments::{segment_mode, SegmentNames};
 use super::upstreams::UpstreamNames;
 use super::{overlaps, CheckedListeners, Checks};
 use crate::issue::quoted;
@@ -14,6 +16,7 @@ impl Checks<'_> {
         &mut self,
         raw: Option<Vec<RawListener>>,
         upstreams: &UpstreamNames,
+        segments: &SegmentNames,
     ) -> CheckedListeners {
         let mut checked = CheckedListeners {
             built: None,
@@ -29,7 +32,7 @@ impl Checks<'_> {
         }
         let mut names: Vec<(String, usize)> = Vec::new();
         let mut built = Some(Vec::with_capacity(raw.len()));
-        for (i, listener) in raw.into_iter().enumerate() {
+        for (i, mut listener) in raw.into_iter().enumerate() {
             let path = format!("listeners[{i}]");
             let name = self.required(listener.name.as_deref(), &path, "name");
             if let Some(name) = name {
@@ -50,13 +53,21 @@ impl Checks<'_> {
                 let label = name.clone().unwrap_or_else(|| path.clone());
                 checked.binds.push((label, bind));
             }
-            let kind = self.listener_kind(listener, &path, upstreams);
-            built = built
-                .zip(name.zip(bind).zip(kind))
-                .map(|(mut all, ((name, bind), kind))| {
-                    all.push(Listener { name, bind, kind });
+            let segment_mode = segment_mode(listener.segment_mode);
+            let allow = self.allow_list(listener.allow.take(), &path, segments);
+            let kind = self.listener_kind(listener, &path, upstreams, segments);
+            built = built.zip(name.zip(bind).zip(kind).zip(allow)).map(
+                |(mut all, (((name, bind), kind), allow))| {
+                    all.push(Listener {
+                        name,
+                        bind,
+                        kind,
+                        allow,
+                        segment_mode,
+                    });
                     all
-                });
+                },
+            );
         }
         checked.built = built;
         checked
@@ -90,6 +101,7 @@ impl Checks<'_> {
         raw: RawListener,
         path: &str,
         upstreams: &UpstreamNames,
+        segments: &SegmentNames,
     ) -> Option<ListenerKind> {
         let Some(protocol) = raw.protocol else {
             self.missing(path, "protocol", "expected `http`, `https` or `tcp`");
@@ -109,7 +121,7 @@ impl Checks<'_> {
                         format!("{only_https}; did you mean `protocol: https`?"),
                     );
                 }
-                let routes = self.routes(raw.routes, path, upstreams, "an http");
+                let routes = self.routes(raw.routes, path, upstreams, segments, "an http");
                 Some(ListenerKind::Http { routes: routes? })
             }
             RawProtocol::Https => {
@@ -123,7 +135,7 @@ impl Checks<'_> {
                     }
                     Some(tls) => self.tls(tls, &format!("{path}.tls")),
                 };
-                let routes = self.routes(raw.routes, path, upstreams, "an https");
+                let routes = self.routes(raw.routes, path, upstreams, segments, "an https");
                 Some(ListenerKind::Https {
                     tls: tls?,
                     routes: routes?,
@@ -158,6 +170,7 @@ impl Checks<'_> {
         raw: Option<Vec<RawRoute>>,
         path: &str,
         upstreams: &UpstreamNames,
+        segments: &SegmentNames,
         kind: &str,
     ) -> Option<Vec<Route>> {
         let Some(raw) = raw else {
@@ -174,7 +187,7 @@ impl Checks<'_> {
         }
         let mut built = Some(Vec::with_capacity(raw.len()));
         for (j, route) in raw.into_iter().enumerate() {
-            let checked = self.route(route, &format!("{path}.routes[{j}]"), upstreams);
+            let checked = self.route(route, &format!("{path}.routes[{j}]"), upstreams, segments);
             built = built.zip(checked).map(|(mut all, one)| {
                 all.push(one);
                 all
@@ -184,7 +197,13 @@ impl Checks<'_> {
     }
 
     /// One route; without `match` it matches every request.
-    fn route(&mut self, raw: RawRoute, path: &str, upstreams: &UpstreamNames) -> Option<Route> {
+    fn route(
+        &mut self,
+        raw: RawRoute,
+        path: &str,
+        upstreams: &UpstreamNames,
+        segments: &SegmentNames,
+    ) -> Option<Route> {
         let RawMatch { host, path_prefix } = raw.matcher.unwrap_or(RawMatch {
             host: None,
             path_prefix: None,
@@ -210,10 +229,12 @@ impl Checks<'_> {
         let upstream = self
             .required(raw.upstream.as_deref(), path, "upstream")
             .and_then(|name| self.upstream_ref(name, &format!("{path}.upstream"), upstreams));
+        let allow = self.allow_list(raw.allow, path, segments);
         Some(Route {
             host: host?,
             path_prefix: path_prefix?,
             upstream: upstream?,
+            allow: allow?,
         })
     }
 

@@ -1,0 +1,36 @@
+//! The prefix parser never panics, whatever the bytes; what it accepts it prints in a form
+//! that parses back equal; and a host-bits error's suggestion is itself a valid prefix.
+#![no_main]
+
+use augur_segmenter::{Prefix, PrefixError};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match Prefix::parse(text) {
+        Ok(prefix) => {
+            let shown = prefix.to_string();
+            assert_eq!(
+                Prefix::parse(&shown),
+                Ok(prefix),
+                "{text:?} shown as {shown:?}"
+            );
+            assert!(
+                prefix.contains(prefix.addr()),
+                "{prefix} lacks its own address"
+            );
+        }
+        Err(PrefixError::HostBits {
+            addr,
+            length,
+            canonical,
+        }) => {
+            assert_eq!(Prefix::containing(addr, length), Some(canonical));
+            assert_eq!(Prefix::parse(&canonical.to_string()), Ok(canonical));
+            assert!(canonical.contains(addr), "{canonical} lacks {addr}");
+        }
+        Err(PrefixError::Address | PrefixError::Length { .. }) => {}
+    }
+});
