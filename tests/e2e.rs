@@ -9,5 +9,6 @@ mod lifecycle;
 mod policies;
 mod predictor;
 mod reload;
+mod segments;
 mod standby;
 mod tcp;

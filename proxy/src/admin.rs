@@ -1,4 +1,5 @@
-//! The admin listener: `GET /status` (JSON), `GET /metrics` (Prometheus text), `POST /reload`.
+//! The admin listener: `GET /status` (JSON), `GET /metrics` (Prometheus text), `POST /reload`,
+//! `GET /segments/suggest` (learn mode's proposed policy, YAML).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -44,6 +45,11 @@ impl ServeHttp for Admin {
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
                 metrics(&self.shared),
+            ),
+            (Method::GET, "/segments/suggest") => reply(
+                StatusCode::OK,
+                "application/yaml; charset=utf-8",
+                self.shared.runtime.load().segments.suggest(),
             ),
             (Method::POST, p) if p.starts_with("/upstreams/") && (p.ends_with("/drain") || p.ends_with("/undrain")) => {
                 let on = p.ends_with("/drain");
@@ -101,7 +107,7 @@ impl ServeHttp for Admin {
                     ),
                 }
             }
-            (_, "/status" | "/metrics" | "/reload") => reply(
+            (_, "/status" | "/metrics" | "/reload" | "/segments/suggest") => reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "text/plain",
                 "method not allowed\n".into(),
@@ -109,7 +115,7 @@ impl ServeHttp for Admin {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "not found; try GET /status, GET /metrics, POST /reload, POST /upstreams/NAME/drain\n".into(),
+                "not found; try GET /status, GET /metrics, GET /segments/suggest, POST /reload, POST /upstreams/NAME/drain\n".into(),
             ),
         }
     }
@@ -266,6 +272,7 @@ pub fn status(shared: &Shared) -> Value {
         })),
         "reloads": {"ok": shared.reloads_ok.load(Ordering::Relaxed), "failed": shared.reloads_failed.load(Ordering::Relaxed)},
         "predictor": predictor_status(shared),
+        "segmentation": crate::segment_report::status(&rt),
         "listeners": listeners,
         "upstreams": upstreams,
     })
@@ -590,6 +597,7 @@ pub fn metrics(shared: &Shared) -> String {
     );
     let _ = writeln!(out, "# TYPE augur_config_generation gauge");
     let _ = writeln!(out, "augur_config_generation {}", rt.version.generation);
+    crate::segment_report::metrics(&rt, &mut out);
     if let Some(log) = &shared.access_log {
         let _ = writeln!(out, "# HELP augur_access_log_dropped_total Access log lines dropped because the writer was behind.");
         let _ = writeln!(out, "# TYPE augur_access_log_dropped_total counter");

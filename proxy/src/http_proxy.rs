@@ -1,8 +1,9 @@
 //! The HTTP/HTTPS proxy: Pingora's `ProxyHttp` callbacks wired to augur's routing tables.
 //!
 //! Per request: load the current `Runtime` once (the request finishes on it even if a reload
-//! swaps in another), match a route, let the upstream's policy pick a backend, and retry
-//! connect failures on backends not tried yet.
+//! swaps in another), match a route, check the source against the segments (a reload may
+//! have revoked the connection; the route may narrow its listener's `allow`), let the
+//! upstream's policy pick a backend, and retry connect failures on backends not tried yet.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +20,7 @@ use augur_predictor::{load_report, Observation, Outcome, P2cPeakEwma, PickContex
 use crate::access_log::Entry;
 use crate::clock;
 use crate::runtime::Runtime;
+use crate::segment_gate::{self, RequestCheck};
 use crate::state::{Busy, Shared};
 
 /// The proxy logic of one HTTP or HTTPS listener.
@@ -109,10 +111,46 @@ impl ProxyHttp for HttpProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let runtime = self.shared.runtime.load_full();
         let req = session.req_header();
-        let upstream = runtime.route(self.slot, host_of(req), req.uri.path());
-        ctx.upstream = upstream;
+        let route = runtime.route(self.slot, host_of(req), req.uri.path());
+        // The TCP peer, never X-Forwarded-For: a client can write any header it likes.
+        let source = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let check = segment_gate::check_request(
+            &self.shared,
+            &runtime,
+            self.slot,
+            route.map(|(r, _)| r),
+            source,
+        );
+        ctx.upstream = route.map(|(_, u)| u);
         ctx.runtime = Some(runtime);
-        if upstream.is_none() {
+        match check {
+            RequestCheck::Pass => {}
+            RequestCheck::Revoked => {
+                // The connection ends with this answer (HTTP/1: `Connection: close`; on
+                // HTTP/2 every further request on it gets the same answer).
+                session.set_keepalive(None);
+                respond(
+                    session,
+                    403,
+                    "403 Forbidden: this network is no longer admitted to this listener\n",
+                )
+                .await?;
+                return Ok(true);
+            }
+            RequestCheck::RouteDenied => {
+                respond(
+                    session,
+                    403,
+                    "403 Forbidden: this path is not open to your network\n",
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+        if ctx.upstream.is_none() {
             if let Some(l) = ctx
                 .runtime
                 .as_ref()

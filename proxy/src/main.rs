@@ -13,6 +13,8 @@ mod predictor_thread;
 mod reload;
 mod runtime;
 mod scale_hook;
+mod segment_gate;
+mod segment_report;
 mod server;
 mod state;
 mod stats;
@@ -101,6 +103,11 @@ enum Command {
         #[arg(long)]
         backend: Vec<String>,
     },
+    /// Micro-segmentation: what the running instance has learned.
+    Segments {
+        #[command(subcommand)]
+        command: SegmentsCommand,
+    },
     /// Run augur on 127.0.0.1:8080 in front of three built-in demo backends.
     Demo,
     /// Run one built-in HTTP backend (the demo's; also used by the tests).
@@ -117,6 +124,17 @@ enum Command {
         delay: humantime::Duration,
         #[command(flatten)]
         model: BackendModel,
+    },
+}
+
+#[derive(Subcommand)]
+enum SegmentsCommand {
+    /// Print the `segments:` + `allow:` YAML that would admit exactly the traffic listeners in
+    /// `segment_mode: learn` have seen so far (GET /segments/suggest on the admin listener).
+    Suggest {
+        /// The running instance's config file (for its admin address).
+        #[arg(short, long)]
+        config: PathBuf,
     },
 }
 
@@ -232,6 +250,9 @@ fn main() -> ExitCode {
             upstream,
             backend,
         } => drain_command(&config, &upstream, None, backend, false),
+        Command::Segments {
+            command: SegmentsCommand::Suggest { config },
+        } => segments_suggest(&config),
         Command::Demo => demo(),
         Command::Backend {
             listen,
@@ -314,18 +335,44 @@ fn drain_command(
 
 /// POSTs `body` to the admin listener; returns whether it answered 200, and the body.
 fn admin_post(admin: SocketAddr, path: &str, body: &str) -> anyhow::Result<(bool, String)> {
+    admin_request(admin, "POST", path, body)
+}
+
+/// One request to the admin listener; returns whether it answered 200, and the body.
+fn admin_request(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(bool, String)> {
     let mut conn = TcpStream::connect_timeout(&admin, Duration::from_secs(2))
         .with_context(|| format!("cannot reach the admin listener at {admin}"))?;
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         conn,
-        "POST {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut reply = String::new();
     conn.read_to_string(&mut reply)?;
     let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
     Ok((head.starts_with("HTTP/1.1 200"), body.trim().to_owned()))
+}
+
+fn segments_suggest(path: &Path) -> anyhow::Result<()> {
+    let (config, _) = load(path)?;
+    let admin = config.admin.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no admin listener to ask for the learned segments",
+            path.display()
+        )
+    })?;
+    let (ok, reply) = admin_request(admin.bind, "GET", "/segments/suggest", "")?;
+    if !ok {
+        bail!("the admin listener refused: {reply}");
+    }
+    println!("{reply}");
+    Ok(())
 }
 
 fn reload_running(path: &Path) -> anyhow::Result<()> {

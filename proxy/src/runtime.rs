@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use augur_config::{Config, ListenerKind, PolicyKind};
 use augur_predictor::{BackendId, Live, Member, Policy, PredictiveParams};
+use augur_segmenter::Table;
 
 use crate::stats::{ListenerStats, UpstreamStats};
 
@@ -35,6 +36,9 @@ pub struct Runtime {
     pub listeners: Vec<ListenerTable>,
     /// Indexed like `config.upstreams`.
     pub upstreams: Vec<UpstreamTable>,
+    /// The compiled segmentation: accept and per-request decisions, and their counters
+    /// (carried over from the previous generation, so they survive the reload).
+    pub segments: Table,
 }
 
 /// Routing table of one listener.
@@ -48,6 +52,9 @@ pub struct ListenerTable {
     pub tcp_upstream: Option<usize>,
     /// Counters, stable across reloads.
     pub stats: Arc<ListenerStats>,
+    /// This listener's index in `Runtime::segments` (the config's listener order, which a
+    /// reload may change while slots stay put).
+    pub segment_index: usize,
 }
 
 /// One HTTP route.
@@ -175,7 +182,8 @@ fn seed(name: &str) -> u64 {
 
 impl Runtime {
     /// Builds the tables for `config`. Backends get their identity and counters from
-    /// `registry`; listener and upstream counters are reused from `previous` by name.
+    /// `registry`; listener, upstream and segment counters (and learned flows) are reused from
+    /// `previous` by name.
     /// `slots` names the listeners in the order the process started with.
     pub fn build(
         config: Config,
@@ -244,6 +252,7 @@ impl Runtime {
             })
             .collect();
 
+        let segments = Table::from_config(&config, previous.map(|p| &p.segments));
         let listeners = slots
             .iter()
             .map(|name| {
@@ -270,6 +279,10 @@ impl Runtime {
                     stats: old_listener
                         .get(name.as_str())
                         .map_or_else(Default::default, |s| Arc::clone(s)),
+                    // A slot whose listener left the config gets the table's "no listener"
+                    // answer (`segmentation.default`, uncounted); reload refuses that
+                    // change anyway.
+                    segment_index: segments.listener_index(name).unwrap_or(usize::MAX),
                 }
             })
             .collect();
@@ -279,17 +292,20 @@ impl Runtime {
             version,
             listeners,
             upstreams,
+            segments,
         }
     }
 
-    /// The upstream serving `host` + `path` on listener `slot`, first match wins.
-    pub fn route(&self, slot: usize, host: &str, path: &str) -> Option<usize> {
+    /// The route (its index in the listener's `routes`) and upstream serving `host` +
+    /// `path` on listener `slot`, first match wins.
+    pub fn route(&self, slot: usize, host: &str, path: &str) -> Option<(usize, usize)> {
         self.listeners
             .get(slot)?
             .routes
             .iter()
-            .find(|r| r.matches(host, path))
-            .map(|r| r.upstream)
+            .enumerate()
+            .find(|(_, r)| r.matches(host, path))
+            .map(|(i, r)| (i, r.upstream))
     }
 }
 

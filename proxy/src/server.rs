@@ -24,6 +24,7 @@ use crate::admin::Admin;
 use crate::http_proxy::HttpProxy;
 use crate::reload::reload;
 use crate::runtime::{ConfigVersion, Runtime};
+use crate::segment_gate::SegmentGate;
 use crate::state::Shared;
 use crate::tcp_relay::TcpRelay;
 
@@ -114,6 +115,7 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
                     proxy,
                     &listener.name,
                 );
+                svc.set_connection_filter(gate(&shared, slot, false));
                 svc.add_tcp(&bind);
                 services.push(Box::new(svc));
             }
@@ -130,6 +132,8 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
                 )
                 .with_context(|| format!("listener {}: TLS settings", listener.name))?;
                 settings.enable_h2();
+                // Before the handshake: a denied source never gets a TLS byte.
+                svc.set_connection_filter(gate(&shared, slot, false));
                 svc.add_tls_with_settings(&bind, None, settings);
                 services.push(Box::new(svc));
             }
@@ -138,6 +142,9 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
                     listener.name.clone(),
                     TcpRelay::new(Arc::clone(&shared), slot),
                 );
+                // At accept, before the relay's task exists; learn mode records the flow
+                // here since a TCP session has no request to record it with.
+                svc.set_connection_filter(gate(&shared, slot, true));
                 svc.add_tcp(&bind);
                 services.push(Box::new(svc));
             }
@@ -172,6 +179,15 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
         }),
     });
     std::process::exit(0)
+}
+
+/// The segment gate of listener `slot`, as Pingora's accept loop takes it.
+fn gate(
+    shared: &Arc<Shared>,
+    slot: usize,
+    learn_at_accept: bool,
+) -> Arc<dyn pingora::listeners::ConnectionFilter> {
+    Arc::new(SegmentGate::new(Arc::clone(shared), slot, learn_at_accept))
 }
 
 /// Binds every address once and releases it, so that a taken port fails the start with a

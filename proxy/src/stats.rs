@@ -62,6 +62,9 @@ pub struct ListenerStats {
     pub by_class: [AtomicU64; 6],
     /// HTTP requests that matched no route (answered 404).
     pub unrouted: AtomicU64,
+    /// Requests refused (403) and TCP sessions closed because a reload withdrew their
+    /// source's admission while the connection was open.
+    pub revoked: AtomicU64,
 }
 
 impl ListenerStats {

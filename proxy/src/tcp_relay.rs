@@ -1,8 +1,9 @@
 //! The L4 relay: each accepted connection is paired with a connection to a backend chosen by
-//! the upstream's policy, and bytes are copied both ways until either side closes.
+//! the upstream's policy, and bytes are copied both ways until either side closes, or until
+//! a reload stops admitting the client's network (the segment gate admitted it at accept).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use augur_predictor::{Observation, Outcome, P2cPeakEwma, PickContext, Tried};
 
 use crate::access_log::Entry;
 use crate::clock;
+use crate::segment_gate;
 use crate::state::Shared;
 
 /// The relay logic of one TCP listener.
@@ -29,6 +31,15 @@ impl TcpRelay {
     /// Relay for the listener in start-up slot `slot`.
     pub fn new(shared: Arc<Shared>, slot: usize) -> Self {
         TcpRelay { shared, slot }
+    }
+}
+
+/// Resolves when a reload withdraws `source`'s admission to listener `slot`; never for a
+/// connection without an IP source.
+async fn revocation(shared: &Shared, slot: usize, source: Option<IpAddr>) {
+    match source {
+        Some(ip) => segment_gate::revoked(shared, slot, ip).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -53,6 +64,10 @@ impl ServerApp for TcpRelay {
         let started = Instant::now();
         let rt = self.shared.runtime.load_full();
         let listener = rt.listeners.get(self.slot)?;
+        // Admitted at accept (the listener's `SegmentGate`); re-checked after every reload.
+        let source = client
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         let u = listener.tcp_upstream?;
         let upstream = &rt.upstreams[u];
         let mut tried = Tried::default();
@@ -83,15 +98,20 @@ impl ServerApp for TcpRelay {
                         P2cPeakEwma::DEFAULT_RTT.as_nanos() as f64,
                         P2cPeakEwma::DECAY.as_nanos() as f64,
                     );
-                    // A session counts as 2xx when it ended cleanly, 5xx when the relay failed.
-                    let (status, bytes) =
-                        match tokio::io::copy_bidirectional(&mut client, &mut server).await {
+                    // A session counts as 2xx when it ended cleanly, 5xx when the relay failed,
+                    // 4xx when a reload withdrew its source's admission (the relay stops there,
+                    // and both sockets close as the session returns).
+                    let relay = tokio::io::copy_bidirectional(&mut client, &mut server);
+                    let (status, bytes) = tokio::select! {
+                        copied = relay => match copied {
                             Ok((_, to_client)) => (200, to_client),
                             Err(e) => {
                                 tracing::debug!(error = %e, "tcp relay ended with an error");
                                 (502, 0)
                             }
-                        };
+                        },
+                        () = revocation(&self.shared, self.slot, source) => (403, 0),
+                    };
                     let connect = now.saturating_sub(sent_at);
                     self.shared.recorder.push(Observation {
                         backend: upstream.members[b].id,
@@ -99,7 +119,7 @@ impl ServerApp for TcpRelay {
                         first_byte_nanos: connect,
                         // For a relay the latency the balancer can judge is the connect.
                         total_nanos: connect,
-                        outcome: if status == 200 {
+                        outcome: if status < 500 {
                             Outcome::Ok
                         } else {
                             Outcome::Broken
