@@ -1,4 +1,4 @@
-//! The `predictive` policy: power of two choices on a score built from the predictor's
+//! The `predictive` policy: power of d choices (d = 4) on a score built from the predictor's
 //! forecast, the live queue, and the backend's cost.
 //!
 //! For a candidate backend `i` (lower wins):
@@ -31,8 +31,8 @@
 //! traffic leaves a backend forecast to cross θ within the horizon before its latency rises,
 //! while a backend steadily busy is judged by its queue and latency alone; `cost`
 //! makes a dearer backend (another region, a paid one) worth using only when it is clearly
-//! better. Two candidates are drawn at random (not one global argmin) so that many augur
-//! instances reading similar snapshots do not herd.
+//! better. Four candidates are drawn at random (power of d choices, not one global argmin) so
+//! that many augur instances reading similar snapshots do not herd.
 //!
 //! Region preference: members are `local` or not. Candidates are drawn among local members;
 //! only when the better local candidate is predicted past θ is a remote member drawn and
@@ -40,6 +40,13 @@
 
 use crate::policy::{Member, PickContext, Policy, Tried};
 use crate::sampling::{sample_open_where, P2cPeakEwma, Rng};
+
+/// Candidates drawn per pick (power of d choices). Measured in the scenario simulator with
+/// four independent instances: against two, four cut S3's p99 from 0.81 to 0.74 of
+/// p2c_peak_ewma and p99.9 from 0.87 to 0.68, and timeouts under overload by a fifth, with
+/// every other scenario equal or better (three: 0.75 / 0.74). Still a random sample, not an
+/// argmin over the pool, so instances reading similar snapshots do not all pick one backend.
+const CANDIDATES: usize = 4;
 
 /// Time constant over which the live peak RTT decays when read by this policy. The models
 /// carry the memory here (the latency forecast relaxes over `predictor.relax`, anomalies decay
@@ -168,6 +175,35 @@ fn finite_at_least(x: f64, floor: f64) -> f64 {
     }
 }
 
+impl Predictive {
+    /// The best-scoring of `first` and up to `CANDIDATES - 1` more members drawn at random
+    /// among those `want` accepts (draws may repeat; a repeat adds nothing).
+    fn best_of(
+        &self,
+        cx: &PickContext<'_>,
+        members: &[Member],
+        tried: &Tried,
+        first: usize,
+        want: impl Fn(&Member) -> bool,
+    ) -> usize {
+        let mut best = first;
+        let mut best_score = self.score(cx, &members[first]);
+        for _ in 1..CANDIDATES {
+            let Some(c) = sample_open_where(&self.rng, cx, members, tried, Some(first), &want)
+            else {
+                break;
+            };
+            if c != best {
+                let score = self.score(cx, &members[c]);
+                if score < best_score {
+                    (best, best_score) = (c, score);
+                }
+            }
+        }
+        best
+    }
+}
+
 impl Policy for Predictive {
     fn pick(&self, cx: &PickContext<'_>, members: &[Member], tried: &Tried) -> Option<usize> {
         if members.is_empty() {
@@ -177,11 +213,9 @@ impl Policy for Predictive {
         let Some(a) = sample_open_where(&self.rng, cx, members, tried, None, local) else {
             // No local member is open: choose among everything that is.
             let a = sample_open_where(&self.rng, cx, members, tried, None, |_| true)?;
-            let b = sample_open_where(&self.rng, cx, members, tried, Some(a), |_| true);
-            return Some(self.better(cx, members, a, b));
+            return Some(self.best_of(cx, members, tried, a, |_| true));
         };
-        let b = sample_open_where(&self.rng, cx, members, tried, Some(a), local);
-        let best = self.better(cx, members, a, b);
+        let best = self.best_of(cx, members, tried, a, local);
         if self.utilization(cx, &members[best]) < self.params.overload_threshold {
             return Some(best);
         }
