@@ -8,8 +8,11 @@
 //! put back to sleep when demand forecast over the horizon falls below 0.8 × the capacity
 //! that would remain without it, for at least as long as it would take to wake it again.
 //! Every backend keeps a state for at least `min_hold` (measured in the scenario simulator:
-//! without the hold on sleeping backends, young, noisy forecasts made them flap), and at most
-//! one backend per upstream changes per tick.
+//! without the hold on sleeping backends, young, noisy forecasts made them flap), except that
+//! a sleeping one wakes at once when demand above the threshold is already here rather than
+//! forecast (what reactive activation would do; the hold guards against forecasts, and
+//! without this exception the simulator's S9-early peak met standbys held asleep), and at
+//! most one backend per upstream changes per tick.
 
 use std::collections::HashMap;
 
@@ -231,10 +234,12 @@ impl CapacityPlanner {
             active_capacity,
             at_nanos: now,
         };
-        let sleeping = pool
-            .members
-            .iter()
-            .find(|m| m.standby && self.state(m.id) == Standby::Asleep && held(self, m.id));
+        // The hold keeps a backend asleep against forecasts, not against demand that is
+        // already here: then it wakes as reactive activation would.
+        let here = at(0) > pool.activate_at * active_capacity;
+        let sleeping = pool.members.iter().find(|m| {
+            m.standby && self.state(m.id) == Standby::Asleep && (here || held(self, m.id))
+        });
         if let Some(m) = sleeping {
             let needed = at(m.warmup_nanos).max(over_horizon);
             if needed > pool.activate_at * active_capacity {
@@ -398,11 +403,26 @@ mod tests {
         let back_soon = |_: &[BackendId], ahead: u64| if ahead >= 8 * SEC { 19.0 } else { 5.0 };
         let (t, _) = planner.plan(40 * SEC, &[pool(&members)], 5 * SEC, back_soon);
         assert!(t.is_empty(), "{t:?}");
-        // Slack that lasts: it sleeps. Needed again at once, the held one stays asleep and the
-        // next standby, never held, is woken instead.
+        // Slack that lasts: it sleeps. Forecast to be needed again, the held one stays asleep
+        // and the next standby, never held, is woken instead.
         let (t, _) = planner.plan(41 * SEC, &[pool(&members)], 5 * SEC, |_, _| 5.0);
         assert!(!t[0].wake && t[0].backend == 2);
-        let (t, _) = planner.plan(42 * SEC, &[pool(&members)], 5 * SEC, |_, _| 19.0);
+        let coming = |_: &[BackendId], ahead: u64| if ahead > 0 { 19.0 } else { 5.0 };
+        let (t, _) = planner.plan(42 * SEC, &[pool(&members)], 5 * SEC, coming);
         assert_eq!((t.len(), t[0].wake, t[0].backend), (1, true, 3));
+    }
+
+    #[test]
+    fn the_hold_yields_to_demand_that_is_already_here() {
+        let members = pool_members();
+        let mut planner = CapacityPlanner::new();
+        let (t, _) = planner.plan(0, &[pool(&members)], 5 * SEC, |_, _| 19.0);
+        assert!(t[0].wake && t[0].backend == 2);
+        let (t, _) = planner.plan(40 * SEC, &[pool(&members)], 5 * SEC, |_, _| 5.0);
+        assert!(!t[0].wake && t[0].backend == 2);
+        // A second later demand is above the threshold now, not just forecast: the backend
+        // put to sleep wakes at once, hold or not, as reactive activation would.
+        let (t, _) = planner.plan(41 * SEC, &[pool(&members)], 5 * SEC, |_, _| 19.0);
+        assert_eq!((t.len(), t[0].wake, t[0].backend), (1, true, 2));
     }
 }
