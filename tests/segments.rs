@@ -422,6 +422,8 @@ fn learned_segments_pasted_and_reloaded_admit_the_observed_sources_only() {
 #[test]
 fn reload_revokes_live_keepalive_connections_and_tcp_relays_of_dropped_networks() {
     let b = Backend::start("b");
+    // Long enough for the reload to happen while a request waits on it.
+    let slow = Backend::start_with_delay("slow", Duration::from_secs(2));
     let echo_addr = echo_server();
     let web = port_on("127.0.0.1");
     let db = port_on("127.0.0.1");
@@ -431,28 +433,40 @@ fn reload_revokes_live_keepalive_connections_and_tcp_relays_of_dropped_networks(
   - {{ name: office, sources: [{OFFICE}] }}
   - {{ name: monitoring, sources: [{MONITORING}] }}
 listeners:
-  - {{ name: web, bind: {web}, protocol: http, allow: [{allow}], routes: [ {{ upstream: u }} ] }}
+  - name: web
+    bind: {web}
+    protocol: http
+    allow: [{allow}]
+    routes:
+      - {{ match: {{ path_prefix: /slow }}, upstream: slow }}
+      - {{ upstream: u }}
   - {{ name: db, bind: {db}, protocol: tcp, upstream: echo, allow: [{allow}] }}
 upstreams:
   - {{ name: u, backends: [ {{ addr: {} }} ] }}
+  - {{ name: slow, backends: [ {{ addr: {} }} ] }}
   - {{ name: echo, backends: [ {{ addr: {echo_addr} }} ] }}
 ",
-            b.addr
+            b.addr, slow.addr
         )
     };
     let augur = Augur::start("segments-revoke", &config("office, monitoring"), &[web, db]);
-    // Live keep-alive HTTP connections and TCP relays from both networks.
-    let mut http: Vec<(&str, BufReader<TcpStream>)> = [OFFICE, MONITORING]
-        .into_iter()
-        .map(|src| {
-            let mut conn = connect_from(src, web).unwrap();
-            send_get(&mut conn, "/", "").unwrap();
-            let mut reader = BufReader::new(conn);
-            let r = read_response(&mut reader).unwrap();
-            assert_eq!(r.status, 200);
-            (src, reader)
-        })
-        .collect();
+    // Live keep-alive HTTP connections from both networks: idle ones, and one from the
+    // dropped network whose request is in flight during the reload.
+    let keep_alive = |src: &str| {
+        let mut conn = connect_from(src, web).unwrap();
+        send_get(&mut conn, "/", "").unwrap();
+        let mut reader = BufReader::new(conn);
+        let r = read_response(&mut reader).unwrap();
+        assert_eq!(r.status, 200);
+        reader
+    };
+    let mut office_idle = keep_alive(OFFICE);
+    let mut monitoring_idle = keep_alive(MONITORING);
+    let mut monitoring_busy = keep_alive(MONITORING);
+    send_get(monitoring_busy.get_mut(), "/slow", "").unwrap();
+    eventually("the slow request in flight", || {
+        (augur.status()["in_flight"].as_u64() == Some(1)).then_some(())
+    });
     let mut relays: Vec<TcpStream> = [OFFICE, MONITORING]
         .into_iter()
         .map(|src| {
@@ -484,28 +498,30 @@ upstreams:
     );
     assert_eq!(echo(&mut relays[0], b"after").unwrap(), b"after");
 
-    // The monitoring keep-alive connection is answered 403 at its next request, then closed;
-    // the office one is served as before.
-    for (src, reader) in &mut http {
-        send_get(reader.get_mut(), "/", "").unwrap();
-        let r = read_response(reader).unwrap();
-        if *src == OFFICE {
-            assert_eq!(r.status, 200);
-        } else {
-            assert_eq!(r.status, 403, "{}", r.text());
-            assert_eq!(r.header("connection"), Some("close"));
-            let mut rest = Vec::new();
-            let _ = reader.read_to_end(&mut rest);
-            assert!(rest.is_empty(), "nothing after the 403");
-        }
+    // The idle monitoring keep-alive connection is closed without another request.
+    let idle = monitoring_idle.get_mut();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    match idle.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("the idle revoked connection should have been closed, got {other:?}"),
     }
+    // The one with a request in flight gets its answer, then is closed.
+    let r = read_response(&mut monitoring_busy).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut rest = Vec::new();
+    let _ = monitoring_busy.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "nothing after the last answer");
+    // The office connection is served as before.
+    send_get(office_idle.get_mut(), "/", "").unwrap();
+    assert_eq!(read_response(&mut office_idle).unwrap().status, 200);
     // New connections from the dropped network are closed at accept.
     assert_refused(MONITORING, web, "http after the reload");
     assert_refused(MONITORING, db, "tcp after the reload");
     let m = augur.metrics();
     assert_eq!(
         sample(&m, "augur_segment_revoked_total{listener=\"web\"}"),
-        1,
+        2,
         "{m}"
     );
     assert_eq!(

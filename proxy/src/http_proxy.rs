@@ -349,6 +349,9 @@ impl ProxyHttp for HttpProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(stream) = session.downstream_session.stream() {
+            crate::revocation::request_done(stream);
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.started.elapsed();
         let Some(rt) = ctx.runtime.clone() else {

@@ -11,6 +11,7 @@ mod http_proxy;
 mod logging;
 mod predictor_thread;
 mod reload;
+mod revocation;
 mod runtime;
 mod scale_hook;
 mod segment_gate;

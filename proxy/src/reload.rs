@@ -72,5 +72,6 @@ fn try_reload(shared: &Shared) -> Result<Vec<String>, String> {
     };
     let runtime = Runtime::build(config, version, Some(&old), &shared.slots, &shared.registry);
     shared.runtime.store(Arc::new(runtime));
+    shared.reloaded.notify_waiters();
     Ok(changes.iter().map(ToString::to_string).collect())
 }

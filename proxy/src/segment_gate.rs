@@ -108,22 +108,13 @@ pub fn check_request(
     let (Some(listener), Some(ip)) = (rt.listeners.get(slot), source) else {
         return RequestCheck::Pass;
     };
-    let table = &rt.segments;
-    let index = listener.segment_index;
     // The connection was admitted by the table of its day; without a reload since, this
     // says the same (and is not counted again).
-    if table.check(index, ip) == Decision::Deny {
-        listener.stats.revoked.fetch_add(1, Ordering::Relaxed);
-        log_denial(
-            shared,
-            table,
-            listener,
-            source,
-            Decision::Deny,
-            Stage::Revoked,
-        );
+    if !still_admitted(shared, rt, slot, ip) {
         return RequestCheck::Revoked;
     }
+    let table = &rt.segments;
+    let index = listener.segment_index;
     if let Some(route) = route {
         let decision = table.decide_route(index, route, ip);
         if decision.is_denial() {
@@ -151,22 +142,31 @@ pub async fn revoked(shared: &Shared, slot: usize, source: IpAddr) {
             continue;
         }
         checked = rt.version.generation;
-        let Some(listener) = rt.listeners.get(slot) else {
-            continue;
-        };
-        if rt.segments.check(listener.segment_index, source) == Decision::Deny {
-            listener.stats.revoked.fetch_add(1, Ordering::Relaxed);
-            log_denial(
-                shared,
-                &rt.segments,
-                listener,
-                Some(source),
-                Decision::Deny,
-                Stage::Revoked,
-            );
+        if !still_admitted(shared, &rt, slot, source) {
             return;
         }
     }
+}
+
+/// Whether `rt`'s table still admits `source`, whose connection to listener `slot` was
+/// admitted by an earlier one; a revocation is counted and logged.
+pub fn still_admitted(shared: &Shared, rt: &Runtime, slot: usize, source: IpAddr) -> bool {
+    let Some(listener) = rt.listeners.get(slot) else {
+        return true;
+    };
+    if rt.segments.check(listener.segment_index, source) != Decision::Deny {
+        return true;
+    }
+    listener.stats.revoked.fetch_add(1, Ordering::Relaxed);
+    log_denial(
+        shared,
+        &rt.segments,
+        listener,
+        Some(source),
+        Decision::Deny,
+        Stage::Revoked,
+    );
+    false
 }
 
 /// Where a denial happened, for its log line.

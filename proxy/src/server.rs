@@ -23,6 +23,7 @@ use crate::access_log::AccessLog;
 use crate::admin::Admin;
 use crate::http_proxy::HttpProxy;
 use crate::reload::reload;
+use crate::revocation::Revocable;
 use crate::runtime::{ConfigVersion, Runtime};
 use crate::segment_gate::SegmentGate;
 use crate::state::Shared;
@@ -110,10 +111,10 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
         match &listener.kind {
             ListenerKind::Http { .. } => {
                 let proxy = HttpProxy::new(Arc::clone(&shared), slot, false);
-                let mut svc = pingora::proxy::http_proxy_service_with_name(
-                    &server_conf,
-                    proxy,
-                    &listener.name,
+                let app = pingora::proxy::http_proxy(&server_conf, proxy);
+                let mut svc = Service::new(
+                    listener.name.clone(),
+                    Revocable::new(app, Arc::clone(&shared), slot),
                 );
                 svc.set_connection_filter(gate(&shared, slot, false));
                 svc.add_tcp(&bind);
@@ -121,10 +122,10 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
             }
             ListenerKind::Https { tls, .. } => {
                 let proxy = HttpProxy::new(Arc::clone(&shared), slot, true);
-                let mut svc = pingora::proxy::http_proxy_service_with_name(
-                    &server_conf,
-                    proxy,
-                    &listener.name,
+                let app = pingora::proxy::http_proxy(&server_conf, proxy);
+                let mut svc = Service::new(
+                    listener.name.clone(),
+                    Revocable::new(app, Arc::clone(&shared), slot),
                 );
                 let mut settings = TlsSettings::intermediate(
                     &tls.cert.display().to_string(),

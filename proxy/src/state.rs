@@ -63,6 +63,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Process start, for uptime.
     pub started: Instant,
+    /// Woken after every successful reload (open connections re-check their admission).
+    pub reloaded: tokio::sync::Notify,
     /// Where access log lines go, if enabled.
     pub access_log: Option<AccessLog>,
 }
@@ -95,6 +97,7 @@ impl Shared {
             in_flight: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             started: Instant::now(),
+            reloaded: tokio::sync::Notify::new(),
             access_log,
         })
     }
