@@ -47,6 +47,7 @@ fn picks(c: &mut Criterion) {
         let cx = PickContext {
             now_nanos: 1_000_000,
             snapshot: &snap,
+            ignore_health: false,
         };
         let baseline = AtomicUsize::new(0);
         group.bench_with_input(BenchmarkId::new("baseline_atomic_mod", n), &m, |b, m| {

@@ -62,6 +62,7 @@ impl Balancer {
         let cx = PickContext {
             now_nanos: now,
             snapshot: &self.snapshot,
+            ignore_health: false,
         };
         let i = self.policy.pick(&cx, &self.members, &Tried::default())?;
         self.members[i].live.acquire(now);

@@ -13,11 +13,11 @@ use crate::model::{
 pub enum Change {
     /// A process-wide `server:` setting changed.
     ServerSettingChanged(ServerSetting),
-    /// The admin listener appeared, disappeared or moved (`None` = no admin listener).
     /// The predictor's settings changed (they take a new process).
     PredictorChanged,
     /// The announced demand events changed.
     EventsChanged,
+    /// The admin listener appeared, disappeared or moved (`None` = no admin listener).
     AdminChanged {
         /// Old admin address.
         from: Option<SocketAddr>,
@@ -107,6 +107,13 @@ pub enum Change {
         /// New retry count.
         to: u32,
     },
+    /// One of an upstream's health or retry-budget settings changed.
+    UpstreamSettingChanged {
+        /// Upstream name.
+        upstream: String,
+        /// Which setting.
+        setting: UpstreamSetting,
+    },
     /// A backend was added to an upstream.
     BackendAdded {
         /// Upstream name.
@@ -165,6 +172,32 @@ impl ServerSetting {
     }
 }
 
+/// The health and retry-budget settings of an upstream, named for
+/// [`Change::UpstreamSettingChanged`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamSetting {
+    /// `health_check` (added, removed or edited).
+    HealthCheck,
+    /// `outlier_detection`.
+    OutlierDetection,
+    /// `panic_threshold`.
+    PanicThreshold,
+    /// `retry_budget`.
+    RetryBudget,
+}
+
+impl UpstreamSetting {
+    /// The key as written in the file.
+    pub fn key(self) -> &'static str {
+        match self {
+            UpstreamSetting::HealthCheck => "health_check",
+            UpstreamSetting::OutlierDetection => "outlier_detection",
+            UpstreamSetting::PanicThreshold => "panic_threshold",
+            UpstreamSetting::RetryBudget => "retry_budget",
+        }
+    }
+}
+
 impl Change {
     /// Whether applying this change needs a new process: listening sockets or worker threads
     /// set up anew, or the predictor restarted. A reload never does that; the operator must
@@ -194,6 +227,7 @@ impl Change {
             | Change::PolicyChanged { .. }
             | Change::TimeoutsChanged { .. }
             | Change::RetriesChanged { .. }
+            | Change::UpstreamSettingChanged { .. }
             | Change::BackendAdded { .. }
             | Change::BackendRemoved { .. }
             | Change::BackendWeightChanged { .. } => false,
@@ -258,6 +292,9 @@ impl fmt::Display for Change {
             }
             Change::RetriesChanged { upstream, from, to } => {
                 write!(f, "upstream {upstream} retries changed from {from} to {to}")
+            }
+            Change::UpstreamSettingChanged { upstream, setting } => {
+                write!(f, "upstream {upstream} {} changed", setting.key())
             }
             Change::BackendAdded { upstream, addr } => {
                 write!(f, "backend {addr} added to upstream {upstream}")
@@ -515,6 +552,32 @@ fn diff_upstream(old: &Upstream, new: &Upstream, changes: &mut Vec<Change>) {
             from: old.retries,
             to: new.retries,
         });
+    }
+    let settings = [
+        (
+            UpstreamSetting::HealthCheck,
+            old.health_check != new.health_check,
+        ),
+        (
+            UpstreamSetting::OutlierDetection,
+            old.outlier_detection != new.outlier_detection,
+        ),
+        (
+            UpstreamSetting::PanicThreshold,
+            old.panic_threshold != new.panic_threshold,
+        ),
+        (
+            UpstreamSetting::RetryBudget,
+            old.retry_budget != new.retry_budget,
+        ),
+    ];
+    for (setting, changed) in settings {
+        if changed {
+            changes.push(Change::UpstreamSettingChanged {
+                upstream: upstream(),
+                setting,
+            });
+        }
     }
     for backend in &old.backends {
         if !new.backends.iter().any(|b| b.addr == backend.addr) {

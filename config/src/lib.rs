@@ -21,7 +21,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use diff::{diff, Change, ServerSetting};
+pub use diff::{diff, Change, ServerSetting, UpstreamSetting};
 pub use error::{ConfigError, Errors};
 pub use model::*;
 pub use prefix::{Prefix, PrefixError};

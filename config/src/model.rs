@@ -255,8 +255,107 @@ pub struct Upstream {
     pub predictive: PredictiveWeights,
     /// When standby backends are woken and put back to sleep.
     pub scale: Scale,
+    /// Active health checks of the backends, from `health_check:` (default: none).
+    pub health_check: Option<HealthCheck>,
+    /// Passive ejection of failing backends, from `outlier_detection:` (on by default).
+    pub outlier_detection: OutlierDetection,
+    /// When fewer than this share of the backends are healthy, health is ignored and traffic
+    /// spreads over all of them rather than crushing the survivors (default 0.5; 0 = never).
+    pub panic_threshold: f64,
+    /// How many retries the upstream may spend, from `retry_budget:`.
+    pub retry_budget: RetryBudget,
     /// The backends, in file order (at least one).
     pub backends: Vec<Backend>,
+}
+
+/// Active health checking, from an upstream's `health_check:` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// What a check does.
+    pub kind: CheckKind,
+    /// Time between two checks of one backend (default 2s; each is jittered by up to 10%).
+    pub interval: Duration,
+    /// A check that takes longer fails (default 1s; must be below `interval`).
+    pub timeout: Duration,
+    /// Consecutive passes that make a down backend up again (default 2).
+    pub rise: u32,
+    /// Consecutive failures that take an up backend down (default 3).
+    pub fall: u32,
+}
+
+/// The kind of an active check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// A TCP connect that succeeds within the timeout passes.
+    Tcp,
+    /// `GET path` answered with a status in `expect` within the timeout passes.
+    Http {
+        /// Request path, starting with `/` (default `/healthz`).
+        path: String,
+        /// Passing statuses, inclusive (default 200-399).
+        expect: StatusRange,
+    },
+}
+
+/// An inclusive range of HTTP statuses, written `200-399` or `204`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange {
+    /// Lowest passing status.
+    pub low: u16,
+    /// Highest passing status.
+    pub high: u16,
+}
+
+impl StatusRange {
+    /// Whether `status` is in the range.
+    pub fn contains(&self, status: u16) -> bool {
+        (self.low..=self.high).contains(&status)
+    }
+}
+
+/// Passive ejection, from an upstream's `outlier_detection:` table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutlierDetection {
+    /// Consecutive failed requests (connect failure, timeout, reset, 5xx) that eject a
+    /// backend (default 5; 0 turns passive ejection off).
+    pub consecutive_failures: u32,
+    /// First ejection time; the n-th ejection in a row lasts n times this (default 30s).
+    pub base_ejection: Duration,
+    /// Longest ejection (default 300s).
+    pub max_ejection: Duration,
+    /// Never more than this percentage of the upstream's backends ejected at once
+    /// (default 50).
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive_failures: 5,
+            base_ejection: Duration::from_secs(30),
+            max_ejection: Duration::from_secs(300),
+            max_ejection_percent: 50,
+        }
+    }
+}
+
+/// A retry budget, from an upstream's `retry_budget:` table: retries may add at most `ratio`
+/// of the recent requests, plus `min_per_second`, so that retries cannot multiply an outage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudget {
+    /// Retries per request allowed over the last ten seconds (default 0.2).
+    pub ratio: f64,
+    /// Retries per second always allowed, for quiet upstreams (default 3).
+    pub min_per_second: u32,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget {
+            ratio: 0.2,
+            min_per_second: 3,
+        }
+    }
 }
 
 /// Standby activation of an upstream, from its optional `scale:` table.

@@ -199,6 +199,7 @@ fn reword(path: &str, message: &str) -> Issue {
         {
             let expected = match expected {
                 "i64" => "an integer",
+                "f64" => "a number",
                 other => other,
             };
             return value(format!("expected {expected}, found {found}"));

@@ -175,7 +175,51 @@ pub struct RawUpstream {
     pub prefer_region: Option<String>,
     pub predictive: Option<RawPredictive>,
     pub scale: Option<RawScale>,
+    pub health_check: Option<RawHealthCheck>,
+    pub outlier_detection: Option<RawOutlierDetection>,
+    pub panic_threshold: Option<f64>,
+    pub retry_budget: Option<RawRetryBudget>,
     pub backends: Option<Vec<RawBackend>>,
+}
+
+/// `upstreams[i].health_check:` active checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawHealthCheck {
+    pub kind: Option<RawCheckKind>,
+    pub path: Option<String>,
+    /// `204` or `200-399`; a bare number arrives as its text.
+    pub expect: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub rise: Option<i64>,
+    pub fall: Option<i64>,
+}
+
+/// `upstreams[i].health_check.kind:`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawCheckKind {
+    Tcp,
+    Http,
+}
+
+/// `upstreams[i].outlier_detection:` passive ejection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawOutlierDetection {
+    pub consecutive_failures: Option<i64>,
+    pub base_ejection: Option<String>,
+    pub max_ejection: Option<String>,
+    pub max_ejection_percent: Option<i64>,
+}
+
+/// `upstreams[i].retry_budget:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawRetryBudget {
+    pub ratio: Option<f64>,
+    pub min_per_second: Option<i64>,
 }
 
 /// `upstreams[i].scale:` standby activation.

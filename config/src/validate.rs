@@ -4,6 +4,7 @@
 //! A value that fails its check becomes `None`, and the config is only built when no
 //! problem was found at all.
 
+mod health;
 mod listeners;
 mod segments;
 mod tls;
@@ -33,6 +34,16 @@ mod defaults {
     pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const RETRIES: u32 = 2;
+    pub const PANIC_THRESHOLD: f64 = 0.5;
+    pub const CHECK_PATH: &str = "/healthz";
+    pub const CHECK_EXPECT: crate::model::StatusRange = crate::model::StatusRange {
+        low: 200,
+        high: 399,
+    };
+    pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+    pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const CHECK_RISE: u32 = 2;
+    pub const CHECK_FALL: u32 = 3;
     pub const WEIGHT: u32 = 1;
 }
 
@@ -149,6 +160,43 @@ impl Checks<'_> {
         None
     }
 
+    /// A duration from `min` to `max`, inclusive.
+    fn duration_within(
+        &mut self,
+        text: &str,
+        path: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
+        let duration = self.duration(text, path)?;
+        if duration < min || duration > max {
+            self.report(
+                path,
+                format!(
+                    "expected a duration from {} to {}, found {}",
+                    humantime::format_duration(min),
+                    humantime::format_duration(max),
+                    quoted(text)
+                ),
+            );
+            return None;
+        }
+        Some(duration)
+    }
+
+    /// A finite number within `min..=max`.
+    fn number(&mut self, value: f64, min: f64, max: f64, path: &str) -> Option<f64> {
+        if value.is_finite() && (min..=max).contains(&value) {
+            Some(value)
+        } else {
+            self.report(
+                path,
+                format!("expected a number from {min} to {max}, found {value}"),
+            );
+            None
+        }
+    }
+
     /// An integer within `min..=max`.
     fn integer(&mut self, value: i64, min: i64, max: i64, path: &str) -> Option<i64> {
         if (min..=max).contains(&value) {
@@ -233,24 +281,10 @@ impl Checks<'_> {
         let defaults = Predictor::default();
         let mut within =
             |text: Option<&str>, key: &str, default: Duration, min: Duration, max: Duration| {
-                let Some(text) = text else {
-                    return Some(default);
-                };
-                let path = format!("predictor.{key}");
-                let d = self.duration(text, &path)?;
-                if d < min || d > max {
-                    self.report(
-                        &path,
-                        format!(
-                            "expected a duration from {} to {}, found {}",
-                            humantime::format_duration(min),
-                            humantime::format_duration(max),
-                            quoted(text)
-                        ),
-                    );
-                    return None;
+                match text {
+                    None => Some(default),
+                    Some(text) => self.duration_within(text, &format!("predictor.{key}"), min, max),
                 }
-                Some(d)
             };
         let ms = Duration::from_millis;
         let secs = Duration::from_secs;

@@ -113,6 +113,66 @@ fn upstream_changes() {
 }
 
 #[test]
+fn health_and_retry_budget_changes() {
+    let check = HealthCheck {
+        kind: CheckKind::Tcp,
+        interval: Duration::from_secs(2),
+        timeout: Duration::from_secs(1),
+        rise: 2,
+        fall: 3,
+    };
+    let found = changes(|c| {
+        let api = &mut c.upstreams[0];
+        api.health_check = Some(check.clone());
+        api.outlier_detection.consecutive_failures = 0;
+        api.panic_threshold = 0.0;
+        api.retry_budget.ratio = 1.0;
+    });
+    let shown: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "upstream api health_check changed",
+            "upstream api outlier_detection changed",
+            "upstream api panic_threshold changed",
+            "upstream api retry_budget changed",
+        ]
+    );
+    assert_eq!(
+        found[0],
+        Change::UpstreamSettingChanged {
+            upstream: "api".into(),
+            setting: UpstreamSetting::HealthCheck
+        }
+    );
+    assert!(found.iter().all(|c| !c.needs_new_process()));
+
+    // Editing a check is a change too, and only the edited upstream is named.
+    let mut old = base();
+    old.upstreams[1].health_check = Some(check.clone());
+    let mut new = base();
+    new.upstreams[1].health_check = Some(HealthCheck { fall: 5, ..check });
+    assert_eq!(
+        diff(&old, &new),
+        [Change::UpstreamSettingChanged {
+            upstream: "pg".into(),
+            setting: UpstreamSetting::HealthCheck
+        }]
+    );
+}
+
+#[test]
+fn health_settings_parsed_the_same_are_no_change() {
+    // Defaults written out equal defaults left out.
+    let explicit = BASE.replace(
+        "  - name: pg\n",
+        "  - name: pg\n    outlier_detection: { consecutive_failures: 5, max_ejection: 5m }\n    panic_threshold: 0.5\n    retry_budget: { ratio: 0.2 }\n",
+    );
+    assert_ne!(explicit, BASE);
+    assert_eq!(diff(&base(), &parse(&explicit, "augur.yaml").unwrap()), []);
+}
+
+#[test]
 fn backend_changes() {
     let found = changes(|c| {
         let backends = &mut c.upstreams[0].backends;
@@ -302,6 +362,22 @@ fn only_socket_changes_need_an_upgrade() {
             upstream: name(),
             from: 1,
             to: 2,
+        },
+        Change::UpstreamSettingChanged {
+            upstream: name(),
+            setting: UpstreamSetting::HealthCheck,
+        },
+        Change::UpstreamSettingChanged {
+            upstream: name(),
+            setting: UpstreamSetting::OutlierDetection,
+        },
+        Change::UpstreamSettingChanged {
+            upstream: name(),
+            setting: UpstreamSetting::PanicThreshold,
+        },
+        Change::UpstreamSettingChanged {
+            upstream: name(),
+            setting: UpstreamSetting::RetryBudget,
         },
         Change::BackendAdded {
             upstream: name(),

@@ -435,3 +435,128 @@ fn errors_never_echo_the_file() {
         }
     }
 }
+
+#[test]
+fn health_check_values() {
+    let text = "\
+listeners: [ { name: db, bind: 127.0.0.1:1, protocol: tcp, upstream: a } ]
+upstreams:
+  - name: a
+    health_check:
+      kind: http
+      interval: 2s
+      timeout: 2s
+      expect: 400-200
+      rise: 0
+      fall: 101
+    backends: [ { addr: 127.0.0.1:2 } ]
+  - name: b
+    health_check: { kind: tcp, path: /healthz, expect: 200 }
+    backends: [ { addr: 127.0.0.1:2 } ]
+  - name: c
+    health_check: { path: /healthz }
+    backends: [ { addr: 127.0.0.1:2 } ]
+  - name: d
+    health_check: { kind: http, path: healthz, expect: 700, interval: 5ms, timeout: 0s }
+    backends: [ { addr: 127.0.0.1:2 } ]
+  - name: e
+    health_check: { kind: http, path: /a b, expect: ok, interval: 2h }
+    backends: [ { addr: 127.0.0.1:2 } ]
+  - name: f
+    health_check: { interval: 500ms }
+    backends: [ { addr: 127.0.0.1:2 } ]
+";
+    check(
+        text,
+        &[
+            "augur.yaml:7:16: upstreams[0].health_check.timeout: expected a timeout shorter than `interval` (2s), found \"2s\"",
+            "augur.yaml:8:15: upstreams[0].health_check.expect: expected the lower status first, like 200-399, found \"400-200\"",
+            "augur.yaml:9:13: upstreams[0].health_check.rise: expected a number from 1 to 100, found 0",
+            "augur.yaml:10:13: upstreams[0].health_check.fall: expected a number from 1 to 100, found 101",
+            "augur.yaml:13:38: upstreams[1].health_check.path: `path` is only for http checks; did you mean `kind: http`?",
+            "augur.yaml:13:56: upstreams[1].health_check.expect: `expect` is only for http checks; did you mean `kind: http`?",
+            "augur.yaml:16:27: upstreams[2].health_check.path: `path` is only for http checks; add `kind: http` (the default kind is tcp)",
+            "augur.yaml:19:39: upstreams[3].health_check.path: expected a path starting with \"/\", found \"healthz\"",
+            "augur.yaml:19:56: upstreams[3].health_check.expect: expected statuses from 100 to 599, found \"700\"",
+            "augur.yaml:19:71: upstreams[3].health_check.interval: expected a duration from 10ms to 1h, found \"5ms\"",
+            "augur.yaml:19:85: upstreams[3].health_check.timeout: expected a timeout greater than zero, found \"0s\"",
+            "augur.yaml:22:39: upstreams[4].health_check.path: expected a path without spaces, control or non-ASCII characters (percent-encode them), found \"/a b\"",
+            "augur.yaml:22:53: upstreams[4].health_check.expect: invalid status range \"ok\": expected a status like 204 or a range like 200-399",
+            "augur.yaml:22:67: upstreams[4].health_check.interval: expected a duration from 10ms to 1h, found \"2h\"",
+            "augur.yaml:25:31: upstreams[5].health_check.interval: expected an interval longer than `timeout` (1s by default), found \"500ms\"; set a shorter `timeout`",
+        ],
+    );
+}
+
+#[test]
+fn unknown_keys_under_health_settings() {
+    let text = "\
+upstreams:
+  - name: a
+    health_check:
+      kind: http
+      intervall: 2s
+";
+    check(
+        text,
+        &["augur.yaml:5:7: upstreams[0].health_check.intervall: unknown key `intervall`; did you mean `interval`?"],
+    );
+    check(
+        "upstreams: [ { name: a, outlier_detection: { max_ejections: 1m } } ]\n",
+        &["augur.yaml:1:46: upstreams[0].outlier_detection.max_ejections: unknown key `max_ejections`; did you mean `max_ejection`?"],
+    );
+    check(
+        "upstreams: [ { name: a, retry_budget: { zzz: 1 } } ]\n",
+        &["augur.yaml:1:41: upstreams[0].retry_budget.zzz: unknown key `zzz`; expected `ratio` or `min_per_second`"],
+    );
+    check(
+        "upstreams: [ { name: a, health_check: { kind: icmp } } ]\n",
+        &["augur.yaml:1:47: upstreams[0].health_check.kind: unknown value `icmp`; expected `tcp` or `http`"],
+    );
+    check(
+        "upstreams: [ { name: a, panic_threshold: 50% } ]\n",
+        &["augur.yaml:1:42: upstreams[0].panic_threshold: expected a number, found string \"50%\""],
+    );
+}
+
+#[test]
+fn outlier_detection_panic_threshold_and_retry_budget_values() {
+    let text = "\
+listeners: [ { name: db, bind: 127.0.0.1:1, protocol: tcp, upstream: a } ]
+upstreams:
+  - name: a
+    outlier_detection:
+      consecutive_failures: 1001
+      base_ejection: 1m
+      max_ejection: 30s
+      max_ejection_percent: 101
+    panic_threshold: 1.5
+    retry_budget: { ratio: 11, min_per_second: -1 }
+    backends: [ { addr: 127.0.0.1:2 } ]
+  - name: b
+    outlier_detection: { base_ejection: 0s, max_ejection: 2d }
+    panic_threshold: -0.1
+    retry_budget: { ratio: .nan, min_per_second: 10001 }
+    backends: [ { addr: 127.0.0.1:2 } ]
+  - name: c
+    outlier_detection: { base_ejection: 10m }
+    backends: [ { addr: 127.0.0.1:2 } ]
+";
+    check(
+        text,
+        &[
+            "augur.yaml:5:29: upstreams[0].outlier_detection.consecutive_failures: expected a number from 0 to 1000, found 1001",
+            "augur.yaml:7:21: upstreams[0].outlier_detection.max_ejection: expected a duration no shorter than `base_ejection` (1m), found \"30s\"",
+            "augur.yaml:8:29: upstreams[0].outlier_detection.max_ejection_percent: expected a number from 0 to 100, found 101",
+            "augur.yaml:9:22: upstreams[0].panic_threshold: expected a number from 0 to 1, found 1.5",
+            "augur.yaml:10:28: upstreams[0].retry_budget.ratio: expected a number from 0 to 10, found 11",
+            "augur.yaml:10:48: upstreams[0].retry_budget.min_per_second: expected a number from 0 to 10000, found -1",
+            "augur.yaml:13:41: upstreams[1].outlier_detection.base_ejection: expected a duration from 1ms to 1h, found \"0s\"",
+            "augur.yaml:13:59: upstreams[1].outlier_detection.max_ejection: expected a duration from 1ms to 1day, found \"2d\"",
+            "augur.yaml:14:22: upstreams[1].panic_threshold: expected a number from 0 to 1, found -0.1",
+            "augur.yaml:15:28: upstreams[1].retry_budget.ratio: expected a number from 0 to 10, found NaN",
+            "augur.yaml:15:50: upstreams[1].retry_budget.min_per_second: expected a number from 0 to 10000, found 10001",
+            "augur.yaml:18:41: upstreams[2].outlier_detection.base_ejection: expected a duration no longer than `max_ejection` (5m by default), found \"10m\"; set a longer `max_ejection`",
+        ],
+    );
+}

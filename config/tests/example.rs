@@ -155,6 +155,10 @@ fn expected(cert_dir: &Path) -> Config {
                 prefer_region: None,
                 predictive: PredictiveWeights::default(),
                 scale: Scale::default(),
+                health_check: None,
+                outlier_detection: OutlierDetection::default(),
+                panic_threshold: 0.5,
+                retry_budget: RetryBudget::default(),
                 backends: vec![
                     Backend {
                         addr: addr("127.0.0.1:9001"),
@@ -187,6 +191,10 @@ fn expected(cert_dir: &Path) -> Config {
                 prefer_region: None,
                 predictive: PredictiveWeights::default(),
                 scale: Scale::default(),
+                health_check: None,
+                outlier_detection: OutlierDetection::default(),
+                panic_threshold: 0.5,
+                retry_budget: RetryBudget::default(),
                 backends: vec![Backend {
                     addr: addr("127.0.0.1:5432"),
                     weight: 1,
@@ -408,4 +416,134 @@ upstreams:
         errors.contains("augur.yaml:2:29: events[0].start: expected an RFC 3339 time"),
         "{errors}"
     );
+}
+
+#[test]
+fn health_checks_outlier_detection_and_retry_budget() {
+    let text = "\
+listeners:
+  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
+upstreams:
+  - name: api
+    health_check:
+      kind: http
+      path: /healthz?deep=1
+      expect: 200-299
+      interval: 5s
+      timeout: 500ms
+      rise: 1
+      fall: 10
+    outlier_detection:
+      consecutive_failures: 0
+      base_ejection: 10s
+      max_ejection: 10s
+      max_ejection_percent: 100
+    panic_threshold: 0
+    retry_budget: { ratio: 0.5, min_per_second: 0 }
+    backends: [ { addr: 127.0.0.1:9001 } ]
+  - name: tcp
+    health_check: {}
+    outlier_detection: {}
+    retry_budget: {}
+    backends: [ { addr: 127.0.0.1:9002 } ]
+  - name: single
+    health_check: { kind: http, expect: 204 }
+    panic_threshold: 1
+    backends: [ { addr: 127.0.0.1:9003 } ]
+";
+    let config = parse(text, "augur.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let [api, tcp, single] = &config.upstreams[..] else {
+        panic!("{config:?}");
+    };
+    assert_eq!(
+        api.health_check,
+        Some(HealthCheck {
+            kind: CheckKind::Http {
+                path: "/healthz?deep=1".into(),
+                expect: StatusRange {
+                    low: 200,
+                    high: 299
+                },
+            },
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_millis(500),
+            rise: 1,
+            fall: 10,
+        })
+    );
+    assert_eq!(
+        api.outlier_detection,
+        OutlierDetection {
+            consecutive_failures: 0,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(10),
+            max_ejection_percent: 100,
+        }
+    );
+    assert_eq!(api.panic_threshold, 0.0);
+    assert_eq!(
+        api.retry_budget,
+        RetryBudget {
+            ratio: 0.5,
+            min_per_second: 0
+        }
+    );
+
+    // Empty tables take every default; an empty `health_check` is a tcp check.
+    assert_eq!(
+        tcp.health_check,
+        Some(HealthCheck {
+            kind: CheckKind::Tcp,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+        })
+    );
+    assert_eq!(tcp.outlier_detection, OutlierDetection::default());
+    assert_eq!(tcp.retry_budget, RetryBudget::default());
+    assert_eq!(tcp.panic_threshold, 0.5);
+
+    let Some(HealthCheck { kind, .. }) = &single.health_check else {
+        panic!("{single:?}");
+    };
+    assert_eq!(
+        kind,
+        &CheckKind::Http {
+            path: "/healthz".into(),
+            expect: StatusRange {
+                low: 204,
+                high: 204
+            },
+        }
+    );
+    assert_eq!(single.panic_threshold, 1.0);
+}
+
+#[test]
+fn status_ranges_are_written_as_one_status_or_two() {
+    let expect = |value: &str| {
+        let text = format!(
+            "listeners: [ {{ name: db, bind: 127.0.0.1:1, protocol: tcp, upstream: a }} ]
+upstreams:
+  - {{ name: a, health_check: {{ kind: http, expect: {value} }}, backends: [ {{ addr: 127.0.0.1:2 }} ] }}
+"
+        );
+        let config = parse(&text, "augur.yaml").unwrap_or_else(|e| panic!("{e}"));
+        match config.upstreams[0].health_check.as_ref().map(|h| &h.kind) {
+            Some(CheckKind::Http { expect, .. }) => (expect.low, expect.high),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(expect("204"), (204, 204));
+    assert_eq!(expect("'204'"), (204, 204));
+    assert_eq!(expect("100-599"), (100, 599));
+    assert_eq!(expect("\" 200 - 399 \""), (200, 399));
+    assert_eq!(expect("301-301"), (301, 301));
+    let range = StatusRange {
+        low: 200,
+        high: 399,
+    };
+    assert!(range.contains(200) && range.contains(399));
+    assert!(!range.contains(199) && !range.contains(400));
 }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod capacity;
+pub mod health;
 pub mod kind;
 pub mod live;
 pub mod load_report;
@@ -17,6 +18,7 @@ pub mod policy;
 pub mod predict;
 pub mod predictive;
 pub mod recorder;
+pub mod retry_budget;
 pub mod sampling;
 pub mod snapshot;
 #[cfg(test)]
@@ -25,6 +27,10 @@ mod testing;
 pub use capacity::{
     CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Standby, Transition,
 };
+pub use health::{
+    EjectionPolicy, Failure, Health, HealthChange, HealthFigures, HealthState, Reason,
+    UpstreamHealth,
+};
 pub use kind::PolicyKind;
 pub use live::PeakRtt;
 pub use live::{InFlight, Live, LiveFigures, STATUS_CLASSES};
@@ -32,5 +38,6 @@ pub use policy::{LeastConn, Member, PickContext, Policy, RoundRobin, Tried};
 pub use predict::{BackendReport, Predictor, PredictorSettings};
 pub use predictive::{Predictive, PredictiveParams};
 pub use recorder::{Observation, Outcome, Recorder};
+pub use retry_budget::RetryBudget;
 pub use sampling::{P2cLeastRequest, P2cPeakEwma, Random, Rng};
 pub use snapshot::{BackendId, Eligibility, Forecast, Snapshot};

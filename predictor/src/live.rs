@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::health::Health;
+
 /// Status classes counted per backend: 1xx..5xx, plus requests that got no response.
 pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
@@ -14,6 +16,8 @@ pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"
 pub struct Live {
     /// Peak-EWMA round-trip estimate (see `PeakRtt`), updated by every response.
     pub rtt: PeakRtt,
+    /// Active-check and outlier state.
+    pub health: Health,
     drained: AtomicBool,
     in_flight: AtomicU64,
     /// Requests sent and still waiting for their response header.

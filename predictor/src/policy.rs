@@ -35,15 +35,19 @@ pub struct PickContext<'a> {
     pub now_nanos: u64,
     /// The newest published snapshot.
     pub snapshot: &'a Snapshot,
+    /// Take unhealthy members too: the upstream is in panic (too few healthy members).
+    pub ignore_health: bool,
 }
 
 impl PickContext<'_> {
     /// Whether a member may take a new request and was not already tried: not tried, not
-    /// drained by an operator, and taking traffic according to the snapshot.
+    /// drained by an operator, healthy (unless the upstream is in panic), and taking traffic
+    /// according to the snapshot.
     pub fn open(&self, members: &[Member], i: usize, tried: &Tried) -> bool {
         let m = &members[i];
         !tried.contains(i)
             && !m.live.is_drained()
+            && (self.ignore_health || m.live.health.serving())
             && match self.snapshot.backends.get(m.id as usize) {
                 Some(f) => f.eligibility.takes_traffic(),
                 None => !m.standby,
@@ -216,6 +220,7 @@ mod tests {
         PickContext {
             now_nanos: 0,
             snapshot,
+            ignore_health: false,
         }
     }
 

@@ -109,6 +109,8 @@ struct BackendModel {
     penalty: f64,
     idle_ticks: u64,
     age_ticks: u64,
+    /// Ticks since the backend last (re)entered service: its slow-start clock.
+    warm_ticks: u64,
     anomalies: u64,
 }
 
@@ -136,6 +138,7 @@ impl BackendModel {
             penalty: 1.0,
             idle_ticks: 0,
             age_ticks: 0,
+            warm_ticks: 0,
             anomalies: 0,
         }
     }
@@ -206,6 +209,14 @@ impl Predictor {
         self.model(id);
     }
 
+    /// Restarts a backend's slow start: call it every tick while the backend is out of
+    /// service (down or ejected), so that it comes back ramping up from the next tick on.
+    pub fn restart_slow_start(&mut self, id: BackendId) {
+        if let Some(Some(m)) = self.models.get_mut(id as usize) {
+            m.warm_ticks = 0;
+        }
+    }
+
     /// Feeds one observation into the current tick.
     pub fn observe(&mut self, o: &Observation) {
         let m = self.model(o.backend);
@@ -248,6 +259,7 @@ impl Predictor {
                 continue;
             };
             m.age_ticks += 1;
+            m.warm_ticks += 1;
             let observed = if m.completed > 0 {
                 m.latency_sum_ms / f64::from(m.completed)
             } else {
@@ -370,7 +382,7 @@ impl Predictor {
                 anomaly_penalty: m.penalty,
                 error_rate: m.error_rate,
                 eligibility: Default::default(),
-                warmth: (m.age_ticks as f64 / slow_start_ticks).min(1.0),
+                warmth: (m.warm_ticks as f64 / slow_start_ticks).min(1.0),
             });
             m.completed = 0;
             m.latency_sum_ms = 0.0;

@@ -271,6 +271,7 @@ mod tests {
         let cx = PickContext {
             now_nanos: 1,
             snapshot: snap,
+            ignore_health: false,
         };
         let mut counts = vec![0; m.len()];
         for _ in 0..picks {
@@ -381,6 +382,7 @@ mod tests {
         let cx = PickContext {
             now_nanos: 200_000_000,
             snapshot: &snap,
+            ignore_health: false,
         };
         assert!(p.score(&cx, &m[0]) > 4.0 * p.score(&cx, &m[1]));
         let picks = (0..200)
@@ -400,6 +402,7 @@ mod tests {
         let cx = PickContext {
             now_nanos: 1,
             snapshot: &snap,
+            ignore_health: false,
         };
         for member in &m {
             let s = p.score(&cx, member);

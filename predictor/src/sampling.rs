@@ -222,6 +222,7 @@ mod tests {
         PickContext {
             now_nanos,
             snapshot,
+            ignore_health: false,
         }
     }
 

@@ -51,6 +51,7 @@ fn picks_do_not_allocate() {
             let cx = PickContext {
                 now_nanos: i * 1_000_000,
                 snapshot: &snapshot,
+                ignore_health: false,
             };
             let mut tried = Tried::default();
             tried.insert(i as usize % 16);

@@ -15,7 +15,9 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use augur_predictor::{load_report, Observation, Outcome, P2cPeakEwma, PickContext, Tried};
+use augur_predictor::{
+    load_report, Failure, Observation, Outcome, P2cPeakEwma, PickContext, Tried,
+};
 
 use crate::access_log::Entry;
 use crate::clock;
@@ -58,6 +60,8 @@ pub struct RequestCtx {
     first_byte_nanos: u64,
     /// Utilisation the backend reported in `endpoint-load-metrics`, if it did.
     reported: Option<f32>,
+    /// The current backend's outcome has been given to its health already.
+    health_recorded: bool,
     _busy: Option<Busy>,
 }
 
@@ -104,6 +108,7 @@ impl ProxyHttp for HttpProxy {
             sent_at_nanos: 0,
             first_byte_nanos: 0,
             reported: None,
+            health_recorded: false,
             _busy: Some(self.shared.enter()),
         }
     }
@@ -188,6 +193,7 @@ impl ProxyHttp for HttpProxy {
         let cx = PickContext {
             now_nanos,
             snapshot: &snapshot,
+            ignore_health: upstream.ignore_health(),
         };
         let Some(b) = upstream.policy.pick(&cx, &upstream.members, &ctx.tried) else {
             upstream
@@ -199,7 +205,12 @@ impl ProxyHttp for HttpProxy {
                 "no backend left to try: every one failed to connect",
             ));
         };
+        if ctx.attempts == 0 {
+            upstream.retry_budget.record_request(now_nanos);
+        }
         ctx.attempts += 1;
+        ctx.health_recorded = false;
+        ctx.first_byte_nanos = 0;
         ctx.sent_at_nanos = now_nanos;
         upstream.members[b].live.acquire(now_nanos);
         ctx.backend = Some(b);
@@ -232,19 +243,64 @@ impl ProxyHttp for HttpProxy {
                 bytes: 0,
                 reported_utilization: None,
             });
-            // Only a backend that could not be reached is excluded from the retry.
+            upstream.record_outcome(b, Some(Failure::Connect), now);
+            ctx.health_recorded = true;
+            // Only a backend that failed is excluded from the retry.
             ctx.tried.insert(b);
-            let untried_left = ctx.tried.len() < upstream.members.len();
-            if ctx.attempts <= upstream.retries && untried_left {
-                upstream
-                    .stats
-                    .retries
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                e.set_retry(true);
-            }
+            e.set_retry(upstream.may_retry(ctx.attempts, &ctx.tried, now));
         }
         // Either way this backend is done with the request; a retry picks another.
         ctx.release_backend();
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("backend {peer}"));
+        let (Some(rt), Some(u), Some(b)) = (ctx.runtime.clone(), ctx.upstream, ctx.backend) else {
+            e.set_retry(false);
+            return e;
+        };
+        let upstream = &rt.upstreams[u];
+        // Reset or timed out before any response byte: the backend failed this request.
+        let unanswered = ctx.first_byte_nanos == 0 && e.esource() == &ErrorSource::Upstream;
+        if !unanswered {
+            e.set_retry(false);
+            return e;
+        }
+        let now = clock::now_nanos();
+        upstream.record_outcome(b, Some(failure_of(&e)), now);
+        ctx.health_recorded = true;
+        // Safe to send again elsewhere: an idempotent method whose body (if any) is still
+        // held whole for replay. Otherwise only Pingora's own case: a pooled connection that
+        // turned out dead before the request could have reached the backend.
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        if replayable {
+            ctx.tried.insert(b);
+            let retry = upstream.may_retry(ctx.attempts, &ctx.tried, now);
+            if retry {
+                // The final attempt is recorded by `logging`; this one is told here.
+                self.shared.recorder.push(Observation {
+                    backend: upstream.members[b].id,
+                    at_nanos: now,
+                    first_byte_nanos: 0,
+                    total_nanos: now.saturating_sub(ctx.sent_at_nanos),
+                    outcome: Outcome::Broken,
+                    bytes: 0,
+                    reported_utilization: None,
+                });
+            }
+            e.set_retry(retry);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
         e
     }
 
@@ -371,6 +427,21 @@ impl ProxyHttp for HttpProxy {
             if let Some(b) = ctx.backend {
                 let failed = e.is_some() || status >= 500 || status == 0;
                 upstream.members[b].live.record(status, failed);
+                if !ctx.health_recorded {
+                    // A client that went away says nothing about the backend.
+                    let outcome = match e {
+                        Some(e) if e.esource() == &ErrorSource::Upstream => {
+                            Some(Some(failure_of(e)))
+                        }
+                        Some(_) => None,
+                        None if status >= 500 => Some(Some(Failure::Status)),
+                        None => Some(None),
+                    };
+                    if let Some(failure) = outcome {
+                        upstream.record_outcome(b, failure, clock::now_nanos());
+                    }
+                    ctx.health_recorded = true;
+                }
                 backend_label = &upstream.backends[b].label;
                 let now = clock::now_nanos();
                 let outcome = match (ctx.first_byte_nanos, status) {
@@ -410,6 +481,19 @@ impl ProxyHttp for HttpProxy {
                 micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             });
         }
+    }
+}
+
+/// What kind of failure an upstream error is, for health.
+fn failure_of(e: &Error) -> Failure {
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            Failure::Timeout
+        }
+        ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
+            Failure::Connect
+        }
+        _ => Failure::Reset,
     }
 }
 

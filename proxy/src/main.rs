@@ -7,6 +7,7 @@ mod backend_app;
 mod clock;
 mod demo;
 mod drain;
+mod health;
 mod http_proxy;
 mod logging;
 mod predictor_thread;

@@ -63,8 +63,15 @@ fn run(shared: &Shared, settings: PredictorSettings, hooks: &Sender<HookCall>) {
             predictor.observe(&observation);
         }
         let now = clock::now_nanos();
-        let mut snapshot = predictor.tick(now);
         let rt = shared.runtime.load_full();
+        // A backend out of service (down or ejected; picks skip it through its `Health`)
+        // comes back through slow start.
+        for m in rt.upstreams.iter().flat_map(|u| u.members.iter()) {
+            if !m.live.health.serving() {
+                predictor.restart_slow_start(m.id);
+            }
+        }
+        let mut snapshot = predictor.tick(now);
         planner.set_events(events(shared, &rt, now));
         let pools = plan(
             &mut planner,
@@ -134,9 +141,17 @@ fn plan(
             .iter()
             .zip(rt.upstreams[u].members.iter())
             .map(|(b, m)| {
+                // A backend out of service serves nothing: its capacity is replaced by
+                // standby backends like any shortfall.
+                let capacity = f64::from(b.capacity?);
+                let capacity = if m.live.health.serving() {
+                    capacity
+                } else {
+                    0.0
+                };
                 Some(PoolMember {
                     id: m.id,
-                    capacity: f64::from(b.capacity?),
+                    capacity,
                     standby: b.standby,
                     warmup_nanos: b.warmup.as_nanos() as u64,
                 })

@@ -4,11 +4,15 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use augur_config::{Config, ListenerKind, PolicyKind};
-use augur_predictor::{BackendId, Live, Member, Policy, PredictiveParams};
+use augur_config::{Config, HealthCheck, ListenerKind, PolicyKind};
+use augur_predictor::{
+    BackendId, EjectionPolicy, Failure, Live, Member, Policy, PredictiveParams, RetryBudget, Tried,
+    UpstreamHealth,
+};
 use augur_segmenter::Table;
 
 use crate::stats::{ListenerStats, UpstreamStats};
@@ -113,8 +117,51 @@ pub struct UpstreamTable {
     pub idle_timeout: Duration,
     /// Connect failures retried on another backend.
     pub retries: u32,
+    /// What retries may add to the requests (rebuilt at reload).
+    pub retry_budget: RetryBudget,
+    /// Active checks, if any (the health thread runs them).
+    pub health_check: Option<HealthCheck>,
+    /// Passive ejection settings.
+    pub ejection: EjectionPolicy,
+    /// Below this share of serving backends, health is ignored.
+    pub panic_threshold: f64,
+    /// Ejected count and panic state, recounted from the members at build and every sweep.
+    pub health: UpstreamHealth,
     /// Counters, stable across reloads.
     pub stats: Arc<UpstreamStats>,
+}
+
+impl UpstreamTable {
+    /// Whether the upstream is in panic: health is ignored when picking.
+    pub fn ignore_health(&self) -> bool {
+        self.health.panic()
+    }
+
+    /// Whether a failed attempt (the `attempts`-th) may be retried on another backend:
+    /// within `retries`, with an untried backend left, and within the retry budget. Counts
+    /// the retry, or the refusal for lack of budget.
+    pub fn may_retry(&self, attempts: u32, tried: &Tried, now: u64) -> bool {
+        if attempts > self.retries || tried.len() >= self.members.len() {
+            return false;
+        }
+        if !self.retry_budget.try_retry(now) {
+            self.stats
+                .retries_over_budget
+                .fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Gives a request's outcome at member `b` (`None`: it went well) to the backend's
+    /// health, and logs the change if it ejected the backend.
+    pub fn record_outcome(&self, b: usize, failure: Option<Failure>, now: u64) {
+        let health = &self.members[b].live.health;
+        if let Some(change) = health.record_request(failure, now, &self.ejection, &self.health) {
+            crate::health::log_change(&self.name, &self.backends[b].label, &change);
+        }
+    }
 }
 
 /// One backend's address, with its label form precomputed for metrics and logs.
@@ -228,6 +275,9 @@ impl Runtime {
                     overload_threshold: u.predictive.overload_threshold,
                 };
                 let policy = selection(u.policy).build(&members, params, seed(&u.name));
+                let health = UpstreamHealth::default();
+                health.recount(members.iter().map(|m| &m.live.health), u.panic_threshold);
+                let outlier = &u.outlier_detection;
                 UpstreamTable {
                     name: u.name.clone(),
                     policy,
@@ -245,6 +295,19 @@ impl Runtime {
                     write_timeout: u.write_timeout,
                     idle_timeout: u.idle_timeout,
                     retries: u.retries,
+                    retry_budget: RetryBudget::new(
+                        u.retry_budget.ratio,
+                        u.retry_budget.min_per_second,
+                    ),
+                    health_check: u.health_check.clone(),
+                    ejection: EjectionPolicy {
+                        consecutive_failures: outlier.consecutive_failures,
+                        base_nanos: outlier.base_ejection.as_nanos() as u64,
+                        max_nanos: outlier.max_ejection.as_nanos() as u64,
+                        max_percent: outlier.max_ejection_percent,
+                    },
+                    panic_threshold: u.panic_threshold,
+                    health,
                     stats: old_upstream
                         .get(u.name.as_str())
                         .map_or_else(Default::default, |s| Arc::clone(s)),

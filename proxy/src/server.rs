@@ -166,6 +166,7 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
     reload_on_sighup(Arc::clone(&shared))?;
     crate::predictor_thread::spawn(Arc::clone(&shared), &predictor_settings)
         .context("predictor thread")?;
+    crate::health::spawn(Arc::clone(&shared))?;
     let phases = server.watch_execution_phase();
     tracing::info!(
         listeners = listeners.len(),

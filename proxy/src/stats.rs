@@ -83,6 +83,8 @@ pub struct UpstreamStats {
     pub retries: AtomicU64,
     /// Requests that found no backend to try (all tried or none configured).
     pub no_backend: AtomicU64,
+    /// Retries not made because the retry budget was spent.
+    pub retries_over_budget: AtomicU64,
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::net::TcpStream;
 
-use augur_predictor::{Observation, Outcome, P2cPeakEwma, PickContext, Tried};
+use augur_predictor::{Failure, Observation, Outcome, P2cPeakEwma, PickContext, Tried};
 
 use crate::access_log::Entry;
 use crate::clock;
@@ -78,6 +78,7 @@ impl ServerApp for TcpRelay {
             let cx = PickContext {
                 now_nanos: sent_at,
                 snapshot: &snapshot,
+                ignore_health: upstream.ignore_health(),
             };
             let Some(b) = upstream.policy.pick(&cx, &upstream.members, &tried) else {
                 upstream.stats.no_backend.fetch_add(1, Ordering::Relaxed);
@@ -85,6 +86,9 @@ impl ServerApp for TcpRelay {
                 break (502, None);
             };
             tried.insert(b);
+            if attempts == 0 {
+                upstream.retry_budget.record_request(sent_at);
+            }
             attempts += 1;
             let live = &upstream.members[b].live;
             let _slot = live.begin();
@@ -92,6 +96,7 @@ impl ServerApp for TcpRelay {
                 Ok(mut server) => {
                     // For a relay the round trip the balancer can see is the connect.
                     let now = clock::now_nanos();
+                    upstream.record_outcome(b, None, now);
                     live.rtt.observe(
                         now.saturating_sub(sent_at) as f64,
                         now,
@@ -143,10 +148,10 @@ impl ServerApp for TcpRelay {
                         reported_utilization: None,
                     });
                     tracing::debug!(backend = %upstream.backends[b].label, error = %e, "tcp connect failed");
-                    if attempts > upstream.retries || tried.len() >= upstream.members.len() {
+                    upstream.record_outcome(b, Some(Failure::Connect), now);
+                    if !upstream.may_retry(attempts, &tried, now) {
                         break (502, None);
                     }
-                    upstream.stats.retries.fetch_add(1, Ordering::Relaxed);
                 }
             }
         };

@@ -1,4 +1,5 @@
-//! `upstreams:`: names, policies, timeouts, retries and backends.
+//! `upstreams:`: names, policies, timeouts, retries, retry budgets and backends (health
+//! settings are in `health.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -6,8 +7,8 @@ use std::time::Duration;
 
 use super::{defaults, Checks};
 use crate::issue::quoted;
-use crate::model::{Backend, PolicyKind, PredictiveWeights, Scale, Upstream};
-use crate::raw::{RawBackend, RawPolicy, RawPredictive, RawScale, RawUpstream};
+use crate::model::{Backend, PolicyKind, PredictiveWeights, RetryBudget, Scale, Upstream};
+use crate::raw::{RawBackend, RawPolicy, RawPredictive, RawRetryBudget, RawScale, RawUpstream};
 use crate::suggest::nearest;
 
 /// The upstreams as built (if all were valid), and their names for resolving references.
@@ -123,6 +124,10 @@ impl Checks<'_> {
                 .integer(n, 0, 10, &format!("{path}.retries"))
                 .and_then(|n| u32::try_from(n).ok()),
         };
+        let retry_budget = self.retry_budget(raw.retry_budget.as_ref(), path);
+        let health_check = self.health_check(raw.health_check.as_ref(), path);
+        let outlier_detection = self.outlier_detection(raw.outlier_detection.as_ref(), path);
+        let panic_threshold = self.panic_threshold(raw.panic_threshold, path);
         let backends = self.backends(raw.backends, path);
         let prefer_region = match (&raw.prefer_region, &backends) {
             (Some(region), Some(list))
@@ -150,7 +155,33 @@ impl Checks<'_> {
             prefer_region: prefer_region?,
             predictive: predictive?,
             scale: scale?,
+            health_check: health_check?,
+            outlier_detection: outlier_detection?,
+            panic_threshold: panic_threshold?,
+            retry_budget: retry_budget?,
             backends: backends?,
+        })
+    }
+
+    /// `retry_budget:`, defaults for what is left out.
+    fn retry_budget(&mut self, raw: Option<&RawRetryBudget>, path: &str) -> Option<RetryBudget> {
+        let defaults = RetryBudget::default();
+        let Some(raw) = raw else {
+            return Some(defaults);
+        };
+        let ratio = match raw.ratio {
+            None => Some(defaults.ratio),
+            Some(v) => self.number(v, 0.0, 10.0, &format!("{path}.retry_budget.ratio")),
+        };
+        let min_per_second = match raw.min_per_second {
+            None => Some(defaults.min_per_second),
+            Some(n) => self
+                .integer(n, 0, 10_000, &format!("{path}.retry_budget.min_per_second"))
+                .and_then(|n| u32::try_from(n).ok()),
+        };
+        Some(RetryBudget {
+            ratio: ratio?,
+            min_per_second: min_per_second?,
         })
     }
 
@@ -248,7 +279,12 @@ impl Checks<'_> {
     }
 
     /// A timeout: a duration greater than zero.
-    fn timeout(&mut self, text: Option<&str>, path: &str, default: Duration) -> Option<Duration> {
+    pub(super) fn timeout(
+        &mut self,
+        text: Option<&str>,
+        path: &str,
+        default: Duration,
+    ) -> Option<Duration> {
         let Some(text) = text else {
             return Some(default);
         };
@@ -302,14 +338,7 @@ impl Checks<'_> {
             };
             let cost = match backend.cost {
                 None => Some(0.0),
-                Some(c) if c.is_finite() && (0.0..=100.0).contains(&c) => Some(c),
-                Some(c) => {
-                    self.report(
-                        &format!("{backend_path}.cost"),
-                        format!("expected a number from 0 to 100, found {c}"),
-                    );
-                    None
-                }
+                Some(c) => self.number(c, 0.0, 100.0, &format!("{backend_path}.cost")),
             };
             let capacity = match backend.capacity {
                 None => Some(None),

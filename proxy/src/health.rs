@@ -1,0 +1,191 @@
+//! The health thread: runs active checks off the request path and sweeps ejections.
+//!
+//! Every [`SWEEP`] it ends ejections whose time is up, brings back backends whose upstream
+//! no longer has checks, recounts each upstream's ejected share and panic state, and starts
+//! the checks that are due. A backend's checks are spaced by the upstream's `interval`, each
+//! jittered by up to 10% so that checks of many backends spread out instead of firing
+//! together; the first check of a backend lands at a random point of its first interval.
+//!
+//! State changes are made by `augur_predictor::Health` and logged here (or by the request
+//! path, for ejections) exactly once, through [`log_change`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use augur_config::{CheckKind, HealthCheck};
+use augur_predictor::{BackendId, Failure, HealthChange, HealthState, Live, Rng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::clock;
+use crate::state::Shared;
+
+/// How often ejections are swept and due checks started.
+pub const SWEEP: Duration = Duration::from_millis(50);
+
+/// The longest status line a check reads.
+const STATUS_LINE_MAX: usize = 512;
+
+/// Starts the health thread (its own single-threaded runtime, apart from Pingora's).
+pub fn spawn(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("health check runtime")?;
+    std::thread::Builder::new()
+        .name("augur-health".into())
+        .spawn(move || rt.block_on(run(shared)))
+        .context("health thread")?;
+    Ok(())
+}
+
+async fn run(shared: Arc<Shared>) {
+    let rng = Rng::new(clock::now_nanos() | 1);
+    // When each backend's next check is due (ns), by stable identity.
+    let mut due: HashMap<BackendId, u64> = HashMap::new();
+    let mut tick = tokio::time::interval(SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let rt = shared.runtime.load_full();
+        let now = clock::now_nanos();
+        for upstream in rt.upstreams.iter() {
+            for (member, entry) in upstream.members.iter().zip(upstream.backends.iter()) {
+                let health = &member.live.health;
+                if let Some(change) = health.sweep(now, &upstream.ejection, &upstream.health) {
+                    log_change(&upstream.name, &entry.label, &change);
+                }
+                let Some(check) = &upstream.health_check else {
+                    if let Some(change) = health.reset_checks(now) {
+                        log_change(&upstream.name, &entry.label, &change);
+                    }
+                    continue;
+                };
+                let interval = check.interval.as_nanos() as u64;
+                let next = due
+                    .entry(member.id)
+                    .or_insert_with(|| now + rng.next_u64() % interval.max(1));
+                if *next > now {
+                    continue;
+                }
+                // 0.9 to 1.1 times the interval.
+                let jitter = rng.next_u64() % (interval / 5).max(1);
+                *next = now + interval - interval / 10 + jitter;
+                tokio::spawn(check_once(
+                    check.clone(),
+                    entry.addr,
+                    Arc::clone(&member.live),
+                    upstream.name.clone(),
+                    entry.label.clone(),
+                ));
+            }
+            upstream.health.recount(
+                upstream.members.iter().map(|m| &m.live.health),
+                upstream.panic_threshold,
+            );
+        }
+    }
+}
+
+/// Runs one check and records it.
+async fn check_once(
+    check: HealthCheck,
+    addr: SocketAddr,
+    live: Arc<Live>,
+    upstream: String,
+    backend: String,
+) {
+    let failure = match tokio::time::timeout(check.timeout, probe(&check.kind, addr)).await {
+        Ok(result) => result.err(),
+        Err(_) => Some(Failure::Timeout),
+    };
+    let change = live
+        .health
+        .record_check(failure, clock::now_nanos(), check.rise, check.fall);
+    if let Some(change) = change {
+        log_change(&upstream, &backend, &change);
+    }
+}
+
+/// One probe: a TCP connect, or an HTTP/1.1 `GET` whose status must be in `expect`.
+async fn probe(kind: &CheckKind, addr: SocketAddr) -> Result<(), Failure> {
+    let mut conn = TcpStream::connect(addr)
+        .await
+        .map_err(|_| Failure::Connect)?;
+    let CheckKind::Http { path, expect } = kind else {
+        return Ok(());
+    };
+    let _ = conn.set_nodelay(true);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: augur-health-check\r\n\
+         Connection: close\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes())
+        .await
+        .map_err(|_| Failure::Reset)?;
+    let mut buf = [0u8; STATUS_LINE_MAX];
+    let mut len = 0;
+    let status = loop {
+        if let Some(status) = status_code(&buf[..len]) {
+            break status;
+        }
+        if len == buf.len() {
+            return Err(Failure::Status);
+        }
+        let n = conn
+            .read(&mut buf[len..])
+            .await
+            .map_err(|_| Failure::Reset)?;
+        if n == 0 {
+            return Err(Failure::Reset);
+        }
+        len += n;
+    };
+    if expect.contains(status) {
+        Ok(())
+    } else {
+        Err(Failure::Status)
+    }
+}
+
+/// The status of an HTTP/1.x status line once 12 bytes (`HTTP/1.1 200`) have arrived;
+/// 0 (never in an `expect` range) for anything else.
+fn status_code(head: &[u8]) -> Option<u16> {
+    if head.len() < 12 {
+        return None;
+    }
+    let ok = head.starts_with(b"HTTP/1.") && head[8] == b' ';
+    let digits = &head[9..12];
+    if !ok || !digits.iter().all(u8::is_ascii_digit) {
+        return Some(0);
+    }
+    Some(digits.iter().fold(0, |n, d| n * 10 + u16::from(d - b'0')))
+}
+
+/// Logs a backend's change of state once: leaving service as a warning, returning as info.
+pub fn log_change(upstream: &str, backend: &str, change: &HealthChange) {
+    let (from, to, reason) = (change.from.name(), change.to.name(), change.reason);
+    if change.to == HealthState::Up {
+        tracing::info!(upstream, backend, from, to, %reason, "backend health change");
+    } else {
+        tracing::warn!(upstream, backend, from, to, %reason, "backend health change");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status_code(b"HTTP/1.1 20"), None);
+        assert_eq!(status_code(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(status_code(b"HTTP/1.0 503 x"), Some(503));
+        assert_eq!(status_code(b"HTTP/2.0 200 x"), Some(0));
+        assert_eq!(status_code(b"SSH-2.0-OpenSSH_9"), Some(0));
+        assert_eq!(status_code(b"HTTP/1.1 2x0 x"), Some(0));
+    }
+}
