@@ -4,6 +4,7 @@ mod support;
 
 mod check;
 mod drain;
+mod health;
 mod http;
 mod lifecycle;
 mod policies;

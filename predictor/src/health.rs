@@ -343,12 +343,19 @@ impl Health {
     }
 
     /// Records an active check (`None`: it passed) against `rise` and `fall`.
+    ///
+    /// Passing checks also end an ejection (as Envoy's
+    /// `successful_active_health_check_uneject_host` does) when they contradict its cause:
+    /// the backend was ejected for failed connects (a crash, say; it may be restarted
+    /// before any check fails) or checks took it down too. An ejection for bad answers
+    /// that the checks do not see (503 to requests, a TCP check passing) runs its time.
     pub fn record_check(
         &self,
         failure: Option<Failure>,
         now: u64,
         rise: u32,
         fall: u32,
+        upstream: &UpstreamHealth,
     ) -> Option<HealthChange> {
         // The streak is kept as i32 in a u32: positive passes, negative failures.
         let streak = self.check_streak.load(Ordering::Relaxed) as i32;
@@ -362,8 +369,9 @@ impl Health {
         self.check_streak.store(streak as u32, Ordering::Relaxed);
         let up = self.checks_up.load(Ordering::Relaxed);
         let from = self.state();
+        let passed = streak >= rise.max(1) as i32;
         let (change, reason) = match failure {
-            None if !up && streak >= rise.max(1) as i32 => (
+            None if passed && (!up || self.ejected_for_connect_failures()) => (
                 true,
                 Reason::ChecksPassed {
                     count: streak.unsigned_abs(),
@@ -379,6 +387,9 @@ impl Health {
             _ => return None,
         };
         self.checks_up.store(change, Ordering::Relaxed);
+        if change {
+            self.clear_ejection(upstream);
+        }
         let to = self.state();
         if to == from {
             // Down by checks while ejected (or back while still ejected): the state shown
@@ -386,6 +397,18 @@ impl Health {
             return None;
         }
         Some(self.changed(now, from, to, reason))
+    }
+
+    /// Whether the backend is ejected, and was for failed connects.
+    fn ejected_for_connect_failures(&self) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) != 0
+            && matches!(
+                Reason::unpack(self.reason.load(Ordering::Relaxed)),
+                Some(Reason::Ejected {
+                    last: Failure::Connect,
+                    ..
+                })
+            )
     }
 
     /// Ends an ejection whose time is up, and forgets an old run of ejections once the
@@ -627,14 +650,59 @@ mod tests {
     fn checks_take_a_backend_down_after_fall_and_up_after_rise() {
         let h = Health::default();
         let (rise, fall) = (2, 3);
-        assert_eq!(h.record_check(Some(Failure::Timeout), 1, rise, fall), None);
-        assert_eq!(h.record_check(Some(Failure::Timeout), 2, rise, fall), None);
+        assert_eq!(
+            h.record_check(
+                Some(Failure::Timeout),
+                1,
+                rise,
+                fall,
+                &UpstreamHealth::default()
+            ),
+            None
+        );
+        assert_eq!(
+            h.record_check(
+                Some(Failure::Timeout),
+                2,
+                rise,
+                fall,
+                &UpstreamHealth::default()
+            ),
+            None
+        );
         // A pass in between restarts the count.
-        assert_eq!(h.record_check(None, 3, rise, fall), None);
-        assert_eq!(h.record_check(Some(Failure::Status), 4, rise, fall), None);
-        assert_eq!(h.record_check(Some(Failure::Status), 5, rise, fall), None);
+        assert_eq!(
+            h.record_check(None, 3, rise, fall, &UpstreamHealth::default()),
+            None
+        );
+        assert_eq!(
+            h.record_check(
+                Some(Failure::Status),
+                4,
+                rise,
+                fall,
+                &UpstreamHealth::default()
+            ),
+            None
+        );
+        assert_eq!(
+            h.record_check(
+                Some(Failure::Status),
+                5,
+                rise,
+                fall,
+                &UpstreamHealth::default()
+            ),
+            None
+        );
         let down = h
-            .record_check(Some(Failure::Connect), 6, rise, fall)
+            .record_check(
+                Some(Failure::Connect),
+                6,
+                rise,
+                fall,
+                &UpstreamHealth::default(),
+            )
             .unwrap();
         assert_eq!((down.from, down.to), (HealthState::Up, HealthState::Down));
         assert_eq!(
@@ -642,9 +710,23 @@ mod tests {
             "3 failed checks in a row (last: connect failure)"
         );
         assert!(!h.serving());
-        assert_eq!(h.record_check(Some(Failure::Connect), 7, rise, fall), None);
-        assert_eq!(h.record_check(None, 8, rise, fall), None);
-        let up = h.record_check(None, 9, rise, fall).unwrap();
+        assert_eq!(
+            h.record_check(
+                Some(Failure::Connect),
+                7,
+                rise,
+                fall,
+                &UpstreamHealth::default()
+            ),
+            None
+        );
+        assert_eq!(
+            h.record_check(None, 8, rise, fall, &UpstreamHealth::default()),
+            None
+        );
+        let up = h
+            .record_check(None, 9, rise, fall, &UpstreamHealth::default())
+            .unwrap();
         assert_eq!((up.from, up.to), (HealthState::Down, HealthState::Up));
         assert_eq!(up.reason, Reason::ChecksPassed { count: 2 });
         assert!(h.serving());
@@ -658,7 +740,10 @@ mod tests {
         let h = Health::default();
         for i in 0..100 {
             let failure = (i % 2 == 0).then_some(Failure::Status);
-            assert_eq!(h.record_check(failure, i, 2, 3), None);
+            assert_eq!(
+                h.record_check(failure, i, 2, 3, &UpstreamHealth::default()),
+                None
+            );
         }
         assert!(h.serving());
     }
@@ -699,10 +784,64 @@ mod tests {
     }
 
     #[test]
+    fn passing_checks_end_an_ejection_only_after_checks_took_the_backend_down() {
+        let hs: Vec<Health> = (0..2).map(|_| Health::default()).collect();
+        let u = upstream(&hs);
+        let p = policy();
+        // A crash: requests fail (ejected), then checks fail too.
+        let crashed = &hs[0];
+        for now in 0..3 {
+            crashed.record_request(Some(Failure::Connect), now, &p, &u);
+        }
+        assert_eq!(u.ejected(), 1);
+        for now in 3..6 {
+            // Down by checks while ejected: the state shown is still the ejection.
+            assert_eq!(
+                crashed.record_check(Some(Failure::Connect), now, 2, 3, &u),
+                None
+            );
+        }
+        assert_eq!(crashed.record_check(None, 6, 2, 3, &u), None);
+        let back = crashed.record_check(None, 7, 2, 3, &u).unwrap();
+        assert_eq!(
+            (back.from, back.to),
+            (HealthState::Ejected, HealthState::Up)
+        );
+        assert_eq!(u.ejected(), 0);
+        assert!(crashed.serving());
+        // A crash and a restart before any check failed: one passing check ends it.
+        let restarted = &hs[1];
+        for now in 10..13 {
+            restarted.record_request(Some(Failure::Connect), now, &p, &u);
+        }
+        assert_eq!(restarted.state(), HealthState::Ejected);
+        let back = restarted.record_check(None, 13, 1, 3, &u).unwrap();
+        assert_eq!(
+            (back.from, back.to),
+            (HealthState::Ejected, HealthState::Up)
+        );
+        // A backend whose requests fail but whose checks pass stays ejected its time.
+        let sick = &hs[1];
+        for now in 0..3 {
+            sick.record_request(Some(Failure::Status), now, &p, &u);
+        }
+        for now in 3..10 {
+            assert_eq!(sick.record_check(None, now, 2, 3, &u), None);
+        }
+        assert_eq!(sick.state(), HealthState::Ejected);
+    }
+
+    #[test]
     fn removing_checks_brings_a_down_backend_back() {
         let h = Health::default();
         for now in 0..3 {
-            h.record_check(Some(Failure::Timeout), now, 2, 3);
+            h.record_check(
+                Some(Failure::Timeout),
+                now,
+                2,
+                3,
+                &UpstreamHealth::default(),
+            );
         }
         assert_eq!(h.state(), HealthState::Down);
         let back = h.reset_checks(10).unwrap();
@@ -718,7 +857,13 @@ mod tests {
         assert!(!u.panic());
         for h in &hs[..3] {
             for now in 0..3 {
-                h.record_check(Some(Failure::Connect), now, 2, 3);
+                h.record_check(
+                    Some(Failure::Connect),
+                    now,
+                    2,
+                    3,
+                    &UpstreamHealth::default(),
+                );
             }
         }
         u.recount(&hs, 0.5);

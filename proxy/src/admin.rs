@@ -231,6 +231,7 @@ pub fn status(shared: &Shared) -> Value {
                         "state": backend_state(shared, m),
                         "in_flight": f.in_flight, "requests": f.requests, "errors": f.errors,
                         "connect_failures": f.connect_failures,
+                        "health": crate::health_report::backend(m),
                         "predicted": predicted(shared, m.id),
                     })
                 })
@@ -251,7 +252,8 @@ pub fn status(shared: &Shared) -> Value {
                 });
             json!({
                 "name": u.name, "policy": u.policy.name(), "capacity": capacity, "retries": u.stats.retries.load(Ordering::Relaxed),
-                "no_backend": u.stats.no_backend.load(Ordering::Relaxed), "backends": backends,
+                "no_backend": u.stats.no_backend.load(Ordering::Relaxed),
+                "health": crate::health_report::upstream(u), "backends": backends,
             })
         })
         .collect();
@@ -403,7 +405,7 @@ pub fn metrics(shared: &Shared) -> String {
     for (name, help, pick) in [
         (
             "augur_upstream_retries_total",
-            "Connect failures retried on another backend.",
+            "Failed attempts (connect failures, unanswered idempotent requests) retried on another backend.",
             0,
         ),
         (
@@ -419,6 +421,7 @@ pub fn metrics(shared: &Shared) -> String {
             let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {v}", u.name);
         }
     }
+    crate::health_report::write_metrics(&mut out, &rt);
     let _ = writeln!(
         out,
         "# HELP augur_upstream_request_duration_seconds Request duration through an upstream."

@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::clock;
+use crate::runtime::Runtime;
 use crate::state::Shared;
 
 /// How often ejections are swept and due checks started.
@@ -52,7 +53,7 @@ async fn run(shared: Arc<Shared>) {
         tick.tick().await;
         let rt = shared.runtime.load_full();
         let now = clock::now_nanos();
-        for upstream in rt.upstreams.iter() {
+        for (u, upstream) in rt.upstreams.iter().enumerate() {
             for (member, entry) in upstream.members.iter().zip(upstream.backends.iter()) {
                 let health = &member.live.health;
                 if let Some(change) = health.sweep(now, &upstream.ejection, &upstream.health) {
@@ -75,38 +76,38 @@ async fn run(shared: Arc<Shared>) {
                 let jitter = rng.next_u64() % (interval / 5).max(1);
                 *next = now + interval - interval / 10 + jitter;
                 tokio::spawn(check_once(
+                    Arc::clone(&rt),
+                    u,
                     check.clone(),
                     entry.addr,
                     Arc::clone(&member.live),
-                    upstream.name.clone(),
-                    entry.label.clone(),
                 ));
             }
-            upstream.health.recount(
-                upstream.members.iter().map(|m| &m.live.health),
-                upstream.panic_threshold,
-            );
+            upstream.recount_health();
         }
     }
 }
 
-/// Runs one check and records it.
+/// Runs one check of a backend of upstream `u` and records it.
 async fn check_once(
+    rt: Arc<Runtime>,
+    u: usize,
     check: HealthCheck,
     addr: SocketAddr,
     live: Arc<Live>,
-    upstream: String,
-    backend: String,
 ) {
     let failure = match tokio::time::timeout(check.timeout, probe(&check.kind, addr)).await {
         Ok(result) => result.err(),
         Err(_) => Some(Failure::Timeout),
     };
+    let upstream = &rt.upstreams[u];
+    let now = clock::now_nanos();
     let change = live
         .health
-        .record_check(failure, clock::now_nanos(), check.rise, check.fall);
+        .record_check(failure, now, check.rise, check.fall, &upstream.health);
     if let Some(change) = change {
-        log_change(&upstream, &backend, &change);
+        log_change(&upstream.name, &addr.to_string(), &change);
+        upstream.recount_health();
     }
 }
 

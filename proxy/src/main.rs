@@ -8,6 +8,7 @@ mod clock;
 mod demo;
 mod drain;
 mod health;
+mod health_report;
 mod http_proxy;
 mod logging;
 mod predictor_thread;

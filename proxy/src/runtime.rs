@@ -160,7 +160,17 @@ impl UpstreamTable {
         let health = &self.members[b].live.health;
         if let Some(change) = health.record_request(failure, now, &self.ejection, &self.health) {
             crate::health::log_change(&self.name, &self.backends[b].label, &change);
+            self.recount_health();
         }
+    }
+
+    /// Recounts the ejected share and panic state from the members (after a change, and
+    /// every sweep).
+    pub fn recount_health(&self) {
+        self.health.recount(
+            self.members.iter().map(|m| &m.live.health),
+            self.panic_threshold,
+        );
     }
 }
 

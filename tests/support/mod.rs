@@ -107,7 +107,11 @@ impl Backend {
     }
 
     pub fn start_with_delay(name: &str, delay: Duration) -> Backend {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Backend::start_at(name, SocketAddr::from(([127, 0, 0, 1], free_port())), delay)
+    }
+
+    /// A backend on a given address (a restart on the address a killed one had).
+    pub fn start_at(name: &str, addr: SocketAddr, delay: Duration) -> Backend {
         let child = Command::new(AUGUR)
             .args(["backend", "--listen", &addr.to_string(), "--name", name])
             .args(["--delay", &format!("{}ms", delay.as_millis())])
