@@ -106,3 +106,73 @@ upstreams:
     assert_eq!(calls[0]["backend"], s.addr.to_string());
     assert_eq!(calls[1]["action"], "deactivate");
 }
+
+#[test]
+fn a_standby_replaces_the_capacity_of_a_dead_backend() {
+    let delay = std::time::Duration::from_millis(20);
+    let a = Backend::start_with_delay("a", delay);
+    let b = Backend::start_with_delay("b", delay);
+    let s = Backend::start_with_delay("s", delay);
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let augur = Augur::start(
+        "standby-replace",
+        &format!(
+            "listeners:
+  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
+upstreams:
+  - name: u
+    policy: round_robin
+    health_check: {{ kind: tcp, interval: 200ms, timeout: 100ms, rise: 2, fall: 2 }}
+    scale: {{ activate_at: 0.9, min_hold: 2s }}
+    backends:
+      - {{ addr: {}, capacity: 2 }}
+      - {{ addr: {}, capacity: 8 }}
+      - {{ addr: {}, capacity: 4, standby: true, warmup: 1s }}
+",
+            a.addr, b.addr, s.addr
+        ),
+        &[addr],
+    );
+    // Two clients, about 2 requests in flight: well under 0.9 × 10 of active capacity.
+    let loads = [RequestLoop::start(addr, "/"), RequestLoop::start(addr, "/")];
+    eventually_within(
+        std::time::Duration::from_secs(30),
+        "a demand forecast",
+        || {
+            let st = augur.status();
+            st["upstreams"][0]["capacity"]["predicted_demand"]
+                .as_f64()
+                .filter(|d| *d > 0.0)
+                .map(|_| ())
+        },
+    );
+    let st = augur.status();
+    assert_eq!(
+        st["upstreams"][0]["backends"][2]["state"], "standby",
+        "{st}"
+    );
+    assert_eq!(st["upstreams"][0]["capacity"]["active_capacity"], 10.0);
+
+    // b dies: 2 of capacity is left for about 2 in flight, over 0.9 × 2. The standby wakes.
+    drop(b);
+    let woke = eventually_within(
+        std::time::Duration::from_secs(10),
+        "the standby serving",
+        || {
+            let st = augur.status();
+            let standby = &st["upstreams"][0]["backends"][2];
+            (standby["state"] == "active" && standby["requests"].as_u64() > Some(0)).then_some(st)
+        },
+    );
+    assert_ne!(
+        woke["upstreams"][0]["backends"][1]["health"]["state"], "up",
+        "{woke}"
+    );
+    for load in loads {
+        let (ok, failures) = load.finish();
+        assert!(ok > 0);
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+    drop(a);
+    drop(s);
+}

@@ -318,8 +318,27 @@ mod tests {
         assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), None);
         assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), None);
         m[1].live.set_drained(false);
+        // Ejected in the snapshot: the live health state decides.
         snapshot.backends[1].eligibility = Eligibility::Ejected;
+        assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), Some(1));
+        let upstream = crate::health::UpstreamHealth::default();
+        upstream.recount(m.iter().map(|m| &m.live.health), 0.0);
+        let policy = crate::health::EjectionPolicy {
+            consecutive_failures: 1,
+            base_nanos: 1_000_000_000,
+            max_nanos: 1_000_000_000,
+            max_percent: 100,
+        };
+        m[1].live.health.record_request(
+            Some(crate::health::Failure::Connect),
+            1,
+            &policy,
+            &upstream,
+        );
         assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), None);
+        let mut panic = cx(&snapshot);
+        panic.ignore_health = true;
+        assert_eq!(rr.pick(&panic, &m, &Tried::default()), Some(1));
         // A standby member the predictor has not seen yet is closed; others are open.
         let mut m = members(&[1, 1]);
         m[0].standby = true;
@@ -327,7 +346,8 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(rr.pick(&cx(&empty), &m, &Tried::default()), Some(1));
         }
-        assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), None);
+        // Draining in the snapshot closes a member; ejected leaves it to its live health.
+        assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), Some(1));
     }
 
     #[test]

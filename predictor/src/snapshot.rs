@@ -17,14 +17,17 @@ pub enum Eligibility {
     Standby,
     /// Takes no new requests; in-flight ones finish.
     Draining,
-    /// Taken out by health checks or outlier detection.
+    /// Out of service by health checks or outlier detection, when the snapshot was made.
+    /// Picks read the backend's live `Health` instead (so that a return, or an upstream's
+    /// panic, takes effect at once); this mark is what the predictor and `/status` see.
     Ejected,
 }
 
 impl Eligibility {
-    /// Whether new requests may go to the backend.
+    /// Whether the snapshot keeps new requests from the backend: standby and draining
+    /// backends take none; an ejected one is left to its live health state.
     pub fn takes_traffic(self) -> bool {
-        matches!(self, Eligibility::Active)
+        matches!(self, Eligibility::Active | Eligibility::Ejected)
     }
 
     /// Name as shown in `/status`.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use augur_predictor::{
-    BackendReport, CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Predictor,
-    PredictorSettings, Snapshot,
+    BackendReport, CapacityPlanner, DemandEvent, Eligibility, Pool, PoolMember, PoolReport,
+    Predictor, PredictorSettings, Snapshot,
 };
 use serde_json::json;
 
@@ -82,6 +82,14 @@ fn run(shared: &Shared, settings: PredictorSettings, hooks: &Sender<HookCall>) {
             settings.horizon,
             hooks,
         );
+        // Health is part of the snapshot (picks read it live; see `Eligibility::Ejected`).
+        for m in rt.upstreams.iter().flat_map(|u| u.members.iter()) {
+            if !m.live.health.serving() {
+                if let Some(f) = snapshot.backends.get_mut(m.id as usize) {
+                    f.eligibility = Eligibility::Ejected;
+                }
+            }
+        }
         shared.snapshot.store(Arc::new(snapshot));
         let reports = (0..ids.len() as u32)
             .map(|id| predictor.report(id))
