@@ -48,6 +48,7 @@ fn picks(c: &mut Criterion) {
             now_nanos: 1_000_000,
             snapshot: &snap,
             ignore_health: false,
+            slow_start_nanos: 0,
         };
         let baseline = AtomicUsize::new(0);
         group.bench_with_input(BenchmarkId::new("baseline_atomic_mod", n), &m, |b, m| {

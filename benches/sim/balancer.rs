@@ -63,6 +63,7 @@ impl Balancer {
             now_nanos: now,
             snapshot: &self.snapshot,
             ignore_health: false,
+            slow_start_nanos: 0,
         };
         let i = self.policy.pick(&cx, &self.members, &Tried::default())?;
         self.members[i].live.acquire(now);

@@ -270,6 +270,22 @@ impl Health {
         self.returned_at.load(Ordering::Relaxed)
     }
 
+    /// The share of its weight a backend takes `window` after coming back from an outage:
+    /// rising linearly from 0.05 to 1 over `window`; 1 for one that never left (a start-up
+    /// is not an outage: every backend starts together) or whose window is over.
+    pub fn slow_start(&self, now: u64, window: u64) -> f64 {
+        let back = self.returned_at.load(Ordering::Relaxed);
+        if back == 0 || window == 0 {
+            return 1.0;
+        }
+        let elapsed = now.saturating_sub(back);
+        if elapsed >= window {
+            1.0
+        } else {
+            (elapsed as f64 / window as f64).max(0.05)
+        }
+    }
+
     /// Figures for the admin pages.
     pub fn figures(&self) -> HealthFigures {
         let until = self.ejected_until.load(Ordering::Relaxed);
@@ -544,6 +560,21 @@ impl UpstreamHealth {
         let panic = total > 0 && f64::from(serving) < panic_threshold * f64::from(total);
         self.panic.store(panic, Ordering::Relaxed);
     }
+}
+
+/// The status code of an active check's answer, from the first bytes of it: `None` until the
+/// 12 bytes of `HTTP/1.1 200` have arrived, then the status, or 0 (in no `expect` range) when
+/// the bytes are not an HTTP/1.x status line. Backend bytes are untrusted: anything goes in.
+pub fn check_status(head: &[u8]) -> Option<u16> {
+    if head.len() < 12 {
+        return None;
+    }
+    let ok = head.starts_with(b"HTTP/1.") && head[8] == b' ';
+    let digits = &head[9..12];
+    if !ok || !digits.iter().all(u8::is_ascii_digit) {
+        return Some(0);
+    }
+    Some(digits.iter().fold(0, |n, d| n * 10 + u16::from(d - b'0')))
 }
 
 #[cfg(test)]
@@ -848,6 +879,16 @@ mod tests {
         assert_eq!((back.from, back.to), (HealthState::Down, HealthState::Up));
         assert_eq!(back.reason, Reason::ChecksRemoved);
         assert_eq!(h.reset_checks(11), None);
+    }
+
+    #[test]
+    fn check_status_lines() {
+        assert_eq!(check_status(b"HTTP/1.1 20"), None);
+        assert_eq!(check_status(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(check_status(b"HTTP/1.0 503 x"), Some(503));
+        assert_eq!(check_status(b"HTTP/2.0 200 x"), Some(0));
+        assert_eq!(check_status(b"SSH-2.0-OpenSSH_9"), Some(0));
+        assert_eq!(check_status(b"HTTP/1.1 2x0 x"), Some(0));
     }
 
     #[test]

@@ -37,9 +37,19 @@ pub struct PickContext<'a> {
     pub snapshot: &'a Snapshot,
     /// Take unhealthy members too: the upstream is in panic (too few healthy members).
     pub ignore_health: bool,
+    /// How long a backend back from an outage takes to reach its full share (0: at once).
+    pub slow_start_nanos: u64,
 }
 
 impl PickContext<'_> {
+    /// The share a member takes of what its weight gives it, in [0.05, 1]: below 1 while it
+    /// ramps up after coming back from an outage (slow start; see `Health::slow_start`).
+    pub fn slow_start(&self, m: &Member) -> f64 {
+        m.live
+            .health
+            .slow_start(self.now_nanos, self.slow_start_nanos)
+    }
+
     /// Whether a member may take a new request and was not already tried: not tried, not
     /// drained by an operator, healthy (unless the upstream is in panic), and taking traffic
     /// according to the snapshot.
@@ -100,6 +110,18 @@ impl Tried {
     }
 }
 
+/// A number in [0, 1) from a pick's clock, turn and member: for slow start's coin, with no
+/// state to share between threads.
+fn unit(now_nanos: u64, turn: usize, member: usize) -> f64 {
+    let mut x = now_nanos
+        ^ (turn as u64).rotate_left(32)
+        ^ (member as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Smooth weighted round robin (nginx's interleaving: weights 5,1,1 give a a b a c a a, not
 /// a a a a a b c), precomputed into a schedule so that a pick is one atomic increment.
 #[derive(Debug)]
@@ -143,9 +165,21 @@ impl Policy for RoundRobin {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let turn = |k: usize| self.schedule[(start.wrapping_add(k)) % len] as usize;
+        // A member in slow start lets its turn pass with the share it has not ramped up to
+        // yet; if every open member did, the first open one takes it anyway.
         (0..len)
-            .map(|k| self.schedule[(start.wrapping_add(k)) % len] as usize)
-            .find(|&i| i < members.len() && cx.open(members, i, tried))
+            .map(turn)
+            .find(|&i| {
+                i < members.len()
+                    && cx.open(members, i, tried)
+                    && unit(cx.now_nanos, start, i) < cx.slow_start(&members[i])
+            })
+            .or_else(|| {
+                (0..len)
+                    .map(turn)
+                    .find(|&i| i < members.len() && cx.open(members, i, tried))
+            })
     }
 
     fn name(&self) -> &'static str {
@@ -182,7 +216,8 @@ impl Policy for LeastConn {
             }
             let m = &members[i];
             let load = m.live.in_flight() + 1;
-            let weight = u64::from(m.weight.max(1));
+            // Weight in thousandths, scaled by slow start.
+            let weight = ((f64::from(m.weight.max(1)) * 1000.0 * cx.slow_start(m)) as u64).max(1);
             // load / weight < best_load / best_weight, without division.
             let better = match best {
                 None => true,
@@ -221,6 +256,7 @@ mod tests {
             now_nanos: 0,
             snapshot,
             ignore_health: false,
+            slow_start_nanos: 0,
         }
     }
 
@@ -296,6 +332,57 @@ mod tests {
                 .unwrap()] += 1;
         }
         assert_eq!(counts, [100, 100, 100]);
+    }
+
+    #[test]
+    fn a_backend_back_from_an_outage_ramps_up_under_every_weighted_policy() {
+        use crate::health::{Failure, UpstreamHealth};
+        use crate::sampling::{P2cLeastRequest, P2cPeakEwma, Random};
+        const SEC: u64 = 1_000_000_000;
+        let m = members(&[1, 1, 1]);
+        let upstream = UpstreamHealth::default();
+        // Member 0 went down and came back at t = 1 s; slow start lasts 10 s.
+        m[0].live
+            .health
+            .record_check(Some(Failure::Connect), 1, 1, 1, &upstream);
+        m[0].live.health.record_check(None, SEC, 1, 1, &upstream);
+        let snapshot = Snapshot {
+            backends: vec![Forecast::default(); 3],
+            ..Snapshot::default()
+        };
+        let policies: Vec<Box<dyn Policy>> = vec![
+            Box::new(RoundRobin::new(&m)),
+            Box::new(LeastConn::new()),
+            Box::new(Random::new(3)),
+            Box::new(P2cLeastRequest::new(4)),
+            Box::new(P2cPeakEwma::new(5)),
+        ];
+        for policy in &policies {
+            let share_at = |now: u64| {
+                let cx = PickContext {
+                    now_nanos: now,
+                    snapshot: &snapshot,
+                    ignore_health: false,
+                    slow_start_nanos: 10 * SEC,
+                };
+                let picks = 3000;
+                let zeros = (0..picks)
+                    .filter(|k| {
+                        let cx = PickContext {
+                            now_nanos: cx.now_nanos + k,
+                            ..cx
+                        };
+                        policy.pick(&cx, &m, &Tried::default()) == Some(0)
+                    })
+                    .count();
+                zeros as f64 / picks as f64
+            };
+            // 1 s in: a tenth of its share (a third); after the window: all of it.
+            let early = share_at(2 * SEC);
+            let late = share_at(12 * SEC);
+            assert!(early < 0.1, "{}: {early}", policy.name());
+            assert!(late > 0.2, "{}: {late}", policy.name());
+        }
     }
 
     #[test]

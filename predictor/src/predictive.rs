@@ -272,6 +272,7 @@ mod tests {
             now_nanos: 1,
             snapshot: snap,
             ignore_health: false,
+            slow_start_nanos: 0,
         };
         let mut counts = vec![0; m.len()];
         for _ in 0..picks {
@@ -383,6 +384,7 @@ mod tests {
             now_nanos: 200_000_000,
             snapshot: &snap,
             ignore_health: false,
+            slow_start_nanos: 0,
         };
         assert!(p.score(&cx, &m[0]) > 4.0 * p.score(&cx, &m[1]));
         let picks = (0..200)
@@ -403,6 +405,7 @@ mod tests {
             now_nanos: 1,
             snapshot: &snap,
             ignore_health: false,
+            slow_start_nanos: 0,
         };
         for member in &m {
             let s = p.score(&cx, member);

@@ -105,9 +105,12 @@ impl Random {
 
 impl Policy for Random {
     fn pick(&self, cx: &PickContext<'_>, members: &[Member], tried: &Tried) -> Option<usize> {
+        // Tickets: weight in thousandths, scaled by slow start.
+        let tickets =
+            |m: &Member| ((f64::from(m.weight.max(1)) * 1000.0 * cx.slow_start(m)) as u64).max(1);
         let total: u64 = (0..members.len())
             .filter(|&i| cx.open(members, i, tried))
-            .map(|i| u64::from(members[i].weight.max(1)))
+            .map(|i| tickets(&members[i]))
             .sum();
         if total == 0 {
             return None;
@@ -117,7 +120,7 @@ impl Policy for Random {
             if !cx.open(members, i, tried) {
                 continue;
             }
-            let w = u64::from(m.weight.max(1));
+            let w = tickets(m);
             if ticket < w {
                 return Some(i);
             }
@@ -151,7 +154,8 @@ impl Policy for P2cLeastRequest {
         let (a, b) = two_choices(&self.rng, cx, members, tried)?;
         let Some(b) = b else { return Some(a) };
         let load = |i: usize| {
-            (members[i].live.in_flight() + 1) as f64 / f64::from(members[i].weight.max(1))
+            let m = &members[i];
+            (m.live.in_flight() + 1) as f64 / (f64::from(m.weight.max(1)) * cx.slow_start(m))
         };
         Some(if load(b) < load(a) { b } else { a })
     }
@@ -193,7 +197,8 @@ impl P2cPeakEwma {
             .live
             .rtt
             .decayed(cx.now_nanos, self.default_rtt_ns, self.decay_ns);
-        rtt * (m.live.in_flight() + 1) as f64
+        // Slow start (1 but for a backend ramping up after an outage) divides the cost.
+        rtt * (m.live.in_flight() + 1) as f64 / cx.slow_start(m)
     }
 }
 
@@ -223,6 +228,7 @@ mod tests {
             now_nanos,
             snapshot,
             ignore_health: false,
+            slow_start_nanos: 0,
         }
     }
 

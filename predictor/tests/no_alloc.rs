@@ -52,6 +52,7 @@ fn picks_do_not_allocate() {
                 now_nanos: i * 1_000_000,
                 snapshot: &snapshot,
                 ignore_health: false,
+                slow_start_nanos: 0,
             };
             let mut tried = Tried::default();
             tried.insert(i as usize % 16);

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use augur_config::{CheckKind, HealthCheck};
+use augur_predictor::health::check_status;
 use augur_predictor::{BackendId, Failure, HealthChange, HealthState, Live, Rng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -130,7 +131,7 @@ async fn probe(kind: &CheckKind, addr: SocketAddr) -> Result<(), Failure> {
     let mut buf = [0u8; STATUS_LINE_MAX];
     let mut len = 0;
     let status = loop {
-        if let Some(status) = status_code(&buf[..len]) {
+        if let Some(status) = check_status(&buf[..len]) {
             break status;
         }
         if len == buf.len() {
@@ -152,20 +153,6 @@ async fn probe(kind: &CheckKind, addr: SocketAddr) -> Result<(), Failure> {
     }
 }
 
-/// The status of an HTTP/1.x status line once 12 bytes (`HTTP/1.1 200`) have arrived;
-/// 0 (never in an `expect` range) for anything else.
-fn status_code(head: &[u8]) -> Option<u16> {
-    if head.len() < 12 {
-        return None;
-    }
-    let ok = head.starts_with(b"HTTP/1.") && head[8] == b' ';
-    let digits = &head[9..12];
-    if !ok || !digits.iter().all(u8::is_ascii_digit) {
-        return Some(0);
-    }
-    Some(digits.iter().fold(0, |n, d| n * 10 + u16::from(d - b'0')))
-}
-
 /// Logs a backend's change of state once: leaving service as a warning, returning as info.
 pub fn log_change(upstream: &str, backend: &str, change: &HealthChange) {
     let (from, to, reason) = (change.from.name(), change.to.name(), change.reason);
@@ -173,20 +160,5 @@ pub fn log_change(upstream: &str, backend: &str, change: &HealthChange) {
         tracing::info!(upstream, backend, from, to, %reason, "backend health change");
     } else {
         tracing::warn!(upstream, backend, from, to, %reason, "backend health change");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(status_code(b"HTTP/1.1 20"), None);
-        assert_eq!(status_code(b"HTTP/1.1 204 No Content\r\n"), Some(204));
-        assert_eq!(status_code(b"HTTP/1.0 503 x"), Some(503));
-        assert_eq!(status_code(b"HTTP/2.0 200 x"), Some(0));
-        assert_eq!(status_code(b"SSH-2.0-OpenSSH_9"), Some(0));
-        assert_eq!(status_code(b"HTTP/1.1 2x0 x"), Some(0));
     }
 }

@@ -194,6 +194,7 @@ impl ProxyHttp for HttpProxy {
             now_nanos,
             snapshot: &snapshot,
             ignore_health: upstream.ignore_health(),
+            slow_start_nanos: rt.slow_start_nanos,
         };
         let Some(b) = upstream.policy.pick(&cx, &upstream.members, &ctx.tried) else {
             upstream

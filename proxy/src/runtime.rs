@@ -35,6 +35,9 @@ pub struct Runtime {
     pub config: Config,
     /// Which config this is.
     pub version: ConfigVersion,
+    /// How long a backend back from an outage takes to reach its full share, ns
+    /// (`predictor.slow_start`).
+    pub slow_start_nanos: u64,
     /// Indexed by listener slot (the order of listeners when the process started), so a
     /// service finds its table without a lookup by name.
     pub listeners: Vec<ListenerTable>,
@@ -361,6 +364,7 @@ impl Runtime {
             .collect();
 
         Runtime {
+            slow_start_nanos: config.predictor.slow_start.as_nanos() as u64,
             config,
             version,
             listeners,

@@ -79,6 +79,7 @@ impl ServerApp for TcpRelay {
                 now_nanos: sent_at,
                 snapshot: &snapshot,
                 ignore_health: upstream.ignore_health(),
+                slow_start_nanos: rt.slow_start_nanos,
             };
             let Some(b) = upstream.policy.pick(&cx, &upstream.members, &tried) else {
                 upstream.stats.no_backend.fetch_add(1, Ordering::Relaxed);
