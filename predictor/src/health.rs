@@ -680,60 +680,28 @@ mod tests {
     #[test]
     fn checks_take_a_backend_down_after_fall_and_up_after_rise() {
         let h = Health::default();
+        let u = UpstreamHealth::default();
         let (rise, fall) = (2, 3);
         assert_eq!(
-            h.record_check(
-                Some(Failure::Timeout),
-                1,
-                rise,
-                fall,
-                &UpstreamHealth::default()
-            ),
+            h.record_check(Some(Failure::Timeout), 1, rise, fall, &u),
             None
         );
         assert_eq!(
-            h.record_check(
-                Some(Failure::Timeout),
-                2,
-                rise,
-                fall,
-                &UpstreamHealth::default()
-            ),
+            h.record_check(Some(Failure::Timeout), 2, rise, fall, &u),
             None
         );
         // A pass in between restarts the count.
+        assert_eq!(h.record_check(None, 3, rise, fall, &u), None);
         assert_eq!(
-            h.record_check(None, 3, rise, fall, &UpstreamHealth::default()),
+            h.record_check(Some(Failure::Status), 4, rise, fall, &u),
             None
         );
         assert_eq!(
-            h.record_check(
-                Some(Failure::Status),
-                4,
-                rise,
-                fall,
-                &UpstreamHealth::default()
-            ),
-            None
-        );
-        assert_eq!(
-            h.record_check(
-                Some(Failure::Status),
-                5,
-                rise,
-                fall,
-                &UpstreamHealth::default()
-            ),
+            h.record_check(Some(Failure::Status), 5, rise, fall, &u),
             None
         );
         let down = h
-            .record_check(
-                Some(Failure::Connect),
-                6,
-                rise,
-                fall,
-                &UpstreamHealth::default(),
-            )
+            .record_check(Some(Failure::Connect), 6, rise, fall, &u)
             .unwrap();
         assert_eq!((down.from, down.to), (HealthState::Up, HealthState::Down));
         assert_eq!(
@@ -742,22 +710,11 @@ mod tests {
         );
         assert!(!h.serving());
         assert_eq!(
-            h.record_check(
-                Some(Failure::Connect),
-                7,
-                rise,
-                fall,
-                &UpstreamHealth::default()
-            ),
+            h.record_check(Some(Failure::Connect), 7, rise, fall, &u),
             None
         );
-        assert_eq!(
-            h.record_check(None, 8, rise, fall, &UpstreamHealth::default()),
-            None
-        );
-        let up = h
-            .record_check(None, 9, rise, fall, &UpstreamHealth::default())
-            .unwrap();
+        assert_eq!(h.record_check(None, 8, rise, fall, &u), None);
+        let up = h.record_check(None, 9, rise, fall, &u).unwrap();
         assert_eq!((up.from, up.to), (HealthState::Down, HealthState::Up));
         assert_eq!(up.reason, Reason::ChecksPassed { count: 2 });
         assert!(h.serving());
@@ -768,13 +725,10 @@ mod tests {
     #[test]
     fn a_flapping_backend_changes_state_only_at_rise_and_fall() {
         // Alternating pass/fail never reaches rise 2 or fall 3: no change at all.
-        let h = Health::default();
+        let (h, u) = (Health::default(), UpstreamHealth::default());
         for i in 0..100 {
             let failure = (i % 2 == 0).then_some(Failure::Status);
-            assert_eq!(
-                h.record_check(failure, i, 2, 3, &UpstreamHealth::default()),
-                None
-            );
+            assert_eq!(h.record_check(failure, i, 2, 3, &u), None);
         }
         assert!(h.serving());
     }
@@ -864,15 +818,9 @@ mod tests {
 
     #[test]
     fn removing_checks_brings_a_down_backend_back() {
-        let h = Health::default();
+        let (h, u) = (Health::default(), UpstreamHealth::default());
         for now in 0..3 {
-            h.record_check(
-                Some(Failure::Timeout),
-                now,
-                2,
-                3,
-                &UpstreamHealth::default(),
-            );
+            h.record_check(Some(Failure::Timeout), now, 2, 3, &u);
         }
         assert_eq!(h.state(), HealthState::Down);
         let back = h.reset_checks(10).unwrap();
@@ -898,13 +846,7 @@ mod tests {
         assert!(!u.panic());
         for h in &hs[..3] {
             for now in 0..3 {
-                h.record_check(
-                    Some(Failure::Connect),
-                    now,
-                    2,
-                    3,
-                    &UpstreamHealth::default(),
-                );
+                h.record_check(Some(Failure::Connect), now, 2, 3, &u);
             }
         }
         u.recount(&hs, 0.5);

@@ -33,6 +33,26 @@ pub struct HttpProxy {
 }
 
 impl HttpProxy {
+    /// Tells the predictor about an attempt that got no answer (a retry follows, or the
+    /// client gets an error): no first byte, no body.
+    fn record_failed_attempt(
+        &self,
+        backend: augur_predictor::BackendId,
+        ctx: &RequestCtx,
+        now: u64,
+        outcome: Outcome,
+    ) {
+        self.shared.recorder.push(Observation {
+            backend,
+            at_nanos: now,
+            first_byte_nanos: 0,
+            total_nanos: now.saturating_sub(ctx.sent_at_nanos),
+            outcome,
+            bytes: 0,
+            reported_utilization: None,
+        });
+    }
+
     /// Proxy for the listener in start-up slot `slot`; `tls` sets `X-Forwarded-Proto`.
     pub fn new(shared: Arc<Shared>, slot: usize, tls: bool) -> Self {
         HttpProxy {
@@ -235,15 +255,7 @@ impl ProxyHttp for HttpProxy {
             let upstream = &rt.upstreams[u];
             upstream.members[b].live.record_connect_failure();
             let now = clock::now_nanos();
-            self.shared.recorder.push(Observation {
-                backend: upstream.members[b].id,
-                at_nanos: now,
-                first_byte_nanos: 0,
-                total_nanos: now.saturating_sub(ctx.sent_at_nanos),
-                outcome: Outcome::ConnectFailure,
-                bytes: 0,
-                reported_utilization: None,
-            });
+            self.record_failed_attempt(upstream.members[b].id, ctx, now, Outcome::ConnectFailure);
             upstream.record_outcome(b, Some(Failure::Connect), now);
             ctx.health_recorded = true;
             // Only a backend that failed is excluded from the retry.
@@ -288,15 +300,7 @@ impl ProxyHttp for HttpProxy {
             let retry = upstream.may_retry(ctx.attempts, &ctx.tried, now);
             if retry {
                 // The final attempt is recorded by `logging`; this one is told here.
-                self.shared.recorder.push(Observation {
-                    backend: upstream.members[b].id,
-                    at_nanos: now,
-                    first_byte_nanos: 0,
-                    total_nanos: now.saturating_sub(ctx.sent_at_nanos),
-                    outcome: Outcome::Broken,
-                    bytes: 0,
-                    reported_utilization: None,
-                });
+                self.record_failed_attempt(upstream.members[b].id, ctx, now, Outcome::Broken);
             }
             e.set_retry(retry);
         } else {
