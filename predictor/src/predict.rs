@@ -6,7 +6,8 @@
 //! is detected, parameters refitted online). The forecast for the next tick is compared with
 //! what happened: a residual far outside the recent ones (`ResidualDetector`, median/MAD)
 //! flags an anomaly, which multiplies the backend's latency by a penalty that decays back
-//! to one. Utilisation comes from the backend's own load reports (ORCA), scaled by the predicted
+//! to one: with a 2 s half-life, or 0.5 s once the backend answers at the latency expected
+//! before the anomaly again (a stall that is over). Utilisation comes from the backend's own load reports (ORCA), scaled by the predicted
 //! change in its arrival rate over the horizon. A backend that gets no traffic has its
 //! latency estimate relaxed toward zero over `relax` (as a peak-EWMA decays), so one that
 //! was avoided after a stall is tried again. Everything takes `now` from the caller.
@@ -74,6 +75,9 @@ const DEMAND_HISTORY_SECS: f64 = 10.0;
 const MAX_GROWTH: f64 = 3.0;
 /// Largest anomaly penalty.
 const MAX_PENALTY: f64 = 10.0;
+
+/// Half-life of an anomaly penalty once the backend answers at its normal latency again.
+const RECOVERED_HALF_LIFE_SECS: f64 = 0.5;
 /// How long the recent latency peak is remembered (1/e), in seconds.
 const PEAK_MEMORY_SECS: f64 = 60.0;
 /// The lead-time forecast may exceed the recent peak by at most this factor: enough to
@@ -107,6 +111,9 @@ struct BackendModel {
     utilization: f64,
     error_rate: f64,
     penalty: f64,
+    /// The latency expected just before the current anomaly was flagged: back at it, the
+    /// backend has recovered and its penalty may go faster.
+    normal_ms: f64,
     idle_ticks: u64,
     age_ticks: u64,
     /// Ticks since the backend last (re)entered service: its slow-start clock.
@@ -136,6 +143,7 @@ impl BackendModel {
             utilization: 0.0,
             error_rate: 0.0,
             penalty: 1.0,
+            normal_ms: f64::NAN,
             idle_ticks: 0,
             age_ticks: 0,
             warm_ticks: 0,
@@ -249,6 +257,7 @@ impl Predictor {
         let relax_factor = (-tick_secs / settings.relax.as_secs_f64().max(1e-3)).exp();
         let peak_decay = (-tick_secs / PEAK_MEMORY_SECS).exp();
         let penalty_decay = 0.5f64.powf(tick_secs / 2.0); // half-life 2 s
+        let recovered_decay = 0.5f64.powf(tick_secs / RECOVERED_HALF_LIFE_SECS);
         let slow_start_ticks = (settings.slow_start.as_secs_f64() / tick_secs).max(1.0);
         let (horizon, lead) = (self.horizon_steps, self.lead_steps);
 
@@ -280,10 +289,25 @@ impl Predictor {
                 if m.residuals.observe(residual) && material {
                     m.anomalies += 1;
                     let jump = 1.0 + residual / m.forecast_next_ms.max(1.0);
+                    if m.penalty < 1.05 || !m.normal_ms.is_finite() {
+                        m.normal_ms = m.forecast_next_ms;
+                    } else {
+                        m.normal_ms = m.normal_ms.min(m.forecast_next_ms);
+                    }
                     m.penalty = m.penalty.max(jump).min(MAX_PENALTY);
                 }
             }
-            m.penalty = 1.0 + (m.penalty - 1.0) * penalty_decay;
+            // Answers back at the latency expected before the anomaly: the penalty goes
+            // faster (a stall that is over); otherwise it fades over its half-life.
+            let recovered = observed.is_finite()
+                && m.normal_ms.is_finite()
+                && observed <= (1.0 + MATERIAL_SHARE) * m.normal_ms.max(1.0);
+            let decay = if recovered {
+                recovered_decay
+            } else {
+                penalty_decay
+            };
+            m.penalty = 1.0 + (m.penalty - 1.0) * decay;
 
             // Models (an idle tick is a missing value: the model advances on its forecast).
             m.latency.observe(observed);
@@ -511,32 +535,37 @@ mod tests {
     #[test]
     fn a_sudden_stall_is_flagged_and_penalised_then_forgiven() {
         let mut p = Predictor::new(PredictorSettings::default());
+        // Two backends alike, both stall once.
         for t in 0..50 {
-            p.observe(&request(0, t * TICK, 10.0 + (t % 3) as f64 * 0.1));
+            for b in 0..2 {
+                p.observe(&request(b, t * TICK, 10.0 + (t % 3) as f64 * 0.1));
+            }
             p.tick(t * TICK);
         }
-        p.observe(&request(0, 50 * TICK, 300.0));
+        for b in 0..2 {
+            p.observe(&request(b, 50 * TICK, 300.0));
+        }
         let snap = p.tick(50 * TICK);
-        assert!(
-            snap.backends[0].anomaly_penalty > 2.0,
-            "{:?}",
-            snap.backends[0]
-        );
+        let excess = snap.backends[0].anomaly_penalty - 1.0;
+        assert!(excess > 1.0, "{:?}", snap.backends[0]);
         assert_eq!(p.report(0).unwrap().anomalies, 1);
+        // Backend 0 answers at its normal latency again: the stall is over, the penalty
+        // goes with a 0.5 s half-life. Backend 1 is not asked (avoided): 2 s half-life.
         let mut snap = snap;
-        // Half-life 2 s: after 10 s 1/32 of the excess is left, after 20 s 1/1024.
-        for t in 51..=150 {
+        for t in 51..=70 {
             p.observe(&request(0, t * TICK, 10.0));
             snap = p.tick(t * TICK);
         }
-        let left = snap.backends[0].anomaly_penalty;
-        assert!((left - 1.28).abs() < 0.01, "{left}");
-        for t in 151..=250 {
+        let recovered = (snap.backends[0].anomaly_penalty - 1.0) / excess;
+        let avoided = (snap.backends[1].anomaly_penalty - 1.0) / excess;
+        assert!((recovered - 1.0 / 16.0).abs() < 0.01, "{recovered}");
+        assert!((avoided - 0.5).abs() < 0.02, "{avoided}");
+        for t in 71..=250 {
             p.observe(&request(0, t * TICK, 10.0));
             snap = p.tick(t * TICK);
         }
-        let left = snap.backends[0].anomaly_penalty;
-        assert!(left < 1.01, "{left}");
+        assert!(snap.backends[0].anomaly_penalty < 1.001);
+        assert!(snap.backends[1].anomaly_penalty < 1.01);
     }
 
     #[test]
