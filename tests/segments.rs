@@ -464,8 +464,10 @@ upstreams:
     let mut monitoring_idle = keep_alive(MONITORING);
     let mut monitoring_busy = keep_alive(MONITORING);
     send_get(monitoring_busy.get_mut(), "/slow", "").unwrap();
-    eventually("the slow request in flight", || {
-        (augur.status()["in_flight"].as_u64() == Some(1)).then_some(())
+    // In flight at the backend: past the per-request checks, waiting for its answer.
+    eventually("the slow request at its backend", || {
+        let st = augur.status();
+        (st["upstreams"][1]["backends"][0]["in_flight"].as_u64() == Some(1)).then_some(())
     });
     let mut relays: Vec<TcpStream> = [OFFICE, MONITORING]
         .into_iter()
