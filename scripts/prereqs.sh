@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing augur needs on a fresh Debian machine, when missing:
-# cmake (Pingora's zlib-ng), a C compiler, curl (HTTPS/HTTP/2 test client).
+# cmake (Pingora's zlib-ng), a C compiler, curl (HTTPS/HTTP/2 test client), wireguard-tools
+# (`wg`: the keys test checks augur's keys against it).
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v cc >/dev/null || need+=(gcc)
 command -v curl >/dev/null || need+=(curl)
 command -v kill >/dev/null || need+=(procps)
+command -v wg >/dev/null || need+=(wireguard-tools)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing: ${need[*]}"

@@ -6,6 +6,7 @@ mod check;
 mod drain;
 mod health;
 mod http;
+mod keys;
 mod lifecycle;
 mod policies;
 mod predictor;

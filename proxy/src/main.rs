@@ -10,6 +10,7 @@ mod drain;
 mod health;
 mod health_report;
 mod http_proxy;
+mod keys;
 mod logging;
 mod predictor_thread;
 mod reload;
@@ -111,6 +112,10 @@ enum Command {
         #[command(subcommand)]
         command: SegmentsCommand,
     },
+    /// Print a new WireGuard private key (base64, as `wg genkey` writes it).
+    Keygen,
+    /// Read a WireGuard private key on stdin and print its public key (as `wg pubkey`).
+    Pubkey,
     /// Run augur on 127.0.0.1:8080 in front of three built-in demo backends.
     Demo,
     /// Run one built-in HTTP backend (the demo's; also used by the tests).
@@ -256,6 +261,16 @@ fn main() -> ExitCode {
         Command::Segments {
             command: SegmentsCommand::Suggest { config },
         } => segments_suggest(&config),
+        Command::Keygen => keys::generate()
+            .map(|key| println!("{key}"))
+            .map_err(anyhow::Error::from),
+        Command::Pubkey => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| keys::public_of(&text).map_err(anyhow::Error::from))
+                .map(|public| println!("{public}"))
+        }
         Command::Demo => demo(),
         Command::Backend {
             listen,
