@@ -1,12 +1,16 @@
 //! What a reload changes: the list logged when a new config replaces the old one, and the
 //! changes a reload cannot apply because they need sockets bound anew.
 
+mod tunnels;
+
 use std::fmt;
 use std::net::SocketAddr;
 
 use crate::model::{
     Config, ListenerKind, PolicyKind, Route, SegmentDefault, SegmentMode, Upstream,
 };
+
+pub use tunnels::TunnelSetting;
 
 /// One difference between two configs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +143,29 @@ pub enum Change {
         /// New weight.
         to: u32,
     },
+    /// A backend is now dialled through another tunnel, or through one where it was
+    /// dialled directly, or the other way round (tunnels compared by name).
+    BackendViaChanged {
+        /// Upstream name.
+        upstream: String,
+        /// Backend address.
+        addr: SocketAddr,
+        /// Old tunnel name (`None` = dialled directly).
+        from: Option<String>,
+        /// New tunnel name (`None` = dialled directly).
+        to: Option<String>,
+    },
+    /// A tunnel was added.
+    TunnelAdded(String),
+    /// A tunnel was removed.
+    TunnelRemoved(String),
+    /// One of a tunnel's settings changed.
+    TunnelChanged {
+        /// Tunnel name.
+        tunnel: String,
+        /// Which setting.
+        setting: TunnelSetting,
+    },
 }
 
 /// The settings of the `server:` table, named for [`Change::ServerSettingChanged`].
@@ -214,6 +241,11 @@ impl Change {
             | Change::ListenerRebound { .. }
             | Change::ListenerProtocolChanged { .. }
             | Change::TlsChanged { .. } => true,
+            // A tunnel is a bound UDP socket with session state; until the proxy can swap
+            // one live, any change to a tunnel takes a new process.
+            Change::TunnelAdded(_) | Change::TunnelRemoved(_) | Change::TunnelChanged { .. } => {
+                true
+            }
             Change::RoutesChanged { .. }
             | Change::SegmentAdded(_)
             | Change::SegmentRemoved(_)
@@ -230,7 +262,8 @@ impl Change {
             | Change::UpstreamSettingChanged { .. }
             | Change::BackendAdded { .. }
             | Change::BackendRemoved { .. }
-            | Change::BackendWeightChanged { .. } => false,
+            | Change::BackendWeightChanged { .. }
+            | Change::BackendViaChanged { .. } => false,
         }
     }
 }
@@ -311,6 +344,22 @@ impl fmt::Display for Change {
                 f,
                 "backend {addr} of upstream {upstream} weight changed from {from} to {to}"
             ),
+            Change::BackendViaChanged {
+                upstream,
+                addr,
+                from,
+                to,
+            } => write!(
+                f,
+                "backend {addr} of upstream {upstream} via changed from {} to {}",
+                Dialled(from.as_deref()),
+                Dialled(to.as_deref())
+            ),
+            Change::TunnelAdded(name) => write!(f, "tunnel {name} added"),
+            Change::TunnelRemoved(name) => write!(f, "tunnel {name} removed"),
+            Change::TunnelChanged { tunnel, setting } => {
+                write!(f, "tunnel {tunnel} {} changed", setting.key())
+            }
         }
     }
 }
@@ -321,8 +370,8 @@ fn policy_name(policy: PolicyKind) -> &'static str {
 }
 
 /// Everything that differs between `old` and `new`: server settings, then the admin
-/// listener, then segments, then listeners and upstreams (matched by name, removals first, then the rest
-/// in the new file's order), then backends (matched by address).
+/// listener, then segments, then listeners, tunnels and upstreams (matched by name, removals
+/// first, then the rest in the new file's order), then backends (matched by address).
 pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     let mut changes = Vec::new();
     let server_settings = [
@@ -374,6 +423,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     }
     diff_segments(old, new, &mut changes);
     diff_listeners(old, new, &mut changes);
+    tunnels::diff_tunnels(old, new, &mut changes);
     diff_upstreams(old, new, &mut changes);
     changes
 }
@@ -518,13 +568,17 @@ fn diff_upstreams(old: &Config, new: &Config, changes: &mut Vec<Change>) {
     for upstream in &new.upstreams {
         match old.upstreams.iter().find(|u| u.name == upstream.name) {
             None => changes.push(Change::UpstreamAdded(upstream.name.clone())),
-            Some(before) => diff_upstream(before, upstream, changes),
+            Some(before) => diff_upstream((old, before), (new, upstream), changes),
         }
     }
 }
 
-/// Changes within one upstream that exists in both configs.
-fn diff_upstream(old: &Upstream, new: &Upstream, changes: &mut Vec<Change>) {
+/// Changes within one upstream that exists in both configs, each given with its config.
+fn diff_upstream(
+    (old_config, old): (&Config, &Upstream),
+    (new_config, new): (&Config, &Upstream),
+    changes: &mut Vec<Change>,
+) {
     let upstream = || new.name.clone();
     if old.policy != new.policy {
         changes.push(Change::PolicyChanged {
@@ -588,20 +642,42 @@ fn diff_upstream(old: &Upstream, new: &Upstream, changes: &mut Vec<Change>) {
         }
     }
     for backend in &new.backends {
-        match old.backends.iter().find(|b| b.addr == backend.addr) {
-            None => changes.push(Change::BackendAdded {
+        let Some(before) = old.backends.iter().find(|b| b.addr == backend.addr) else {
+            changes.push(Change::BackendAdded {
                 upstream: upstream(),
                 addr: backend.addr,
-            }),
-            Some(before) if before.weight != backend.weight => {
-                changes.push(Change::BackendWeightChanged {
-                    upstream: upstream(),
-                    addr: backend.addr,
-                    from: before.weight,
-                    to: backend.weight,
-                });
-            }
-            Some(_) => {}
+            });
+            continue;
+        };
+        if before.weight != backend.weight {
+            changes.push(Change::BackendWeightChanged {
+                upstream: upstream(),
+                addr: backend.addr,
+                from: before.weight,
+                to: backend.weight,
+            });
+        }
+        let from = before.via.and_then(|i| tunnels::name(old_config, i));
+        let to = backend.via.and_then(|i| tunnels::name(new_config, i));
+        if from != to {
+            changes.push(Change::BackendViaChanged {
+                upstream: upstream(),
+                addr: backend.addr,
+                from: from.map(str::to_owned),
+                to: to.map(str::to_owned),
+            });
+        }
+    }
+}
+
+/// How a backend is dialled, for [`Change::BackendViaChanged`]: `direct` or `tunnel NAME`.
+struct Dialled<'a>(Option<&'a str>);
+
+impl fmt::Display for Dialled<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("direct"),
+            Some(name) => write!(f, "tunnel {name}"),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! augur-config: YAML schema, defaults, validation with `file:line:col: path: message`
-//! errors, and the diff between two configs. No I/O beyond reading the config file and
-//! checking that TLS files are readable.
+//! errors, and the diff between two configs. No I/O beyond reading the config file,
+//! checking that TLS files are readable and reading tunnel key files.
 //!
 //! Loading is three steps, each pure and none able to panic: parse the text into raw
 //! structs that mirror the file (`raw`), validate them while collecting every problem
@@ -11,6 +11,7 @@
 mod diff;
 mod error;
 mod issue;
+mod key;
 mod locate;
 mod model;
 mod parse;
@@ -21,7 +22,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use diff::{diff, Change, ServerSetting, UpstreamSetting};
+pub use diff::{diff, Change, ServerSetting, TunnelSetting, UpstreamSetting};
 pub use error::{ConfigError, Errors};
 pub use model::*;
 pub use prefix::{Prefix, PrefixError};
@@ -31,19 +32,19 @@ use locate::Positions;
 
 /// Parse and validate YAML text. `file` is only used in error messages.
 ///
-/// Relative TLS paths are left relative, that is, relative to the current directory.
+/// Relative TLS and key paths are left relative, that is, relative to the current directory.
 pub fn parse(text: &str, file: &str) -> Result<Config, Errors> {
     parse_in(text, file, Path::new(""))
 }
 
-/// Read a file and parse it; relative TLS paths are resolved against the file's directory.
+/// Read a file and parse it; relative TLS and key paths are resolved against the file's directory.
 ///
 /// An unreadable file is an [`Errors`] with one error at line 0, column 0.
 pub fn load(path: &Path) -> Result<Config, Errors> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|error| Errors::whole_file(&file, format!("cannot read config file: {error}")))?;
-    // Absolute, so that TLS paths stay right if the process later changes directory.
+    // Absolute, so that TLS and key paths stay right if the process later changes directory.
     let dir = path.parent().unwrap_or(Path::new(""));
     let dir = if dir.is_absolute() {
         dir.to_path_buf()
@@ -55,7 +56,7 @@ pub fn load(path: &Path) -> Result<Config, Errors> {
     parse_in(&text, &file, &dir)
 }
 
-/// [`parse`] with relative TLS paths taken from `base_dir`.
+/// [`parse`] with relative TLS and key paths taken from `base_dir`.
 fn parse_in(text: &str, file: &str, base_dir: &Path) -> Result<Config, Errors> {
     let issues = match parse::parse_raw(text) {
         Err(issue) => vec![issue],

@@ -1,7 +1,8 @@
 //! The validated configuration: what the runtime sees. Every value here has been checked;
 //! names are resolved to indices, addresses parsed, durations converted.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// Upstreams (backend pools), in file order; routes refer to them by index.
     pub upstreams: Vec<Upstream>,
+    /// WireGuard tunnels, in file order; backends refer to them by index.
+    pub tunnels: Vec<Tunnel>,
 }
 
 /// Process-wide settings, from the optional top-level `server:` table.
@@ -449,4 +452,96 @@ pub struct Backend {
     pub standby: bool,
     /// Time it needs after being woken before it can serve (default 10s).
     pub warmup: Duration,
+    /// Index into `Config::tunnels` of the tunnel it is dialled through; `None` = directly.
+    pub via: Option<usize>,
+}
+
+/// A WireGuard tunnel to one peer, from `tunnels:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    /// Unique tunnel name.
+    pub name: String,
+    /// Where the private key was read from (resolved against the config file's directory).
+    pub private_key_file: PathBuf,
+    /// Our private key, as read at validation time.
+    pub private_key: Key,
+    /// Our own address inside the tunnel.
+    pub address: IpAddr,
+    /// Largest packet sent into the tunnel, 576..=9000 (default 1420; at least 1280 for an
+    /// IPv6 address).
+    pub mtu: u16,
+    /// UDP port bound on all IPv4 addresses (`None` = an ephemeral port); needed when the
+    /// peer initiates.
+    pub listen_port: Option<u16>,
+    /// The one peer at the other end.
+    pub peer: TunnelPeer,
+    /// Connections arriving through the tunnel that are relayed to local addresses.
+    pub forward: Vec<Forward>,
+}
+
+/// The peer of a [`Tunnel`], from its `peer:` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelPeer {
+    /// The peer's public key.
+    pub public_key: [u8; 32],
+    /// Where to send the first handshake; `None` waits for the peer to initiate and learns
+    /// its address from it.
+    pub endpoint: Option<SocketAddr>,
+    /// Networks the peer may send from and that are sent to it (at least one).
+    pub allowed_ips: Vec<Prefix>,
+    /// Time between keepalives sent to hold NAT mappings open, whole seconds from 1 to
+    /// 65535 (`None` = none).
+    pub persistent_keepalive: Option<Duration>,
+    /// Where the preshared key was read from, if one is configured.
+    pub preshared_key_file: Option<PathBuf>,
+    /// The preshared key mixed into the handshake, as read at validation time.
+    pub preshared_key: Option<Key>,
+}
+
+/// A port of a tunnel's own address whose connections are relayed to a local address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// TCP port on the tunnel's `address`, unique within the tunnel.
+    pub port: u16,
+    /// Address the connections are relayed to.
+    pub to: SocketAddr,
+}
+
+/// A 32-byte secret (private or preshared key). Its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key([u8; 32]);
+
+impl Key {
+    /// The raw key bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<[u8; 32]> for Key {
+    fn from(bytes: [u8; 32]) -> Self {
+        Key(bytes)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_by_value_but_never_show() {
+        let key = Key::from([0x2a; 32]);
+        assert_eq!(format!("{key:?}"), "Key(<redacted>)");
+        assert_eq!(format!("{:?}", Some(key.clone())), "Some(Key(<redacted>))");
+        assert_eq!(format!("{key:#?}"), "Key(<redacted>)");
+        assert_eq!(key.bytes(), &[0x2a; 32]);
+        assert_eq!(key, Key::from([0x2a; 32]));
+        assert_ne!(key, Key::from([0x2b; 32]));
+    }
 }

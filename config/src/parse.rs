@@ -236,7 +236,7 @@ mod tests {
         let found = issue("qqqqqq: 1\n");
         assert_eq!(
             found.message,
-            "unknown key `qqqqqq`; expected `server`, `admin`, `predictor`, `events`, `segments`, `segmentation`, `listeners` or `upstreams`"
+            "unknown key `qqqqqq`; expected `server`, `admin`, `predictor`, `events`, `segments`, `segmentation`, `listeners`, `upstreams` or `tunnels`"
         );
     }
 

@@ -22,6 +22,40 @@ pub struct RawConfig {
     pub segmentation: Option<RawSegmentation>,
     pub listeners: Option<Vec<RawListener>>,
     pub upstreams: Option<Vec<RawUpstream>>,
+    pub tunnels: Option<Vec<RawTunnel>>,
+}
+
+/// One entry of `tunnels:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawTunnel {
+    pub name: Option<String>,
+    pub private_key_file: Option<String>,
+    pub address: Option<String>,
+    pub mtu: Option<i64>,
+    pub listen_port: Option<i64>,
+    pub peer: Option<RawTunnelPeer>,
+    pub forward: Option<Vec<RawForward>>,
+}
+
+/// `tunnels[i].peer:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawTunnelPeer {
+    pub public_key: Option<String>,
+    pub endpoint: Option<String>,
+    pub allowed_ips: Option<Vec<String>>,
+    /// A duration, or `off`.
+    pub persistent_keepalive: Option<String>,
+    pub preshared_key_file: Option<String>,
+}
+
+/// One entry of `tunnels[i].forward:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+pub struct RawForward {
+    pub port: Option<i64>,
+    pub to: Option<String>,
 }
 
 /// One entry of `events:`: an announced surge.
@@ -263,4 +297,5 @@ pub struct RawBackend {
     pub capacity: Option<i64>,
     pub standby: Option<bool>,
     pub warmup: Option<String>,
+    pub via: Option<String>,
 }

@@ -5,9 +5,11 @@
 //! problem was found at all.
 
 mod health;
+mod key_files;
 mod listeners;
 mod segments;
 mod tls;
+mod tunnels;
 mod upstreams;
 
 use std::net::SocketAddr;
@@ -47,7 +49,7 @@ mod defaults {
     pub const WEIGHT: u32 = 1;
 }
 
-/// Checks `raw` and builds the config; relative TLS paths are taken from `base_dir`.
+/// Checks `raw` and builds the config; relative TLS and key paths are taken from `base_dir`.
 pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
     let mut checks = Checks {
         issues: Vec::new(),
@@ -58,7 +60,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
     let events = checks.events(raw.events.unwrap_or_default());
     let segments = checks.segments(raw.segments);
     let segmentation = segments::segmentation(raw.segmentation.unwrap_or_default());
-    let upstreams = checks.upstreams(raw.upstreams);
+    let tunnels = checks.tunnels(raw.tunnels);
+    let upstreams = checks.upstreams(raw.upstreams, &tunnels.names);
     let listeners = checks.listeners(raw.listeners, &upstreams.names, &segments.names);
     let admin = match raw.admin {
         None => Some(None),
@@ -74,6 +77,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
             segmentation,
             listeners: listeners.built?,
             upstreams: upstreams.built?,
+            tunnels: tunnels.built?,
         })
     })();
     match built {
@@ -91,7 +95,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
 /// The problems found so far, and what the checks need to know about the file.
 struct Checks<'a> {
     issues: Vec<Issue>,
-    /// Directory that relative TLS paths are relative to.
+    /// Directory that relative TLS and key paths are relative to.
     base_dir: &'a Path,
 }
 
@@ -144,6 +148,19 @@ impl Checks<'_> {
                 None
             }
         }
+    }
+
+    /// `IP:PORT` to connect to: the port must not be zero.
+    fn destination(&mut self, text: &str, path: &str) -> Option<SocketAddr> {
+        let addr = self.socket_addr(text, path)?;
+        if addr.port() == 0 {
+            self.report(
+                path,
+                format!("expected a port from 1 to 65535, found {addr}"),
+            );
+            return None;
+        }
+        Some(addr)
     }
 
     /// A humantime duration such as `1s`, `250ms` or `2m`.

@@ -186,6 +186,7 @@ fn backend_changes() {
             capacity: None,
             standby: false,
             warmup: Duration::from_secs(10),
+            via: None,
         });
     });
     assert_eq!(

@@ -65,7 +65,7 @@ fn unknown_key_suggests_the_nearest() {
     );
     check(
         "colour: blue\n",
-        &["augur.yaml:1:1: colour: unknown key `colour`; expected `server`, `admin`, `predictor`, `events`, `segments`, `segmentation`, `listeners` or `upstreams`"],
+        &["augur.yaml:1:1: colour: unknown key `colour`; expected `server`, `admin`, `predictor`, `events`, `segments`, `segmentation`, `listeners`, `upstreams` or `tunnels`"],
     );
 }
 

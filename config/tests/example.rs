@@ -80,6 +80,7 @@ fn expected(cert_dir: &Path) -> Config {
         events: Vec::new(),
         segments: Vec::new(),
         segmentation: Segmentation::default(),
+        tunnels: Vec::new(),
         server: Server {
             threads: 1,
             grace_period: Duration::from_secs(10),
@@ -168,6 +169,7 @@ fn expected(cert_dir: &Path) -> Config {
                         capacity: None,
                         standby: false,
                         warmup: Duration::from_secs(10),
+                        via: None,
                     },
                     Backend {
                         addr: addr("127.0.0.1:9002"),
@@ -177,6 +179,7 @@ fn expected(cert_dir: &Path) -> Config {
                         capacity: None,
                         standby: false,
                         warmup: Duration::from_secs(10),
+                        via: None,
                     },
                 ],
             },
@@ -203,6 +206,7 @@ fn expected(cert_dir: &Path) -> Config {
                     capacity: None,
                     standby: false,
                     warmup: Duration::from_secs(10),
+                    via: None,
                 }],
             },
         ],

@@ -113,8 +113,8 @@ impl Checks<'_> {
         built
     }
 
-    /// One source network.
-    fn prefix(&mut self, text: &str, path: &str) -> Option<Prefix> {
+    /// One network (a segment source or a tunnel peer's allowed IPs).
+    pub(super) fn prefix(&mut self, text: &str, path: &str) -> Option<Prefix> {
         match Prefix::parse(text.trim()) {
             Ok(prefix) => Some(prefix),
             Err(error @ PrefixError::HostBits { .. }) => {

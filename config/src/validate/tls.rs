@@ -63,15 +63,7 @@ impl Checks<'_> {
     /// A readable PEM file of `kind`, resolved against the config file's directory.
     fn pem_file(&mut self, text: &str, path: &str, kind: PemKind) -> Option<PathBuf> {
         let file = resolve(self.base_dir, text);
-        let shown = if file.as_os_str() == text {
-            quoted(text)
-        } else {
-            format!(
-                "{} (resolved to {})",
-                quoted(text),
-                quoted(&file.to_string_lossy())
-            )
-        };
+        let shown = shown(text, &file);
         match read_head(&file) {
             Err(error) => {
                 self.report(
@@ -93,6 +85,19 @@ impl Checks<'_> {
             }
             Ok(_) => Some(file),
         }
+    }
+}
+
+/// `"text"` as written, followed by where it resolved to when that differs.
+pub(super) fn shown(text: &str, file: &Path) -> String {
+    if file.as_os_str() == text {
+        quoted(text)
+    } else {
+        format!(
+            "{} (resolved to {})",
+            quoted(text),
+            quoted(&file.to_string_lossy())
+        )
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::tunnels::TunnelNames;
 use super::{defaults, Checks};
 use crate::issue::quoted;
 use crate::model::{Backend, PolicyKind, PredictiveWeights, RetryBudget, Scale, Upstream};
@@ -49,7 +50,11 @@ impl UpstreamNames {
 
 impl Checks<'_> {
     /// `upstreams:`: required, and every entry valid.
-    pub(super) fn upstreams(&mut self, raw: Option<Vec<RawUpstream>>) -> CheckedUpstreams {
+    pub(super) fn upstreams(
+        &mut self,
+        raw: Option<Vec<RawUpstream>>,
+        tunnels: &TunnelNames,
+    ) -> CheckedUpstreams {
         let Some(raw) = raw else {
             self.missing("", "upstreams", "");
             return CheckedUpstreams {
@@ -73,7 +78,7 @@ impl Checks<'_> {
                     None => names.first.push((name.clone(), i)),
                 }
             }
-            let checked = self.upstream(upstream, &path);
+            let checked = self.upstream(upstream, &path, tunnels);
             built = built.zip(checked).map(|(mut all, one)| {
                 all.push(one);
                 all
@@ -83,7 +88,12 @@ impl Checks<'_> {
     }
 
     /// One upstream, defaults filled in.
-    fn upstream(&mut self, raw: RawUpstream, path: &str) -> Option<Upstream> {
+    fn upstream(
+        &mut self,
+        raw: RawUpstream,
+        path: &str,
+        tunnels: &TunnelNames,
+    ) -> Option<Upstream> {
         let name = self.required(raw.name.as_deref(), path, "name");
         let policy = match raw.policy {
             Some(RawPolicy::RoundRobin) => PolicyKind::RoundRobin,
@@ -128,7 +138,7 @@ impl Checks<'_> {
         let health_check = self.health_check(raw.health_check.as_ref(), path);
         let outlier_detection = self.outlier_detection(raw.outlier_detection.as_ref(), path);
         let panic_threshold = self.panic_threshold(raw.panic_threshold, path);
-        let backends = self.backends(raw.backends, path);
+        let backends = self.backends(raw.backends, path, tunnels);
         let prefer_region = match (&raw.prefer_region, &backends) {
             (Some(region), Some(list))
                 if !list.iter().any(|b| b.region.as_ref() == Some(region)) =>
@@ -303,7 +313,12 @@ impl Checks<'_> {
     }
 
     /// `backends:` of the upstream at `path`: at least one, addresses unique.
-    fn backends(&mut self, raw: Option<Vec<RawBackend>>, path: &str) -> Option<Vec<Backend>> {
+    fn backends(
+        &mut self,
+        raw: Option<Vec<RawBackend>>,
+        path: &str,
+        tunnels: &TunnelNames,
+    ) -> Option<Vec<Backend>> {
         let Some(raw) = raw else {
             self.missing(path, "backends", "an upstream needs at least one backend");
             return None;
@@ -368,13 +383,17 @@ impl Checks<'_> {
                 }
                 r => Some(r),
             };
-            let extra = capacity.zip(warmup);
+            let via = match backend.via.as_deref() {
+                None => Some(None),
+                Some(name) => self.via(name, addr, &backend_path, tunnels).map(Some),
+            };
+            let extra = capacity.zip(warmup).zip(via);
             built = built
                 .zip(addr.zip(weight))
                 .zip(cost.zip(region))
                 .zip(extra)
                 .map(
-                    |(((mut all, (addr, weight)), (cost, region)), (capacity, warmup))| {
+                    |(((mut all, (addr, weight)), (cost, region)), ((capacity, warmup), via))| {
                         all.push(Backend {
                             addr,
                             weight,
@@ -383,6 +402,7 @@ impl Checks<'_> {
                             capacity,
                             standby,
                             warmup,
+                            via,
                         });
                         all
                     },
@@ -395,14 +415,6 @@ impl Checks<'_> {
     fn backend_addr(&mut self, text: Option<&str>, path: &str) -> Option<SocketAddr> {
         let addr_path = format!("{path}.addr");
         let addr = self.required(text, path, "addr")?;
-        let addr = self.socket_addr(addr, &addr_path)?;
-        if addr.port() == 0 {
-            self.report(
-                &addr_path,
-                format!("expected a port from 1 to 65535, found {addr}"),
-            );
-            return None;
-        }
-        Some(addr)
+        self.destination(addr, &addr_path)
     }
 }

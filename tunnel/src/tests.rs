@@ -1,0 +1,324 @@
+//! Two nodes joined by an in-memory wire: the whole tunnel without a socket.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use boringtun::x25519::{PublicKey, StaticSecret};
+
+use crate::{AllowedIps, Conn, DropReason, EngineConfig, Node, StackConfig};
+
+const A_UDP: &str = "127.0.0.1:40001";
+const B_UDP: &str = "127.0.0.1:40002";
+const A_IP: &str = "10.20.255.1";
+const B_IP: &str = "10.20.1.10";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn public(private: [u8; 32]) -> [u8; 32] {
+    *PublicKey::from(&StaticSecret::from(private)).as_bytes()
+}
+
+/// A decides whether each datagram crosses the wire (and may damage it).
+type Fate = Box<dyn FnMut(u64, &mut Vec<u8>) -> bool>;
+
+struct Wire {
+    a: Node,
+    b: Node,
+    queue: VecDeque<(SocketAddr, Vec<u8>)>,
+    now: Duration,
+    sent: u64,
+    fate: Fate,
+}
+
+impl Wire {
+    /// A (10.20.255.1) knows B's endpoint; B learns A's. B accepts A's whole /16.
+    fn new(b_allows: AllowedIps) -> Wire {
+        let (ka, kb) = ([7u8; 32], [9u8; 32]);
+        let a = Node::new(
+            EngineConfig {
+                private_key: ka,
+                peer_public_key: public(kb),
+                preshared_key: Some([3; 32]),
+                persistent_keepalive: None,
+                endpoint: Some(addr(B_UDP)),
+                allowed_ips: AllowedIps::new([(ip("10.20.0.0"), 16)]),
+                address: ip(A_IP),
+                index: 1,
+            },
+            StackConfig::new(ip(A_IP), 1420, 11),
+            Duration::ZERO,
+        );
+        let b = Node::new(
+            EngineConfig {
+                private_key: kb,
+                peer_public_key: public(ka),
+                preshared_key: Some([3; 32]),
+                persistent_keepalive: None,
+                endpoint: None,
+                allowed_ips: b_allows,
+                address: ip(B_IP),
+                index: 2,
+            },
+            StackConfig::new(ip(B_IP), 1420, 12),
+            Duration::ZERO,
+        );
+        Wire {
+            a,
+            b,
+            queue: VecDeque::new(),
+            now: Duration::ZERO,
+            sent: 0,
+            fate: Box::new(|_, _| true),
+        }
+    }
+
+    /// One millisecond: both nodes run, then everything in flight arrives (or not).
+    fn step(&mut self) {
+        self.now += Duration::from_millis(1);
+        let mut out = Vec::new();
+        self.a
+            .poll(self.now, &mut |to, d| out.push((to, d.to_vec(), A_UDP)));
+        self.b
+            .poll(self.now, &mut |to, d| out.push((to, d.to_vec(), B_UDP)));
+        if self.now.as_millis().is_multiple_of(250) {
+            self.a.tick(&mut |to, d| out.push((to, d.to_vec(), A_UDP)));
+            self.b.tick(&mut |to, d| out.push((to, d.to_vec(), B_UDP)));
+        }
+        for (to, d, from) in out {
+            self.queue
+                .push_back((to, [from.as_bytes(), b"|", &d].concat()));
+        }
+        while let Some((to, framed)) = self.queue.pop_front() {
+            let split = framed.iter().position(|&b| b == b'|').unwrap();
+            let from = addr(std::str::from_utf8(&framed[..split]).unwrap());
+            let mut datagram = framed[split + 1..].to_vec();
+            self.sent += 1;
+            if !(self.fate)(self.sent, &mut datagram) {
+                continue;
+            }
+            let mut replies = Vec::new();
+            let node = if to == addr(B_UDP) {
+                &mut self.b
+            } else {
+                &mut self.a
+            };
+            node.receive(from, &datagram, &mut |to, d| replies.push((to, d.to_vec())));
+            let me = if to == addr(B_UDP) { B_UDP } else { A_UDP };
+            for (to, d) in replies {
+                self.queue
+                    .push_back((to, [me.as_bytes(), b"|", &d].concat()));
+            }
+        }
+    }
+
+    /// A connects to B:8080; returns (A's end, B's end).
+    fn connect(&mut self) -> (Conn, Conn) {
+        self.b.stack.listen(8080);
+        let a_end = self.a.stack.connect(addr(&format!("{B_IP}:8080"))).unwrap();
+        for _ in 0..5_000 {
+            self.step();
+            if let Poll::Ready(r) = self.a.stack.poll_connected(a_end, Waker::noop()) {
+                r.unwrap();
+                if let Some((b_end, port)) = self.b.stack.accept() {
+                    assert_eq!(port, 8080);
+                    return (a_end, b_end);
+                }
+            }
+        }
+        panic!("no connection after 5 virtual seconds");
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
+        .collect()
+}
+
+/// Moves `down` from B to A and `up` from A to B at once; returns what each side read.
+fn transfer(
+    wire: &mut Wire,
+    a_end: Conn,
+    b_end: Conn,
+    up: &[u8],
+    down: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let (mut up_at, mut down_at) = (0, 0);
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut a_shut, mut b_shut) = (false, false);
+    for _ in 0..2_000_000 {
+        if up_at < up.len() {
+            if let Poll::Ready(n) = wire.a.stack.write(a_end, &up[up_at..], Waker::noop()) {
+                up_at += n.unwrap();
+            }
+        } else if !a_shut {
+            wire.a.stack.shutdown(a_end);
+            a_shut = true;
+        }
+        if down_at < down.len() {
+            if let Poll::Ready(n) = wire.b.stack.write(b_end, &down[down_at..], Waker::noop()) {
+                down_at += n.unwrap();
+            }
+        } else if !b_shut {
+            wire.b.stack.shutdown(b_end);
+            b_shut = true;
+        }
+        let mut a_done = false;
+        while let Poll::Ready(n) = wire.a.stack.read(a_end, &mut buf, Waker::noop()) {
+            let n = n.unwrap();
+            if n == 0 {
+                a_done = true;
+                break;
+            }
+            got_a.extend_from_slice(&buf[..n]);
+        }
+        let mut b_done = false;
+        while let Poll::Ready(n) = wire.b.stack.read(b_end, &mut buf, Waker::noop()) {
+            let n = n.unwrap();
+            if n == 0 {
+                b_done = true;
+                break;
+            }
+            got_b.extend_from_slice(&buf[..n]);
+        }
+        if a_done && b_done {
+            return (got_a, got_b);
+        }
+        wire.step();
+    }
+    panic!(
+        "transfer stalled: A read {} of {}, B read {} of {}",
+        got_a.len(),
+        down.len(),
+        got_b.len(),
+        up.len()
+    );
+}
+
+#[test]
+fn megabytes_cross_both_ways_intact() {
+    let mut wire = Wire::new(AllowedIps::new([(ip("10.20.0.0"), 16)]));
+    let (a_end, b_end) = wire.connect();
+    let down = pattern(6 << 20, 1);
+    let up = pattern(2 << 20, 2);
+    let (got_a, got_b) = transfer(&mut wire, a_end, b_end, &up, &down);
+    assert!(got_a == down, "download damaged ({} bytes)", got_a.len());
+    assert!(got_b == up, "upload damaged ({} bytes)", got_b.len());
+    assert_eq!(
+        wire.b.engine.endpoint(),
+        Some(addr(A_UDP)),
+        "B learned A's endpoint"
+    );
+    assert!(wire.a.engine.stats.handshakes >= 1);
+    assert_eq!(wire.a.engine.stats.dropped, [0; DropReason::ALL.len()]);
+    assert_eq!(wire.b.engine.stats.dropped, [0; DropReason::ALL.len()]);
+    // Released connections are freed once closed.
+    wire.a.stack.release(a_end);
+    wire.b.stack.release(b_end);
+    for _ in 0..100 {
+        wire.step();
+    }
+    assert_eq!(wire.a.stack.connections(), 0);
+}
+
+#[test]
+fn a_lossy_and_corrupting_wire_recovers() {
+    let mut wire = Wire::new(AllowedIps::new([(ip("10.20.0.0"), 16)]));
+    let (a_end, b_end) = wire.connect();
+    // From now on: every 17th datagram is lost, every 23rd has a byte flipped.
+    wire.fate = Box::new(|n, d| {
+        if n.is_multiple_of(23) {
+            let i = d.len() / 2;
+            d[i] ^= 0x5a;
+        }
+        !n.is_multiple_of(17)
+    });
+    let down = pattern(1 << 20, 3);
+    let up = pattern(256 << 10, 4);
+    let (got_a, got_b) = transfer(&mut wire, a_end, b_end, &up, &down);
+    assert!(got_a == down, "download damaged ({} bytes)", got_a.len());
+    assert!(got_b == up, "upload damaged ({} bytes)", got_b.len());
+    let damaged = |node: &Node| {
+        node.engine.stats.dropped(DropReason::Unauthenticated)
+            + node.engine.stats.dropped(DropReason::Malformed)
+    };
+    assert!(
+        damaged(&wire.a) + damaged(&wire.b) > 0,
+        "corruption was counted"
+    );
+}
+
+#[test]
+fn inner_sources_outside_allowed_ips_are_dropped_and_counted() {
+    // B admits only 10.20.255.1/32; A then sends a packet claiming to come from 10.20.7.7.
+    let mut wire = Wire::new(AllowedIps::new([(ip(A_IP), 32)]));
+    let (_a_end, _b_end) = wire.connect();
+    let before = wire.b.engine.stats.rx_packets;
+    let mut spoofed = ipv4_packet(ip("10.20.7.7"), ip(B_IP));
+    let mut out = Vec::new();
+    wire.a
+        .engine
+        .send(&spoofed, &mut |to, d| out.push((to, d.to_vec())));
+    // And one for an address that is not B's.
+    spoofed = ipv4_packet(ip(A_IP), ip("10.20.1.11"));
+    wire.a
+        .engine
+        .send(&spoofed, &mut |to, d| out.push((to, d.to_vec())));
+    for (_, d) in out {
+        wire.b.receive(addr(A_UDP), &d, &mut |_, _| {});
+    }
+    assert_eq!(wire.b.engine.stats.dropped(DropReason::SourceNotAllowed), 1);
+    assert_eq!(wire.b.engine.stats.dropped(DropReason::NotForUs), 1);
+    assert_eq!(wire.b.engine.stats.rx_packets, before);
+}
+
+#[test]
+fn garbage_datagrams_are_counted_not_fatal() {
+    let mut wire = Wire::new(AllowedIps::new([(ip("10.20.0.0"), 16)]));
+    let (a_end, b_end) = wire.connect();
+    let mut noise = 0x1234_5678u32;
+    for len in [0usize, 1, 4, 31, 32, 33, 92, 148, 149, 1500] {
+        for kind in 0..6u8 {
+            let mut d: Vec<u8> = (0..len)
+                .map(|_| {
+                    noise ^= noise << 13;
+                    noise ^= noise >> 17;
+                    noise ^= noise << 5;
+                    noise as u8
+                })
+                .collect();
+            if let Some(first) = d.first_mut() {
+                *first = kind;
+            }
+            wire.b.receive(addr("127.0.0.9:9"), &d, &mut |_, _| {});
+        }
+    }
+    assert_eq!(
+        wire.b.engine.endpoint(),
+        Some(addr(A_UDP)),
+        "garbage did not move the endpoint"
+    );
+    let (got_a, _) = transfer(&mut wire, a_end, b_end, b"ping", b"pong");
+    assert_eq!(got_a, b"pong");
+}
+
+/// A minimal IPv4/UDP packet from `src` to `dst`.
+fn ipv4_packet(src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else {
+        unreachable!()
+    };
+    let mut p = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&[0, 9, 0, 9, 0, 8, 0, 0]);
+    p
+}
