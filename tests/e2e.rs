@@ -14,3 +14,4 @@ mod reload;
 mod segments;
 mod standby;
 mod tcp;
+mod tunnel;

@@ -1,33 +1,7 @@
 //! `augur keygen` and `augur pubkey` agree with WireGuard's own `wg genkey` and `wg pubkey`
 //! (wireguard-tools, installed by the test command).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use crate::support::*;
-
-/// Runs `program args` with `input` on stdin: (exit code, stdout trimmed, stderr).
-fn run_with_stdin(program: &str, args: &[&str], input: &str) -> (i32, String, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e} (the test command installs wireguard-tools)"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn augur_pubkey(private: &str) -> String {
     let (code, public, err) = run_with_stdin(AUGUR, &["pubkey"], private);

@@ -241,8 +241,12 @@ impl Change {
             | Change::ListenerRebound { .. }
             | Change::ListenerProtocolChanged { .. }
             | Change::TlsChanged { .. } => true,
-            // A tunnel is a bound UDP socket with session state; until the proxy can swap
-            // one live, any change to a tunnel takes a new process.
+            // A tunnel is a bound UDP socket with session state: only a new peer endpoint
+            // is applied live (WireGuard roams anyway); any other change takes a new process.
+            Change::TunnelChanged {
+                setting: TunnelSetting::PeerEndpoint,
+                ..
+            } => false,
             Change::TunnelAdded(_) | Change::TunnelRemoved(_) | Change::TunnelChanged { .. } => {
                 true
             }

@@ -233,6 +233,7 @@ pub fn status(shared: &Shared) -> Value {
                         "connect_failures": f.connect_failures,
                         "health": crate::health_report::backend(m),
                         "predicted": predicted(shared, m.id),
+                        "via": b.via.as_ref().map(|t| t.name()),
                     })
                 })
                 .collect();
@@ -277,6 +278,7 @@ pub fn status(shared: &Shared) -> Value {
         "segmentation": crate::segment_report::status(&rt),
         "listeners": listeners,
         "upstreams": upstreams,
+        "tunnels": shared.tunnels.status(),
     })
 }
 
@@ -601,6 +603,7 @@ pub fn metrics(shared: &Shared) -> String {
     let _ = writeln!(out, "# TYPE augur_config_generation gauge");
     let _ = writeln!(out, "augur_config_generation {}", rt.version.generation);
     crate::segment_report::metrics(&rt, &mut out);
+    shared.tunnels.write_metrics(&mut out);
     if let Some(log) = &shared.access_log {
         let _ = writeln!(out, "# HELP augur_access_log_dropped_total Access log lines dropped because the writer was behind.");
         let _ = writeln!(out, "# TYPE augur_access_log_dropped_total counter");

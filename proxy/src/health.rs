@@ -10,7 +10,6 @@
 //! path, for ejections) exactly once, through [`log_change`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +18,9 @@ use augur_config::{CheckKind, HealthCheck};
 use augur_predictor::health::check_status;
 use augur_predictor::{BackendId, Failure, HealthChange, HealthState, Live, Rng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::clock;
-use crate::runtime::Runtime;
+use crate::runtime::{BackendEntry, Runtime};
 use crate::state::Shared;
 
 /// How often ejections are swept and due checks started.
@@ -55,7 +53,12 @@ async fn run(shared: Arc<Shared>) {
         let rt = shared.runtime.load_full();
         let now = clock::now_nanos();
         for (u, upstream) in rt.upstreams.iter().enumerate() {
-            for (member, entry) in upstream.members.iter().zip(upstream.backends.iter()) {
+            for (b, (member, entry)) in upstream
+                .members
+                .iter()
+                .zip(upstream.backends.iter())
+                .enumerate()
+            {
                 let health = &member.live.health;
                 if let Some(change) = health.sweep(now, &upstream.ejection, &upstream.health) {
                     log_change(&upstream.name, &entry.label, &change);
@@ -79,8 +82,8 @@ async fn run(shared: Arc<Shared>) {
                 tokio::spawn(check_once(
                     Arc::clone(&rt),
                     u,
+                    b,
                     check.clone(),
-                    entry.addr,
                     Arc::clone(&member.live),
                 ));
             }
@@ -90,17 +93,14 @@ async fn run(shared: Arc<Shared>) {
 }
 
 /// Runs one check of a backend of upstream `u` and records it.
-async fn check_once(
-    rt: Arc<Runtime>,
-    u: usize,
-    check: HealthCheck,
-    addr: SocketAddr,
-    live: Arc<Live>,
-) {
-    let failure = match tokio::time::timeout(check.timeout, probe(&check.kind, addr)).await {
-        Ok(result) => result.err(),
-        Err(_) => Some(Failure::Timeout),
-    };
+async fn check_once(rt: Arc<Runtime>, u: usize, b: usize, check: HealthCheck, live: Arc<Live>) {
+    let entry = &rt.upstreams[u].backends[b];
+    let addr = entry.addr;
+    let failure =
+        match tokio::time::timeout(check.timeout, probe(&check.kind, entry, check.timeout)).await {
+            Ok(result) => result.err(),
+            Err(_) => Some(Failure::Timeout),
+        };
     let upstream = &rt.upstreams[u];
     let now = clock::now_nanos();
     let change = live
@@ -113,14 +113,12 @@ async fn check_once(
 }
 
 /// One probe: a TCP connect, or an HTTP/1.1 `GET` whose status must be in `expect`.
-async fn probe(kind: &CheckKind, addr: SocketAddr) -> Result<(), Failure> {
-    let mut conn = TcpStream::connect(addr)
-        .await
-        .map_err(|_| Failure::Connect)?;
+async fn probe(kind: &CheckKind, entry: &BackendEntry, timeout: Duration) -> Result<(), Failure> {
+    let addr = entry.addr;
+    let mut conn = entry.dial(timeout).await.map_err(|_| Failure::Connect)?;
     let CheckKind::Http { path, expect } = kind else {
         return Ok(());
     };
-    let _ = conn.set_nodelay(true);
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: augur-health-check\r\n\
          Connection: close\r\n\r\n"

@@ -236,8 +236,18 @@ impl ProxyHttp for HttpProxy {
         upstream.members[b].live.acquire(now_nanos);
         ctx.backend = Some(b);
 
-        let mut peer = HttpPeer::new(upstream.backends[b].addr, false, String::new());
+        let entry = &upstream.backends[b];
+        let mut peer = HttpPeer::new(entry.addr, false, String::new());
         peer.options.connection_timeout = Some(upstream.connect_timeout);
+        if let Some(tunnel) = &entry.via {
+            // Dialled inside the tunnel; pooled apart from any other tunnel's connections
+            // (data centres may reuse the same addresses).
+            peer.options.custom_l4 = Some(Arc::new(crate::tunnel::Connector::new(
+                Arc::clone(tunnel),
+                upstream.connect_timeout,
+            )));
+            peer.group_key = tunnel.pool_key;
+        }
         peer.options.read_timeout = Some(upstream.read_timeout);
         peer.options.write_timeout = Some(upstream.write_timeout);
         peer.options.idle_timeout = Some(upstream.idle_timeout);

@@ -6,6 +6,7 @@ mod admin;
 mod backend_app;
 mod clock;
 mod demo;
+mod dial;
 mod drain;
 mod health;
 mod health_report;
@@ -23,6 +24,7 @@ mod server;
 mod state;
 mod stats;
 mod tcp_relay;
+mod tunnel;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

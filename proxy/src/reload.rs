@@ -70,7 +70,15 @@ fn try_reload(shared: &Shared) -> Result<Vec<String>, String> {
         loaded_at: SystemTime::now(),
         generation: old.version.generation + 1,
     };
-    let runtime = Runtime::build(config, version, Some(&old), &shared.slots, &shared.registry);
+    shared.tunnels.reload(&config.tunnels);
+    let runtime = Runtime::build(
+        config,
+        version,
+        Some(&old),
+        &shared.slots,
+        &shared.registry,
+        &shared.tunnels,
+    );
     shared.runtime.store(Arc::new(runtime));
     shared.reloaded.notify_waiters();
     Ok(changes.iter().map(ToString::to_string).collect())

@@ -16,6 +16,7 @@ use augur_predictor::{
 use augur_segmenter::Table;
 
 use crate::stats::{ListenerStats, UpstreamStats};
+use crate::tunnel::{Tunnel, Tunnels};
 
 /// Identity of a loaded config: a content hash, when it was loaded, and a generation counter.
 #[derive(Debug, Clone)]
@@ -184,6 +185,8 @@ pub struct BackendEntry {
     pub addr: SocketAddr,
     /// `addr` as text.
     pub label: String,
+    /// The tunnel it is reached through, if any.
+    pub via: Option<Arc<Tunnel>>,
 }
 
 /// Every backend the process has known, keyed by (upstream name, address): its stable
@@ -251,6 +254,7 @@ impl Runtime {
         previous: Option<&Runtime>,
         slots: &[String],
         registry: &BackendRegistry,
+        tunnels: &Tunnels,
     ) -> Runtime {
         let mut old_upstream: HashMap<&str, &Arc<UpstreamStats>> = HashMap::new();
         let mut old_listener: HashMap<&str, &Arc<ListenerStats>> = HashMap::new();
@@ -300,6 +304,10 @@ impl Runtime {
                         .map(|b| BackendEntry {
                             addr: b.addr,
                             label: b.addr.to_string(),
+                            via: b
+                                .via
+                                .and_then(|t| tunnels.get(&config.tunnels[t].name))
+                                .map(Arc::clone),
                         })
                         .collect(),
                     members,

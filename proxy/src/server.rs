@@ -101,8 +101,16 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
         generation: 1,
     };
     let registry = crate::runtime::BackendRegistry::default();
-    let runtime = Runtime::build(config, version, None, &slots, &registry);
-    let shared = Shared::new(runtime, registry, launch.config_path, slots, access_log);
+    let tunnels = crate::tunnel::Tunnels::start(&config.tunnels)?;
+    let runtime = Runtime::build(config, version, None, &slots, &registry, &tunnels);
+    let shared = Shared::new(
+        runtime,
+        registry,
+        tunnels,
+        launch.config_path,
+        slots,
+        access_log,
+    );
 
     let server_conf = Arc::clone(&server.configuration);
     let mut services: Vec<Box<dyn ServiceWithDependents>> = Vec::new();

@@ -12,6 +12,7 @@ use augur_predictor::{Recorder, Snapshot};
 use crate::access_log::AccessLog;
 use crate::predictor_thread::PredictorView;
 use crate::runtime::{BackendRegistry, Runtime};
+use crate::tunnel::Tunnels;
 
 /// Outcome of the most recent reload attempt, for `/status`.
 #[derive(Debug, Clone)]
@@ -35,6 +36,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// Stable backend identities and counters, across reloads.
     pub registry: BackendRegistry,
+    /// The running tunnels (started once; a reload may only move a peer's endpoint).
+    pub tunnels: Tunnels,
     /// Observations on their way from requests to the predictor.
     pub recorder: Recorder,
     /// The predictor's figures for the admin pages.
@@ -74,6 +77,7 @@ impl Shared {
     pub fn new(
         runtime: Runtime,
         registry: BackendRegistry,
+        tunnels: Tunnels,
         config_path: Option<PathBuf>,
         slots: Vec<String>,
         access_log: Option<AccessLog>,
@@ -86,6 +90,7 @@ impl Shared {
             bad_load_reports: AtomicU64::new(0),
             events: Mutex::new(Vec::new()),
             registry,
+            tunnels,
             recorder: Recorder::new(65_536),
             predictor_view: ArcSwap::from_pointee(PredictorView::default()),
             config_path,

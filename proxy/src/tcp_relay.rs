@@ -2,17 +2,15 @@
 //! the upstream's policy, and bytes are copied both ways until either side closes, or until
 //! a reload stops admitting the client's network (the segment gate admitted it at accept).
 
-use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use tokio::net::TcpStream;
 
 use augur_predictor::{Failure, Observation, Outcome, P2cPeakEwma, PickContext, Tried};
 
@@ -41,16 +39,6 @@ async fn revocation(shared: &Shared, slot: usize, source: Option<IpAddr>) {
         Some(ip) => segment_gate::revoked(shared, slot, ip).await,
         None => std::future::pending().await,
     }
-}
-
-/// Opens a connection to a backend. The one place a TCP backend is dialled: backends behind
-/// a tunnel will be reached by replacing this step, not the relay around it.
-async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    Ok(stream)
 }
 
 #[async_trait]
@@ -93,7 +81,7 @@ impl ServerApp for TcpRelay {
             attempts += 1;
             let live = &upstream.members[b].live;
             let _slot = live.begin();
-            match dial(upstream.backends[b].addr, upstream.connect_timeout).await {
+            match upstream.backends[b].dial(upstream.connect_timeout).await {
                 Ok(mut server) => {
                     // For a relay the round trip the balancer can see is the connect.
                     let now = clock::now_nanos();

@@ -112,6 +112,8 @@ pub struct EngineStats {
     pub tx_packets: u64,
     /// Handshakes completed (a new session keyed).
     pub handshakes: u64,
+    /// Datagrams that proved to come from the peer (handshakes, data, keepalives).
+    pub rx_authenticated: u64,
     /// Drops, indexed by [`DropReason::index`].
     pub dropped: [u64; DropReason::ALL.len()],
 }
@@ -239,6 +241,7 @@ impl Engine {
                 // A keepalive, or a handshake response that completed a session.
                 if kind == Some(2) || (kind == Some(4) && datagram.len() == 32) {
                     self.endpoint = Some(from);
+                    self.stats.rx_authenticated += 1;
                 }
             }
             TunnResult::Err(e) => {
@@ -252,6 +255,7 @@ impl Engine {
                 let authenticated = reply.first() != Some(&3);
                 if authenticated {
                     self.endpoint = Some(from);
+                    self.stats.rx_authenticated += 1;
                 }
                 let to = if authenticated {
                     from
@@ -266,11 +270,13 @@ impl Engine {
             }
             TunnResult::WriteToTunnelV4(packet, source) => {
                 self.endpoint = Some(from);
+                self.stats.rx_authenticated += 1;
                 let len = packet.len();
                 self.deliver(IpAddr::V4(source), len, inner);
             }
             TunnResult::WriteToTunnelV6(packet, source) => {
                 self.endpoint = Some(from);
+                self.stats.rx_authenticated += 1;
                 let len = packet.len();
                 self.deliver(IpAddr::V6(source), len, inner);
             }
@@ -321,6 +327,23 @@ impl Engine {
             _ => {}
         }
         self.note_handshake();
+    }
+
+    /// Starts a handshake now unless one is in progress (to find out whether a silent peer
+    /// is back).
+    pub fn initiate(&mut self, network: &mut dyn FnMut(SocketAddr, &[u8])) {
+        let Some(endpoint) = self.endpoint else {
+            return;
+        };
+        if let TunnResult::WriteToNetwork(datagram) = self
+            .tunn
+            .format_handshake_initiation(&mut self.scratch, false)
+        {
+            let len = datagram.len();
+            self.stats.tx_datagrams += 1;
+            self.stats.tx_bytes += len as u64;
+            network(endpoint, &self.scratch[..len]);
+        }
     }
 
     /// After a reply went out: boringtun may hold packets queued while it had no session.

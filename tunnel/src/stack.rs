@@ -253,6 +253,13 @@ impl Stack {
         }
     }
 
+    /// Whether less than half the receive window is open (reading then reopens it, which the
+    /// other end may be waiting to hear).
+    pub fn window_low(&mut self, conn: Conn) -> bool {
+        let socket = self.sockets.get_mut::<tcp::Socket>(conn.0);
+        socket.recv_queue() * 2 >= socket.recv_capacity()
+    }
+
     /// Bytes written but not yet acknowledged by the other end.
     pub fn unacknowledged(&mut self, conn: Conn) -> usize {
         self.sockets.get_mut::<tcp::Socket>(conn.0).send_queue()

@@ -1,0 +1,172 @@
+//! A tunnel's driver: one thread with its own small runtime, owning the UDP socket. It moves
+//! datagrams between the socket and the node, runs the stack when a connection kicks it or a
+//! timer is due, ticks WireGuard's timers every 250 ms, publishes the tunnel's state, and
+//! relays connections that arrive through the tunnel to `forward` targets.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use augur_config::Forward;
+use tokio::net::{TcpStream, UdpSocket};
+
+use super::link::{Link, TunnelState};
+use super::stream::TunnelStream;
+
+/// WireGuard's timers want a tick about this often.
+const TICK: Duration = Duration::from_millis(250);
+/// Datagrams read before the stack runs (so acknowledgements go out promptly).
+const BATCH: usize = 64;
+/// Sent inner packets unanswered this long mean the peer is gone (WireGuard's peer answers
+/// any data within its 10 s keepalive timeout).
+pub const DOWN_AFTER: Duration = Duration::from_secs(10);
+/// While down, a handshake is offered this often.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// Relay buffer per direction for forwarded connections.
+const RELAY_BUFFER: usize = 64 * 1024;
+
+/// Tracks what the peer answered, to tell up from down.
+struct Liveness {
+    tx_packets: u64,
+    rx_authenticated: u64,
+    awaiting_since: Option<Instant>,
+    last_probe: Instant,
+}
+
+/// Runs the tunnel until the process ends.
+pub async fn drive(link: Arc<Link>, udp: UdpSocket, forward: Vec<Forward>) {
+    let mut buf = vec![0u8; 65_536];
+    let mut next_tick = Instant::now() + TICK;
+    let mut live = Liveness {
+        tx_packets: 0,
+        rx_authenticated: 0,
+        awaiting_since: None,
+        last_probe: Instant::now(),
+    };
+    {
+        let mut node = link.lock();
+        for f in &forward {
+            node.stack.listen(f.port);
+        }
+    }
+    loop {
+        let mut accepted = Vec::new();
+        let (wait, busy) = {
+            let mut node = link.lock();
+            let send_errors = &link.send_errors;
+            let mut send = |to: SocketAddr, d: &[u8]| {
+                if udp.try_send_to(d, to).is_err() {
+                    send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            };
+            let mut received = 0;
+            loop {
+                match udp.try_recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        node.receive(from, &buf[..n], &mut send);
+                        received += 1;
+                        if received % BATCH == 0 {
+                            node.poll(link.epoch.elapsed(), &mut send);
+                        }
+                        if received == BATCH * 8 {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            node.poll(now - link.epoch, &mut send);
+            if now >= next_tick {
+                node.tick(&mut send);
+                next_tick = now + TICK;
+                if link.state() == TunnelState::Down
+                    && now.duration_since(live.last_probe) >= PROBE_EVERY
+                {
+                    node.engine.initiate(&mut send);
+                    live.last_probe = now;
+                }
+            }
+            publish(&link, &node, &mut live, now);
+            while let Some((conn, port)) = node.stack.accept() {
+                if let Some(f) = forward.iter().find(|f| f.port == port) {
+                    accepted.push((conn, f.to));
+                }
+            }
+            let stack_wait = node.stack.poll_delay(now - link.epoch);
+            let tick_wait = next_tick.saturating_duration_since(now);
+            (
+                stack_wait.map_or(tick_wait, |d| d.min(tick_wait)),
+                received >= BATCH * 8,
+            )
+        };
+        for (conn, to) in accepted {
+            let stream = TunnelStream::new(Arc::clone(&link), conn);
+            tokio::spawn(relay(stream, to, link.name.clone()));
+        }
+        if busy {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            _ = udp.readable() => {}
+            () = link.kicked() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Works out the state from what was sent and what came back.
+fn publish(link: &Link, node: &augur_tunnel::Node, live: &mut Liveness, now: Instant) {
+    let stats = &node.engine.stats;
+    if stats.rx_authenticated != live.rx_authenticated {
+        live.rx_authenticated = stats.rx_authenticated;
+        live.awaiting_since = None;
+        let nanos = now.duration_since(link.epoch).as_nanos() as u64;
+        link.last_rx_nanos.store(nanos.max(1), Ordering::Relaxed);
+    }
+    if stats.tx_packets != live.tx_packets {
+        live.tx_packets = stats.tx_packets;
+        live.awaiting_since.get_or_insert(now);
+    }
+    let silent = live
+        .awaiting_since
+        .is_some_and(|since| now.duration_since(since) >= DOWN_AFTER);
+    let session = node
+        .engine
+        .handshake_age()
+        .is_some_and(|age| age < Duration::from_secs(180));
+    let state = if silent {
+        TunnelState::Down
+    } else if session {
+        TunnelState::Up
+    } else {
+        TunnelState::Connecting
+    };
+    if state != link.state() {
+        tracing::info!(tunnel = %link.name, from = link.state().label(), to = state.label(), "tunnel state changed");
+        link.set_state(state);
+    }
+}
+
+/// A connection that arrived through the tunnel, relayed to its local target.
+async fn relay(mut inside: TunnelStream, to: SocketAddr, tunnel: String) {
+    let mut outside = match TcpStream::connect(to).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(tunnel = %tunnel, to = %to, error = %e, "forward target refused");
+            return;
+        }
+    };
+    let _ = outside.set_nodelay(true);
+    let _ = tokio::io::copy_bidirectional_with_sizes(
+        &mut inside,
+        &mut outside,
+        RELAY_BUFFER,
+        RELAY_BUFFER,
+    )
+    .await;
+}

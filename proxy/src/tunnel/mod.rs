@@ -1,0 +1,398 @@
+//! The tunnel broker: WireGuard tunnels to other data centres, run inside the process.
+//!
+//! Each tunnel is an [`augur_tunnel::Node`] (boringtun + smoltcp, no sockets) driven by its own
+//! thread that owns one UDP socket. A backend with `via:` is dialled with [`Tunnel::dial`],
+//! which opens a TCP connection inside the tunnel; the HTTP proxy hands that to Pingora as a
+//! virtual socket (so it is pooled like any other upstream connection), the TCP relay and the
+//! health checker use it as a tokio stream. A tunnel with `forward:` also accepts connections
+//! arriving through it and relays them to local targets (augur terminating a tunnel in the
+//! remote data centre).
+
+mod driver;
+mod link;
+mod stream;
+
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use augur_tunnel::{AllowedIps, DropReason, EngineConfig, Node, StackConfig};
+use serde_json::{json, Value};
+use socket2::{Domain, Protocol, Socket, Type};
+
+pub use link::TunnelState;
+pub use stream::TunnelStream;
+
+use link::Link;
+
+/// UDP buffers asked for: a burst of a few thousand full-size datagrams must not be dropped
+/// by the kernel before the driver reads them.
+const UDP_BUFFER: usize = 8 << 20;
+/// Below this the kernel capped the buffers (net.core.rmem_max / wmem_max): worth a warning.
+const UDP_BUFFER_LOW: usize = 1 << 20;
+
+/// One running tunnel.
+pub struct Tunnel {
+    link: Arc<Link>,
+    /// Distinguishes this tunnel's pooled upstream connections from any other's.
+    pub pool_key: u64,
+}
+
+impl Tunnel {
+    /// The tunnel's name.
+    pub fn name(&self) -> &str {
+        &self.link.name
+    }
+
+    /// Where the tunnel stands.
+    pub fn state(&self) -> TunnelState {
+        self.link.state()
+    }
+
+    /// Opens a TCP connection to `addr` inside the tunnel. Fails at once while the tunnel is
+    /// down (so a request moves on to another backend instead of waiting out `timeout`).
+    pub async fn dial(&self, addr: SocketAddr, timeout: Duration) -> io::Result<TunnelStream> {
+        if self.link.state() == TunnelState::Down {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("tunnel {} is down", self.link.name),
+            ));
+        }
+        let conn = self
+            .link
+            .lock()
+            .stack
+            .connect(addr)
+            .map_err(io::Error::other)?;
+        // From here the stream owns the connection: dropping it on failure frees it.
+        let stream = TunnelStream::new(Arc::clone(&self.link), conn);
+        self.link.kick();
+        let link = &self.link;
+        let established =
+            std::future::poll_fn(|cx| link.lock().stack.poll_connected(conn, cx.waker()));
+        match tokio::time::timeout(timeout, established).await {
+            Ok(Ok(())) => Ok(stream),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect through tunnel {} timed out", self.link.name),
+            )),
+        }
+    }
+
+    /// The tunnel in `/status`.
+    pub fn status(&self) -> Value {
+        let link = &self.link;
+        let node = link.lock();
+        let stats = &node.engine.stats;
+        let dropped: serde_json::Map<String, Value> = DropReason::ALL
+            .iter()
+            .map(|r| (r.label().to_owned(), json!(stats.dropped(*r))))
+            .collect();
+        json!({
+            "name": link.name,
+            "state": link.state().label(),
+            "udp_local": link.udp_local.to_string(),
+            "udp_buffers": {"receive": link.udp_buffers.0, "send": link.udp_buffers.1},
+            "endpoint": node.engine.endpoint().map(|e| e.to_string()),
+            "handshake_age_seconds": node.engine.handshake_age().map(|d| d.as_secs_f64()),
+            "last_received_seconds_ago": self.last_rx_age().map(|d| d.as_secs_f64()),
+            "rtt_ms": node.engine.rtt().map(|d| d.as_secs_f64() * 1e3),
+            "handshakes": stats.handshakes,
+            "connections": node.stack.connections(),
+            "rx": {"datagrams": stats.rx_datagrams, "bytes": stats.rx_bytes, "packets": stats.rx_packets},
+            "tx": {"datagrams": stats.tx_datagrams, "bytes": stats.tx_bytes, "packets": stats.tx_packets},
+            "dropped": dropped,
+            "send_errors": link.send_errors.load(Ordering::Relaxed),
+        })
+    }
+
+    fn last_rx_age(&self) -> Option<Duration> {
+        let nanos = self.link.last_rx_nanos.load(Ordering::Relaxed);
+        (nanos != 0).then(|| {
+            self.link
+                .epoch
+                .elapsed()
+                .saturating_sub(Duration::from_nanos(nanos))
+        })
+    }
+
+    /// Points the tunnel at a new peer endpoint (a reload changed it).
+    pub fn set_endpoint(&self, endpoint: Option<SocketAddr>) {
+        self.link.lock().engine.set_endpoint(endpoint);
+        self.link.kick();
+    }
+}
+
+/// Every tunnel of the process, started once and kept across reloads.
+#[derive(Default, Debug)]
+pub struct Tunnels {
+    list: Vec<Arc<Tunnel>>,
+}
+
+impl Tunnels {
+    /// Binds each tunnel's UDP socket (an error names the tunnel) and starts its driver.
+    pub fn start(config: &[augur_config::Tunnel]) -> anyhow::Result<Tunnels> {
+        let mut list = Vec::with_capacity(config.len());
+        for t in config {
+            list.push(Arc::new(
+                start_one(t).with_context(|| format!("tunnel {}", t.name))?,
+            ));
+        }
+        Ok(Tunnels { list })
+    }
+
+    /// The running tunnel called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Tunnel>> {
+        self.list.iter().find(|t| t.name() == name)
+    }
+
+    /// Applies what a reload may change while running: a peer's endpoint.
+    pub fn reload(&self, config: &[augur_config::Tunnel]) {
+        for t in config {
+            if let Some(tunnel) = self.get(&t.name) {
+                tunnel.set_endpoint(t.peer.endpoint);
+            }
+        }
+    }
+
+    /// Every tunnel in `/status`.
+    pub fn status(&self) -> Value {
+        Value::Array(self.list.iter().map(|t| t.status()).collect())
+    }
+
+    /// Every tunnel's figures in Prometheus text format.
+    pub fn write_metrics(&self, out: &mut String) {
+        if self.list.is_empty() {
+            return;
+        }
+        type Figure = fn(&Tunnel, &Node) -> f64;
+        let figures: [(&str, &str, &str, Figure); 10] = [
+            (
+                "augur_tunnel_up",
+                "Whether the tunnel has a session and the peer answers.",
+                "gauge",
+                |t, _| f64::from(u8::from(t.state() == TunnelState::Up)),
+            ),
+            (
+                "augur_tunnel_handshake_age_seconds",
+                "Time since the current session was keyed (-1: none).",
+                "gauge",
+                |_, n| n.engine.handshake_age().map_or(-1.0, |d| d.as_secs_f64()),
+            ),
+            (
+                "augur_tunnel_last_received_seconds",
+                "Time since the peer last sent anything authenticated (-1: never).",
+                "gauge",
+                |t, _| t.last_rx_age().map_or(-1.0, |d| d.as_secs_f64()),
+            ),
+            (
+                "augur_tunnel_rtt_seconds",
+                "Round-trip time of the last handshake (-1: none).",
+                "gauge",
+                |_, n| n.engine.rtt().map_or(-1.0, |d| d.as_secs_f64()),
+            ),
+            (
+                "augur_tunnel_handshakes_total",
+                "Sessions keyed.",
+                "counter",
+                |_, n| n.engine.stats.handshakes as f64,
+            ),
+            (
+                "augur_tunnel_connections",
+                "TCP connections inside the tunnel.",
+                "gauge",
+                |_, n| n.stack.connections() as f64,
+            ),
+            (
+                "augur_tunnel_received_bytes_total",
+                "Bytes of datagrams received.",
+                "counter",
+                |_, n| n.engine.stats.rx_bytes as f64,
+            ),
+            (
+                "augur_tunnel_sent_bytes_total",
+                "Bytes of datagrams sent.",
+                "counter",
+                |_, n| n.engine.stats.tx_bytes as f64,
+            ),
+            (
+                "augur_tunnel_received_packets_total",
+                "Inner packets delivered to the stack.",
+                "counter",
+                |_, n| n.engine.stats.rx_packets as f64,
+            ),
+            (
+                "augur_tunnel_sent_packets_total",
+                "Inner packets encrypted and sent.",
+                "counter",
+                |_, n| n.engine.stats.tx_packets as f64,
+            ),
+        ];
+        for (name, help, kind, figure) in figures {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for t in &self.list {
+                let value = figure(t, &t.link.lock());
+                let _ = writeln!(out, "{name}{{tunnel=\"{}\"}} {value}", t.name());
+            }
+        }
+        let name = "augur_tunnel_dropped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Datagrams or inner packets dropped, by reason."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for t in &self.list {
+            let node = t.link.lock();
+            for r in DropReason::ALL {
+                let n = node.engine.stats.dropped(r);
+                let _ = writeln!(
+                    out,
+                    "{name}{{tunnel=\"{}\",reason=\"{}\"}} {n}",
+                    t.name(),
+                    r.label()
+                );
+            }
+            let n = t.link.send_errors.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}{{tunnel=\"{}\",reason=\"send_error\"}} {n}",
+                t.name()
+            );
+        }
+    }
+}
+
+fn start_one(t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
+    let bind_ip = match t.peer.endpoint {
+        Some(SocketAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    let bind = SocketAddr::new(bind_ip, t.listen_port.unwrap_or(0));
+    let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps these at net.core.rmem_max / wmem_max.
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket
+        .bind(&bind.into())
+        .with_context(|| format!("cannot bind UDP {bind}"))?;
+    socket.set_nonblocking(true)?;
+    let buffers = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
+    if buffers.0 < UDP_BUFFER_LOW || buffers.1 < UDP_BUFFER_LOW {
+        tracing::warn!(tunnel = %t.name, receive = buffers.0, send = buffers.1,
+            "UDP buffers capped by the kernel; raise net.core.rmem_max and net.core.wmem_max for full tunnel throughput");
+    }
+    let udp: std::net::UdpSocket = socket.into();
+    let local = udp.local_addr()?;
+    let seed = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let engine = EngineConfig {
+        private_key: *t.private_key.bytes(),
+        peer_public_key: t.peer.public_key,
+        preshared_key: t.peer.preshared_key.as_ref().map(|k| *k.bytes()),
+        persistent_keepalive: t
+            .peer
+            .persistent_keepalive
+            .map(|d| d.as_secs().min(u64::from(u16::MAX)) as u16),
+        endpoint: t.peer.endpoint,
+        allowed_ips: AllowedIps::new(t.peer.allowed_ips.iter().map(|p| (p.addr(), p.length()))),
+        address: t.address,
+        index: (seed >> 40) as u32,
+    };
+    let stack = StackConfig::new(t.address, usize::from(t.mtu), seed);
+    let node = Node::new(engine, stack, Duration::ZERO);
+    let link = Arc::new(Link::new(t.name.clone(), node, local, buffers));
+    let forward = t.forward.clone();
+    let driver_link = Arc::clone(&link);
+    std::thread::Builder::new()
+        .name(format!("tunnel-{}", t.name))
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(tunnel = %driver_link.name, error = %e, "tunnel driver cannot start");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match tokio::net::UdpSocket::from_std(udp) {
+                    Ok(udp) => driver::drive(driver_link, udp, forward).await,
+                    Err(e) => {
+                        tracing::error!(tunnel = %driver_link.name, error = %e, "tunnel socket unusable")
+                    }
+                }
+            });
+        })?;
+    tracing::info!(tunnel = %t.name, udp = %local, address = %t.address, endpoint = ?t.peer.endpoint, "tunnel started");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(t.name.as_bytes());
+    Ok(Tunnel {
+        link,
+        pool_key: h.finish() | 1,
+    })
+}
+
+/// Pingora's connector for a backend behind a tunnel: opens the connection inside the tunnel
+/// and hands it over as a virtual socket. (Pingora applies no connect timeout to custom
+/// connectors, so the connector carries the upstream's.)
+#[derive(Debug)]
+pub struct Connector {
+    tunnel: Arc<Tunnel>,
+    timeout: Duration,
+}
+
+impl Connector {
+    /// A connector through `tunnel` that gives up after `timeout`.
+    pub fn new(tunnel: Arc<Tunnel>, timeout: Duration) -> Connector {
+        Connector { tunnel, timeout }
+    }
+}
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnel")
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::connectors::L4Connect for Connector {
+    async fn connect(
+        &self,
+        addr: &pingora::protocols::l4::socket::SocketAddr,
+    ) -> pingora::Result<pingora::protocols::l4::stream::Stream> {
+        use pingora::{Error, ErrorType};
+        let Some(inet) = addr.as_inet() else {
+            return Err(Error::explain(
+                ErrorType::ConnectError,
+                "tunnel backends are IP:PORT",
+            ));
+        };
+        match self.tunnel.dial(*inet, self.timeout).await {
+            Ok(stream) => {
+                Ok(pingora::protocols::l4::virt::VirtualSocketStream::new(Box::new(stream)).into())
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(Error::because(
+                ErrorType::ConnectTimedout,
+                "through tunnel",
+                e,
+            )),
+            Err(e) => Err(Error::because(
+                ErrorType::ConnectRefused,
+                "through tunnel",
+                e,
+            )),
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Tunnels between two real augur processes over loopback UDP: one plays the remote data
+//! centre (it terminates the tunnel and forwards to its local backends), the other dials
+//! backends through it with `via:`.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::*;
+
+/// A private key file (mode 600) written with `augur keygen`; returns its public key.
+pub fn keypair(dir: &Path, name: &str) -> String {
+    let (code, private, err) = augur_cmd(&["keygen"]);
+    assert_eq!(code, 0, "{err}");
+    let path = dir.join(name);
+    std::fs::write(&path, &private).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, public, err) = run_with_stdin(AUGUR, &["pubkey"], &private);
+    assert_eq!(code, 0, "{err}");
+    public
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The remote data centre: an augur that terminates tunnel `dc` on `udp` (address
+/// 10.20.1.10) and forwards port 8080 to `http_backend` and 9000 to `tcp_backend`.
+struct Remote {
+    augur: Augur,
+    public: String,
+}
+
+fn remote(
+    test: &str,
+    dir: &Path,
+    udp: u16,
+    peer_public: &str,
+    http: SocketAddr,
+    tcp: SocketAddr,
+) -> Remote {
+    let public = match std::fs::read_to_string(dir.join("remote.key")) {
+        Ok(private) => run_with_stdin(AUGUR, &["pubkey"], &private).1,
+        Err(_) => keypair(dir, "remote.key"),
+    };
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let body = format!(
+        "tunnels:
+  - name: dc
+    private_key_file: {dir}/remote.key
+    address: 10.20.1.10
+    listen_port: {udp}
+    peer:
+      public_key: \"{peer_public}\"
+      allowed_ips: [10.20.255.1/32]
+    forward:
+      - {{ port: 8080, to: {http} }}
+      - {{ port: 9000, to: {tcp} }}
+listeners:
+  - {{ name: web, bind: {listen}, protocol: http, routes: [ {{ upstream: local }} ] }}
+upstreams:
+  - name: local
+    backends: [ {{ addr: {http} }} ]
+",
+        dir = dir.display()
+    );
+    let augur = Augur::start(&format!("{test}-remote"), &body, &[listen]);
+    Remote { augur, public }
+}
+
+/// The local side: augur with tunnel `dc-east` to the remote's `udp`, an HTTP listener whose
+/// upstream is `backends` (YAML list entries), and a TCP listener to 10.20.1.10:9000.
+fn local(
+    test: &str,
+    dir: &Path,
+    udp: u16,
+    remote_public: &str,
+    backends: &str,
+) -> (Augur, SocketAddr, SocketAddr) {
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let body = format!(
+        "tunnels:
+  - name: dc-east
+    private_key_file: {dir}/local.key
+    address: 10.20.255.1
+    peer:
+      public_key: \"{remote_public}\"
+      endpoint: 127.0.0.1:{udp}
+      allowed_ips: [10.20.0.0/16]
+      persistent_keepalive: 5s
+listeners:
+  - {{ name: web, bind: {http}, protocol: http, routes: [ {{ upstream: api }} ] }}
+  - {{ name: db, bind: {tcp}, protocol: tcp, upstream: pg }}
+upstreams:
+  - name: api
+    policy: round_robin
+    connect_timeout: 2s
+    health_check: {{ kind: http, path: /, interval: 500ms, timeout: 400ms, rise: 1, fall: 2 }}
+    backends: {backends}
+  - name: pg
+    backends: [ {{ addr: 10.20.1.10:9000, via: dc-east }} ]
+",
+        dir = dir.display()
+    );
+    let augur = Augur::start_with(test, |_| String::new(), &body, &[http, tcp]);
+    (augur, http, tcp)
+}
+
+#[test]
+fn http_and_tcp_cross_a_tunnel_between_two_augurs() {
+    let backend = Backend::start("far");
+    let echo = echo_server();
+    let udp = free_udp_port();
+    let dir = temp_dir("tunnel-keys");
+    let local_public = keypair(&dir, "local.key");
+    let far = remote("tunnel", &dir, udp, &local_public, backend.addr, echo);
+    let (near, http, tcp) = local(
+        "tunnel",
+        &dir,
+        udp,
+        &far.public,
+        "[ { addr: 10.20.1.10:8080, via: dc-east } ]",
+    );
+
+    // Small requests, on pooled connections inside the tunnel.
+    for _ in 0..20 {
+        let r = get(http, "api", "/");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(backend_of(&r), "far");
+    }
+    // A large response, intact.
+    let r = get(http, "api", "/?size=6000000");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 6_000_000);
+    assert!(r.body.iter().all(|&b| b == b'x'));
+
+    // A large upload and download at once through the TCP relay (the far end echoes).
+    let payload: Vec<u8> = (0..4_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let mut conn = TcpStream::connect(tcp).unwrap();
+    let mut reader = conn.try_clone().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).unwrap();
+        got
+    });
+    conn.write_all(&payload).unwrap();
+    conn.shutdown(Shutdown::Write).unwrap();
+    let got = reading.join().unwrap();
+    assert!(
+        got == payload,
+        "echo through the tunnel damaged ({} of {} bytes)",
+        got.len(),
+        payload.len()
+    );
+
+    let status = near.status();
+    let t = &status["tunnels"][0];
+    assert_eq!(t["name"], "dc-east");
+    assert_eq!(t["state"], "up", "{t}");
+    assert!(t["handshakes"].as_u64().unwrap() >= 1, "{t}");
+    assert!(t["rx"]["bytes"].as_u64().unwrap() > 10_000_000, "{t}");
+    assert_eq!(t["dropped"]["source_not_allowed"], 0);
+    assert_eq!(status["upstreams"][0]["backends"][0]["via"], "dc-east");
+    // The far side learned our endpoint from the handshake.
+    let far_status = far.augur.status();
+    assert!(far_status["tunnels"][0]["endpoint"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    let metrics = near.metrics();
+    assert!(
+        metrics.contains("augur_tunnel_up{tunnel=\"dc-east\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_tunnel_that_goes_down_fails_over_and_comes_back() {
+    let far_backend = Backend::start("far");
+    let near_backend = Backend::start("near");
+    let echo = echo_server();
+    let udp = free_udp_port();
+    let dir = temp_dir("tunnel-down-keys");
+    let local_public = keypair(&dir, "local.key");
+    let far = remote(
+        "tunnel-down",
+        &dir,
+        udp,
+        &local_public,
+        far_backend.addr,
+        echo,
+    );
+    let (near, http, _) = local(
+        "tunnel-down",
+        &dir,
+        udp,
+        &far.public,
+        &format!(
+            "[ {{ addr: 10.20.1.10:8080, via: dc-east }}, {{ addr: {} }} ]",
+            near_backend.addr
+        ),
+    );
+    let seen = |n: usize| {
+        let mut far_seen = 0;
+        for _ in 0..n {
+            let r = get(http, "api", "/");
+            assert_eq!(r.status, 200, "{}", r.text());
+            far_seen += usize::from(backend_of(&r) == "far");
+        }
+        far_seen
+    };
+    assert!(seen(10) > 0, "the far backend takes traffic");
+
+    // The remote data centre goes away: requests keep succeeding on the near backend, and
+    // the tunnel is declared down.
+    drop(far);
+    eventually_within(Duration::from_secs(30), "tunnel down", || {
+        let _ = seen(2);
+        (near.status()["tunnels"][0]["state"] == "down").then_some(())
+    });
+    assert_eq!(seen(10), 0, "nothing is sent into a down tunnel");
+
+    // It comes back (same key, same port): the tunnel is up again and the far backend
+    // returns to the rotation.
+    let _far = remote(
+        "tunnel-down-again",
+        &dir,
+        udp,
+        &local_public,
+        far_backend.addr,
+        echo,
+    );
+    eventually_within(Duration::from_secs(30), "tunnel up again", || {
+        (near.status()["tunnels"][0]["state"] == "up").then_some(())
+    });
+    eventually_within(Duration::from_secs(30), "far backend back", || {
+        (seen(4) > 0).then_some(())
+    });
+}
