@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing augur needs on a fresh Debian machine, when missing:
 # cmake (Pingora's zlib-ng), a C compiler, curl (HTTPS/HTTP/2 test client), wireguard-tools
-# (`wg`: the keys test checks augur's keys against it).
+# (`wg`: the keys test checks augur's keys against it), wireguard-go and iproute2 (the tunnel
+# interop test runs a WireGuard we did not write in a network namespace).
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -9,6 +10,8 @@ command -v cc >/dev/null || need+=(gcc)
 command -v curl >/dev/null || need+=(curl)
 command -v kill >/dev/null || need+=(procps)
 command -v wg >/dev/null || need+=(wireguard-tools)
+command -v wireguard-go >/dev/null || need+=(wireguard-go)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing: ${need[*]}"

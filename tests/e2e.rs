@@ -15,3 +15,4 @@ mod segments;
 mod standby;
 mod tcp;
 mod tunnel;
+mod wireguard_go;
