@@ -240,12 +240,18 @@ impl ProxyHttp for HttpProxy {
         let mut peer = HttpPeer::new(entry.addr, false, String::new());
         peer.options.connection_timeout = Some(upstream.connect_timeout);
         if let Some(tunnel) = &entry.via {
-            // Dialled inside the tunnel; pooled apart from any other tunnel's connections
-            // (data centres may reuse the same addresses).
-            peer.options.custom_l4 = Some(Arc::new(crate::tunnel::Connector::new(
-                Arc::clone(tunnel),
-                upstream.connect_timeout,
-            )));
+            // Through the tunnel's CONNECT endpoint (see tunnel/connect.rs for why), pooled
+            // apart from any other tunnel's connections (data centres may reuse addresses).
+            let host = match entry.addr.ip() {
+                std::net::IpAddr::V4(ip) => ip.to_string(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            };
+            peer.proxy = Some(pingora::upstreams::peer::Proxy {
+                next_hop: tunnel.connect_path.clone().into_boxed_path(),
+                host,
+                port: entry.addr.port(),
+                headers: Default::default(),
+            });
             peer.group_key = tunnel.pool_key;
         }
         peer.options.read_timeout = Some(upstream.read_timeout);

@@ -16,11 +16,13 @@
 //!   emits. augur's proxy runs one per tunnel on its own thread.
 #![forbid(unsafe_code)]
 
+mod connect;
 mod engine;
 mod node;
 mod prefix;
 mod stack;
 
+pub use connect::{connect_head, ConnectHead, CONNECT_HEAD_MAX};
 pub use engine::{destination, DropReason, Engine, EngineConfig, EngineStats};
 pub use node::Node;
 pub use prefix::AllowedIps;

@@ -53,6 +53,8 @@ pub struct Link {
     pub last_rx_nanos: AtomicU64,
     /// Datagrams the UDP socket would not take.
     pub send_errors: AtomicU64,
+    /// Connections opened through the tunnel.
+    pub dials: AtomicU64,
     /// The UDP socket's address.
     pub udp_local: SocketAddr,
     /// The UDP socket's receive and send buffer sizes, as the kernel granted them.
@@ -74,6 +76,7 @@ impl Link {
             state: AtomicU8::new(0),
             last_rx_nanos: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
+            dials: AtomicU64::new(0),
             udp_local,
             udp_buffers,
         }

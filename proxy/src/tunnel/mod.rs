@@ -8,6 +8,7 @@
 //! arriving through it and relays them to local targets (augur terminating a tunnel in the
 //! remote data centre).
 
+mod connect;
 mod driver;
 mod link;
 mod stream;
@@ -16,6 +17,7 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +43,8 @@ pub struct Tunnel {
     link: Arc<Link>,
     /// Distinguishes this tunnel's pooled upstream connections from any other's.
     pub pool_key: u64,
+    /// The Unix socket on which the HTTP proxy asks for connections (CONNECT IP:PORT).
+    pub connect_path: PathBuf,
 }
 
 impl Tunnel {
@@ -57,32 +61,7 @@ impl Tunnel {
     /// Opens a TCP connection to `addr` inside the tunnel. Fails at once while the tunnel is
     /// down (so a request moves on to another backend instead of waiting out `timeout`).
     pub async fn dial(&self, addr: SocketAddr, timeout: Duration) -> io::Result<TunnelStream> {
-        if self.link.state() == TunnelState::Down {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionRefused,
-                format!("tunnel {} is down", self.link.name),
-            ));
-        }
-        let conn = self
-            .link
-            .lock()
-            .stack
-            .connect(addr)
-            .map_err(io::Error::other)?;
-        // From here the stream owns the connection: dropping it on failure frees it.
-        let stream = TunnelStream::new(Arc::clone(&self.link), conn);
-        self.link.kick();
-        let link = &self.link;
-        let established =
-            std::future::poll_fn(|cx| link.lock().stack.poll_connected(conn, cx.waker()));
-        match tokio::time::timeout(timeout, established).await {
-            Ok(Ok(())) => Ok(stream),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connect through tunnel {} timed out", self.link.name),
-            )),
-        }
+        dial(&self.link, addr, timeout).await
     }
 
     /// The tunnel in `/status`.
@@ -105,6 +84,7 @@ impl Tunnel {
             "rtt_ms": node.engine.rtt().map(|d| d.as_secs_f64() * 1e3),
             "handshakes": stats.handshakes,
             "connections": node.stack.connections(),
+            "dials": link.dials.load(Ordering::Relaxed),
             "rx": {"datagrams": stats.rx_datagrams, "bytes": stats.rx_bytes, "packets": stats.rx_packets},
             "tx": {"datagrams": stats.tx_datagrams, "bytes": stats.tx_bytes, "packets": stats.tx_packets},
             "dropped": dropped,
@@ -139,9 +119,9 @@ impl Tunnels {
     /// Binds each tunnel's UDP socket (an error names the tunnel) and starts its driver.
     pub fn start(config: &[augur_config::Tunnel]) -> anyhow::Result<Tunnels> {
         let mut list = Vec::with_capacity(config.len());
-        for t in config {
+        for (i, t) in config.iter().enumerate() {
             list.push(Arc::new(
-                start_one(t).with_context(|| format!("tunnel {}", t.name))?,
+                start_one(i, t).with_context(|| format!("tunnel {}", t.name))?,
             ));
         }
         Ok(Tunnels { list })
@@ -269,7 +249,40 @@ impl Tunnels {
     }
 }
 
-fn start_one(t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
+/// Opens a TCP connection to `addr` inside the tunnel of `link`.
+async fn dial(link: &Arc<Link>, addr: SocketAddr, timeout: Duration) -> io::Result<TunnelStream> {
+    if link.state() == TunnelState::Down {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("tunnel {} is down", link.name),
+        ));
+    }
+    link.dials.fetch_add(1, Ordering::Relaxed);
+    let conn = link.lock().stack.connect(addr).map_err(io::Error::other)?;
+    // From here the stream owns the connection: dropping it on failure frees it.
+    let stream = TunnelStream::new(Arc::clone(link), conn);
+    link.kick();
+    let established = std::future::poll_fn(|cx| link.lock().stack.poll_connected(conn, cx.waker()));
+    match tokio::time::timeout(timeout, established).await {
+        Ok(Ok(())) => Ok(stream),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connect through tunnel {} timed out", link.name),
+        )),
+    }
+}
+
+/// A private directory (mode 700) for this process's CONNECT endpoints.
+fn endpoint_dir() -> io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("augur-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
     let bind_ip = match t.peer.endpoint {
         Some(SocketAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -309,6 +322,13 @@ fn start_one(t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
     let stack = StackConfig::new(t.address, usize::from(t.mtu), seed);
     let node = Node::new(engine, stack, Duration::ZERO);
     let link = Arc::new(Link::new(t.name.clone(), node, local, buffers));
+    let connect_path = endpoint_dir()
+        .context("cannot create the CONNECT endpoint directory")?
+        .join(format!("tunnel-{index}.sock"));
+    let _ = std::fs::remove_file(&connect_path);
+    let endpoint = std::os::unix::net::UnixListener::bind(&connect_path)
+        .with_context(|| format!("cannot bind {}", connect_path.display()))?;
+    endpoint.set_nonblocking(true)?;
     let forward = t.forward.clone();
     let driver_link = Arc::clone(&link);
     std::thread::Builder::new()
@@ -325,6 +345,14 @@ fn start_one(t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
                 }
             };
             runtime.block_on(async move {
+                match tokio::net::UnixListener::from_std(endpoint) {
+                    Ok(endpoint) => {
+                        tokio::spawn(connect::serve(Arc::clone(&driver_link), endpoint));
+                    }
+                    Err(e) => {
+                        tracing::error!(tunnel = %driver_link.name, error = %e, "CONNECT endpoint unusable")
+                    }
+                }
                 match tokio::net::UdpSocket::from_std(udp) {
                     Ok(udp) => driver::drive(driver_link, udp, forward).await,
                     Err(e) => {
@@ -339,23 +367,8 @@ fn start_one(t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
     Ok(Tunnel {
         link,
         pool_key: h.finish() | 1,
+        connect_path,
     })
-}
-
-/// Pingora's connector for a backend behind a tunnel: opens the connection inside the tunnel
-/// and hands it over as a virtual socket. (Pingora applies no connect timeout to custom
-/// connectors, so the connector carries the upstream's.)
-#[derive(Debug)]
-pub struct Connector {
-    tunnel: Arc<Tunnel>,
-    timeout: Duration,
-}
-
-impl Connector {
-    /// A connector through `tunnel` that gives up after `timeout`.
-    pub fn new(tunnel: Arc<Tunnel>, timeout: Duration) -> Connector {
-        Connector { tunnel, timeout }
-    }
 }
 
 impl std::fmt::Debug for Tunnel {
@@ -363,36 +376,5 @@ impl std::fmt::Debug for Tunnel {
         f.debug_struct("Tunnel")
             .field("name", &self.name())
             .finish()
-    }
-}
-
-#[async_trait::async_trait]
-impl pingora::connectors::L4Connect for Connector {
-    async fn connect(
-        &self,
-        addr: &pingora::protocols::l4::socket::SocketAddr,
-    ) -> pingora::Result<pingora::protocols::l4::stream::Stream> {
-        use pingora::{Error, ErrorType};
-        let Some(inet) = addr.as_inet() else {
-            return Err(Error::explain(
-                ErrorType::ConnectError,
-                "tunnel backends are IP:PORT",
-            ));
-        };
-        match self.tunnel.dial(*inet, self.timeout).await {
-            Ok(stream) => {
-                Ok(pingora::protocols::l4::virt::VirtualSocketStream::new(Box::new(stream)).into())
-            }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(Error::because(
-                ErrorType::ConnectTimedout,
-                "through tunnel",
-                e,
-            )),
-            Err(e) => Err(Error::because(
-                ErrorType::ConnectRefused,
-                "through tunnel",
-                e,
-            )),
-        }
     }
 }

@@ -1,5 +1,4 @@
-//! A TCP connection inside a tunnel, as a tokio stream (and as a Pingora virtual socket, so
-//! the HTTP proxy's connection pool can hold it like any other upstream connection).
+//! A TCP connection inside a tunnel, as a tokio stream.
 
 use std::io;
 use std::pin::Pin;
@@ -7,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use augur_tunnel::Conn;
-use pingora::protocols::l4::virt::{VirtualSockOpt, VirtualSocket};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::link::Link;
@@ -90,13 +88,6 @@ impl AsyncWrite for TunnelStream {
         this.link.lock().stack.shutdown(this.conn);
         this.link.kick();
         Poll::Ready(Ok(()))
-    }
-}
-
-impl VirtualSocket for TunnelStream {
-    fn set_socket_option(&self, _: VirtualSockOpt) -> io::Result<()> {
-        // Nagle is always off inside tunnels; keepalives are WireGuard's business.
-        Ok(())
     }
 }
 

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Tunnel benchmark: the same transfers three ways, interleaved, in one run:
+#   direct  - kernel TCP to the server over a veth pair (no tunnel at all);
+#   augur   - through augur's userspace tunnel (boringtun + smoltcp) to wireguard-go;
+#   wg-pair - wireguard-go <-> wireguard-go with kernel TCP on both ends;
+#   augur-plain - augur without a tunnel (its proxying alone, for scale).
+# The server side is a network namespace with wireguard-go, a bulk server (bulk.py) and an
+# `augur backend`; the wg-pair client side is a second namespace with its own wireguard-go.
+# Measures a large download and upload (Mbit/s) and many small requests (wrk: req/s, p99),
+# repeated RUNS times, and prints medians. Needs root, wireguard-go, wg, wrk, python3.
+#
+# Usage: [RUNS=3] [BYTES=500000000] [DURATION=10s] [CONNECTIONS=32] benches/tunnel/run.sh
+#        AUGUR_BIN=path skips the build.
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+BYTES=${BYTES:-500000000}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+KINDS=${KINDS:-down up small}
+PATHS=${PATHS:-direct augur-plain augur wg-pair}
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
+BULK="$SCRIPT_DIR/bulk.py"
+SRV=augur-bench-srv
+CLI=augur-bench-cli
+TMP=$(mktemp -d /tmp/augur-tunnel-bench.XXXXXX)
+PIDS=()
+
+log() { printf '[tunnel-bench] %s\n' "$*" >&2; }
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    ip netns del "$SRV" 2>/dev/null || true
+    ip netns del "$CLI" 2>/dev/null || true
+    ip link del abench0 2>/dev/null || true
+    if [[ -n ${RMEM_WAS:-} ]]; then
+        sysctl -qw net.core.rmem_max="$RMEM_WAS" net.core.wmem_max="$WMEM_WAS"
+    fi
+    [[ -n ${PROFILE:-} ]] && cp "$TMP/augur.log" /tmp/augur-bench.log
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+for tool in wireguard-go wg wrk python3 ip; do
+    command -v "$tool" >/dev/null || { log "missing $tool"; exit 1; }
+done
+if [[ -z ${AUGUR_BIN:-} ]]; then
+    log "building augur (release)"
+    (cd "$REPO" && cargo build --release -q -p augur-proxy)
+    AUGUR_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/augur"
+fi
+
+# Userspace WireGuard needs big UDP socket buffers (both augur and wireguard-go ask for them).
+RMEM_WAS=$(sysctl -n net.core.rmem_max)
+WMEM_WAS=$(sysctl -n net.core.wmem_max)
+sysctl -qw net.core.rmem_max=16777216 net.core.wmem_max=16777216
+
+# --- namespaces ------------------------------------------------------------------------------
+ip netns del "$SRV" 2>/dev/null || true
+ip netns del "$CLI" 2>/dev/null || true
+ip netns add "$SRV"
+ip netns add "$CLI"
+# host <-> server: 10.213.200.1 / .2
+ip link add abench0 type veth peer name eth0 netns "$SRV"
+ip addr add 10.213.200.1/24 dev abench0
+ip link set abench0 up
+ip -n "$SRV" addr add 10.213.200.2/24 dev eth0
+ip -n "$SRV" link set eth0 up
+ip -n "$SRV" link set lo up
+# wg-pair client <-> server: 10.213.201.1 (client) / .2 (server)
+ip -n "$CLI" link add eth1 type veth peer name eth1 netns "$SRV"
+ip -n "$CLI" addr add 10.213.201.1/24 dev eth1
+ip -n "$CLI" link set eth1 up
+ip -n "$CLI" link set lo up
+ip -n "$SRV" addr add 10.213.201.2/24 dev eth1
+ip -n "$SRV" link set eth1 up
+
+# --- keys and WireGuard ----------------------------------------------------------------------
+"$AUGUR_BIN" keygen > "$TMP/augur.key"
+chmod 600 "$TMP/augur.key"
+AUGUR_PUB=$("$AUGUR_BIN" pubkey < "$TMP/augur.key")
+wg genkey > "$TMP/srv.key"
+wg genkey > "$TMP/cli.key"
+SRV_PUB=$(wg pubkey < "$TMP/srv.key")
+CLI_PUB=$(wg pubkey < "$TMP/cli.key")
+
+start_wg() { # ns iface
+    WG_PROCESS_FOREGROUND=1 ip netns exec "$1" wireguard-go "$2" >/dev/null 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do ip -n "$1" link show "$2" >/dev/null 2>&1 && return; sleep 0.05; done
+    log "wireguard-go did not create $2"; exit 1
+}
+start_wg "$SRV" wgbsrv
+ip netns exec "$SRV" wg set wgbsrv private-key "$TMP/srv.key" listen-port 51820 \
+    peer "$AUGUR_PUB" allowed-ips 10.20.255.1/32 \
+    peer "$CLI_PUB" allowed-ips 10.20.255.2/32
+ip -n "$SRV" addr add 10.20.1.10/16 dev wgbsrv
+ip -n "$SRV" link set wgbsrv up
+start_wg "$CLI" wgbcli
+ip netns exec "$CLI" wg set wgbcli private-key "$TMP/cli.key" \
+    peer "$SRV_PUB" allowed-ips 10.20.0.0/16 endpoint 10.213.201.2:51820
+ip -n "$CLI" addr add 10.20.255.2/16 dev wgbcli
+ip -n "$CLI" link set wgbcli up
+
+# --- servers ---------------------------------------------------------------------------------
+ip netns exec "$SRV" python3 "$BULK" server 5001 &
+PIDS+=($!)
+ip netns exec "$SRV" "$AUGUR_BIN" backend --listen 0.0.0.0:8080 --name far >/dev/null 2>&1 &
+PIDS+=($!)
+
+cat > "$TMP/augur.yaml" <<EOF
+server:
+  pid_file: $TMP/augur.pid
+  upgrade_sock: $TMP/augur.sock
+  log_level: ${LOG_LEVEL:-warn}
+admin:
+  bind: 127.0.0.1:18991
+tunnels:
+  - name: far
+    private_key_file: $TMP/augur.key
+    address: 10.20.255.1
+    peer:
+      public_key: "$SRV_PUB"
+      endpoint: 10.213.200.2:51820
+      allowed_ips: [10.20.0.0/16]
+listeners:
+  - { name: web, bind: 127.0.0.1:18980, protocol: http, routes: [ { upstream: api } ] }
+  - { name: bulk, bind: 127.0.0.1:18950, protocol: tcp, upstream: bulk }
+  - { name: plain, bind: 127.0.0.1:18981, protocol: http, routes: [ { upstream: plain } ] }
+  - { name: plain-bulk, bind: 127.0.0.1:18951, protocol: tcp, upstream: plain-bulk }
+upstreams:
+  - name: api
+    backends: [ { addr: 10.20.1.10:8080, via: far } ]
+  - name: bulk
+    backends: [ { addr: 10.20.1.10:5001, via: far } ]
+  - name: plain
+    backends: [ { addr: 10.213.200.2:8080 } ]
+  - name: plain-bulk
+    backends: [ { addr: 10.213.200.2:5001 } ]
+EOF
+"$AUGUR_BIN" run -c "$TMP/augur.yaml" > "$TMP/augur.log" 2>&1 &
+AUGUR_PID=$!
+PIDS+=($AUGUR_PID)
+
+wait_http() { # command prefix..., url
+    for _ in $(seq 200); do
+        if "$@" >/dev/null 2>&1; then return; fi
+        sleep 0.05
+    done
+    log "not ready: $*"; cat "$TMP/augur.log" >&2; exit 1
+}
+wait_http curl -sf -o /dev/null http://127.0.0.1:18980/
+wait_http ip netns exec "$CLI" curl -sf -o /dev/null http://10.20.1.10:8080/
+wait_http curl -sf -o /dev/null http://10.213.200.2:8080/
+
+# --- measurements ----------------------------------------------------------------------------
+declare -A RESULT
+run_path() { # path kind -> prints one figure (Mbit/s, or "req/s p99ms")
+    local path=$1 kind=$2
+    case "$kind" in
+    down | up)
+        case "$path" in
+        direct) python3 "$BULK" "$kind" 10.213.200.2 5001 "$BYTES" ;;
+        augur) python3 "$BULK" "$kind" 127.0.0.1 18950 "$BYTES" ;;
+        augur-plain) python3 "$BULK" "$kind" 127.0.0.1 18951 "$BYTES" ;;
+        wg-pair) ip netns exec "$CLI" python3 "$BULK" "$kind" 10.20.1.10 5001 "$BYTES" ;;
+        esac
+        ;;
+    small)
+        local url prefix=()
+        case "$path" in
+        direct) url=http://10.213.200.2:8080/ ;;
+        augur) url=http://127.0.0.1:18980/ ;;
+        augur-plain) url=http://127.0.0.1:18981/ ;;
+        wg-pair) url=http://10.20.1.10:8080/; prefix=(ip netns exec "$CLI") ;;
+        esac
+        "${prefix[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" > "$TMP/wrk.out"
+        local rps p99
+        rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out")
+        p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$TMP/wrk.out")
+        echo "$rps $p99"
+        ;;
+    esac
+}
+
+RSS_MAX=0
+for run in $(seq "$RUNS"); do
+    for kind in $KINDS; do
+        for path in $PATHS; do
+            if [[ $path == augur && -n ${PROFILE:-} ]]; then
+                (sleep 1; perf record -q -g -o /tmp/perf.data -p "$AUGUR_PID" -- sleep 3 >/dev/null 2>&1) &
+            fi
+            figure=$(run_path "$path" "$kind")
+            RESULT[$path,$kind,$run]=$figure
+            if [[ $path == augur && -n ${PROFILE:-} ]]; then
+                curl -s 127.0.0.1:18991/status | python3 -c 'import json,sys; t=json.load(sys.stdin)["tunnels"][0]; print({k: t[k] for k in ("connections","dials","tx","rx","dropped","send_errors")})' >&2
+                curl -s 127.0.0.1:18991/metrics | grep -E '^augur_upstream_(connect|requests)' | head >&2 || true
+            fi
+            rss=$(awk '/VmRSS/ {print $2}' /proc/$AUGUR_PID/status)
+            ((rss > RSS_MAX)) && RSS_MAX=$rss
+            log "run $run $kind $path: $figure"
+        done
+    done
+done
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+col() { # path kind field
+    for run in $(seq "$RUNS"); do echo "${RESULT[$1,$2,$run]}" | awk -v f="$3" '{print $f}'; done | median
+}
+printf '\n%-8s %14s %14s %12s %10s\n' path "down Mbit/s" "up Mbit/s" "small req/s" "p99 ms"
+for path in $PATHS; do
+    printf '%-8s %14s %14s %12s %10s\n' "$path" "$(col "$path" down 1)" "$(col "$path" up 1)" \
+        "$(col "$path" small 1)" "$(col "$path" small 2)"
+done
+for kind in down up; do
+    a=$(col augur "$kind" 1); w=$(col wg-pair "$kind" 1)
+    printf 'augur / wg-pair %s: %.2fx\n' "$kind" "$(echo "$a $w" | awk '{print $1/$2}')"
+done
+a=$(col augur small 1); w=$(col wg-pair small 1)
+printf 'augur / wg-pair small req/s: %.2fx\n' "$(echo "$a $w" | awk '{print $1/$2}')"
+printf 'augur peak RSS during the run: %d MiB\n' $((RSS_MAX / 1024))
+printf 'runs=%s bytes=%s wrk: -t1 -c%s -d%s; medians\n' "$RUNS" "$BYTES" "$CONNECTIONS" "$DURATION"
