@@ -36,6 +36,7 @@ cleanup() {
     ip netns del "$CLI" 2>/dev/null || true
     ip link del abench0 2>/dev/null || true
     if [[ -n ${RMEM_WAS:-} ]]; then
+        sysctl -qw net.core.rmem_default="$RDEF_WAS" net.core.wmem_default="$WDEF_WAS"
         sysctl -qw net.core.rmem_max="$RMEM_WAS" net.core.wmem_max="$WMEM_WAS"
     fi
     [[ -n ${PROFILE:-} ]] && cp "$TMP/augur.log" /tmp/augur-bench.log
@@ -52,10 +53,16 @@ if [[ -z ${AUGUR_BIN:-} ]]; then
     AUGUR_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/augur"
 fi
 
-# Userspace WireGuard needs big UDP socket buffers (both augur and wireguard-go ask for them).
+# Userspace WireGuard needs big UDP socket buffers. augur asks for 8 MiB (capped by rmem_max);
+# this Debian wireguard-go asks for nothing and gets rmem_default, whose 208 KiB drops bursts
+# (UdpRcvbufErrors) on the augur and the wg-pair paths alike. Both are raised for the run and
+# restored on exit (they are global, not per namespace).
 RMEM_WAS=$(sysctl -n net.core.rmem_max)
 WMEM_WAS=$(sysctl -n net.core.wmem_max)
+RDEF_WAS=$(sysctl -n net.core.rmem_default)
+WDEF_WAS=$(sysctl -n net.core.wmem_default)
 sysctl -qw net.core.rmem_max=16777216 net.core.wmem_max=16777216
+sysctl -qw net.core.rmem_default=4194304 net.core.wmem_default=4194304
 
 # --- namespaces ------------------------------------------------------------------------------
 ip netns del "$SRV" 2>/dev/null || true
@@ -190,12 +197,18 @@ for run in $(seq "$RUNS"); do
     for kind in $KINDS; do
         for path in $PATHS; do
             if [[ $path == augur && -n ${PROFILE:-} ]]; then
-                (sleep 1; perf record -q -g -o /tmp/perf.data -p "$AUGUR_PID" -- sleep 3 >/dev/null 2>&1) &
+                if [[ $PROFILE == top ]]; then
+                    (sleep 2; top -b -H -n 2 -d 2 -w 120 | awk '/^top -/ {n++} n==2' | sed -n '7,22p' >&2) &
+                else
+                    (sleep 1; perf record -q -g -o /tmp/perf.data -p "$AUGUR_PID" -- sleep 3 >/dev/null 2>&1) &
+                fi
             fi
             figure=$(run_path "$path" "$kind")
             RESULT[$path,$kind,$run]=$figure
             if [[ $path == augur && -n ${PROFILE:-} ]]; then
                 curl -s 127.0.0.1:18991/status | python3 -c 'import json,sys; t=json.load(sys.stdin)["tunnels"][0]; print({k: t[k] for k in ("connections","dials","tx","rx","dropped","send_errors")})' >&2
+                ip netns exec "$SRV" ss -uamn >&2; ip netns exec "$SRV" nstat -az UdpRcvbufErrors UdpInErrors UdpInDatagrams TcpRetransSegs TcpExtTCPSACKRecovery >&2 || true
+                nstat -az UdpRcvbufErrors UdpInErrors UdpInDatagrams >&2 || true
                 curl -s 127.0.0.1:18991/metrics | grep -E '^augur_upstream_(connect|requests)' | head >&2 || true
             fi
             rss=$(awk '/VmRSS/ {print $2}' /proc/$AUGUR_PID/status)

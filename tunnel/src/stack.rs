@@ -253,6 +253,11 @@ impl Stack {
         }
     }
 
+    /// Bytes received and not yet read.
+    pub fn readable(&mut self, conn: Conn) -> usize {
+        self.sockets.get_mut::<tcp::Socket>(conn.0).recv_queue()
+    }
+
     /// Whether less than half the receive window is open (reading then reopens it, which the
     /// other end may be waiting to hear).
     pub fn window_low(&mut self, conn: Conn) -> bool {

@@ -55,12 +55,7 @@ pub async fn drive(link: Arc<Link>, udp: UdpSocket, forward: Vec<Forward>) {
         let mut accepted = Vec::new();
         let (wait, busy) = {
             let mut node = link.lock();
-            let send_errors = &link.send_errors;
-            let mut send = |to: SocketAddr, d: &[u8]| {
-                if udp.try_send_to(d, to).is_err() {
-                    send_errors.fetch_add(1, Ordering::Relaxed);
-                }
-            };
+            let mut send = |to: SocketAddr, d: &[u8]| link.send(to, d);
             let mut received = 0;
             loop {
                 match udp.try_recv_from(&mut buf) {
@@ -98,10 +93,9 @@ pub async fn drive(link: Arc<Link>, udp: UdpSocket, forward: Vec<Forward>) {
             }
             let stack_wait = node.stack.poll_delay(now - link.epoch);
             let tick_wait = next_tick.saturating_duration_since(now);
-            (
-                stack_wait.map_or(tick_wait, |d| d.min(tick_wait)),
-                received >= BATCH * 8,
-            )
+            let wait = stack_wait.map_or(tick_wait, |d| d.min(tick_wait));
+            link.set_driver_wakes_at(now - link.epoch + wait);
+            (wait, received >= BATCH * 8)
         };
         for (conn, to) in accepted {
             let stream = TunnelStream::new(Arc::clone(&link), conn);

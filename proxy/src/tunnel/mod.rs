@@ -261,7 +261,7 @@ async fn dial(link: &Arc<Link>, addr: SocketAddr, timeout: Duration) -> io::Resu
     let conn = link.lock().stack.connect(addr).map_err(io::Error::other)?;
     // From here the stream owns the connection: dropping it on failure frees it.
     let stream = TunnelStream::new(Arc::clone(link), conn);
-    link.kick();
+    link.flush(&mut link.lock());
     let established = std::future::poll_fn(|cx| link.lock().stack.poll_connected(conn, cx.waker()));
     match tokio::time::timeout(timeout, established).await {
         Ok(Ok(())) => Ok(stream),
@@ -303,6 +303,7 @@ fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
     }
     let udp: std::net::UdpSocket = socket.into();
     let local = udp.local_addr()?;
+    let udp_send = udp.try_clone()?;
     let seed = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish();
@@ -321,7 +322,7 @@ fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
     };
     let stack = StackConfig::new(t.address, usize::from(t.mtu), seed);
     let node = Node::new(engine, stack, Duration::ZERO);
-    let link = Arc::new(Link::new(t.name.clone(), node, local, buffers));
+    let link = Arc::new(Link::new(t.name.clone(), node, udp_send, local, buffers));
     let connect_path = endpoint_dir()
         .context("cannot create the CONNECT endpoint directory")?
         .join(format!("tunnel-{index}.sock"));

@@ -38,21 +38,25 @@ impl AsyncRead for TunnelStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let (read, window_was_low) = {
-            let mut node = this.link.lock();
-            let low = node.stack.window_low(this.conn);
-            (
-                node.stack
-                    .read(this.conn, buf.initialize_unfilled(), cx.waker()),
-                low,
-            )
-        };
+        let mut node = this.link.lock();
+        let window_was_low = node.stack.window_low(this.conn);
+        // Only as much of the buffer as there is to read is initialised (zeroing a large
+        // read buffer on every call cost more than the copy).
+        let want = node
+            .stack
+            .readable(this.conn)
+            .clamp(1, buf.remaining().max(1));
+        let read = node.stack.read(
+            this.conn,
+            buf.initialize_unfilled_to(want.min(buf.remaining())),
+            cx.waker(),
+        );
         match read {
             Poll::Ready(Ok(n)) => {
                 buf.advance(n);
-                // Reading reopens the window; the peer may be waiting to hear that.
+                // Reading reopened the window: tell the peer now, it may be waiting.
                 if n > 0 && window_was_low {
-                    this.link.kick();
+                    this.link.flush(&mut node);
                 }
                 Poll::Ready(Ok(()))
             }
@@ -69,10 +73,12 @@ impl AsyncWrite for TunnelStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = this.link.lock().stack.write(this.conn, buf, cx.waker());
+        let mut node = this.link.lock();
+        let written = node.stack.write(this.conn, buf, cx.waker());
         if let Poll::Ready(Ok(n)) = written {
             if n > 0 {
-                this.link.kick();
+                // Send on this thread rather than waking the driver for it.
+                this.link.flush(&mut node);
             }
         }
         written
@@ -85,15 +91,17 @@ impl AsyncWrite for TunnelStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.link.lock().stack.shutdown(this.conn);
-        this.link.kick();
+        let mut node = this.link.lock();
+        node.stack.shutdown(this.conn);
+        this.link.flush(&mut node);
         Poll::Ready(Ok(()))
     }
 }
 
 impl Drop for TunnelStream {
     fn drop(&mut self) {
-        self.link.lock().stack.release(self.conn);
-        self.link.kick();
+        let mut node = self.link.lock();
+        node.stack.release(self.conn);
+        self.link.flush(&mut node);
     }
 }
