@@ -12,6 +12,8 @@ echo "== clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== tests (unit + end-to-end)"
 cargo test --workspace
+echo "== tunnel rekey on boringtun's mock clock"
+cargo test -q -p augur-tunnel --features mock-instant a_rekey
 echo "== augur check examples/*.yaml"
 for f in examples/*.yaml; do
   target/debug/augur check -c "$f" >/dev/null || { target/debug/augur check -c "$f"; exit 1; }
