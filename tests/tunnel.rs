@@ -246,3 +246,71 @@ fn a_tunnel_that_goes_down_fails_over_and_comes_back() {
         (seen(4) > 0).then_some(())
     });
 }
+
+/// A client uploading as fast as it can into a backend that never reads is slowed down, not
+/// buffered: what it manages to write levels off at a few socket buffers' worth and augur's
+/// memory stays flat.
+#[test]
+fn a_fast_upload_into_a_stalled_backend_is_held_back_not_buffered() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let backend = Backend::start("far-bp");
+    // A TCP backend that accepts and never reads.
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in sink.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let udp = free_udp_port();
+    let dir = temp_dir("tunnel-bp-keys");
+    let local_public = keypair(&dir, "local.key");
+    let far = remote(
+        "tunnel-bp",
+        &dir,
+        udp,
+        &local_public,
+        backend.addr,
+        sink_addr,
+    );
+    let (near, _, tcp) = local(
+        "tunnel-bp",
+        &dir,
+        udp,
+        &far.public,
+        "[ { addr: 10.20.1.10:8080, via: dc-east } ]",
+    );
+    let written = Arc::new(AtomicU64::new(0));
+    let conn = TcpStream::connect(tcp).unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    let counter = Arc::clone(&written);
+    std::thread::spawn(move || {
+        let chunk = vec![0x5au8; 64 * 1024];
+        while writer.write_all(&chunk).is_ok() {
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+    });
+    // Wait for the writer to level off: no progress over a whole second.
+    let plateau = eventually_within(Duration::from_secs(30), "the upload to level off", || {
+        let before = written.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(1));
+        let after = written.load(Ordering::Relaxed);
+        (before > 0 && after == before).then_some(after)
+    });
+    assert!(
+        plateau < 64 << 20,
+        "{} MiB accepted from a client whose backend reads nothing",
+        plateau >> 20
+    );
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", near.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(rss_kib < 150 * 1024, "augur grew to {} MiB", rss_kib / 1024);
+    let _ = conn.shutdown(Shutdown::Both);
+}
