@@ -15,6 +15,7 @@ cargo test --workspace
 echo "== tunnel rekey on boringtun's mock clock"
 cargo test -q -p augur-tunnel --features mock-instant a_rekey
 echo "== augur check examples/*.yaml"
+chmod 600 examples/keys/*.key   # git does not keep the mode a tunnel's key file needs
 for f in examples/*.yaml; do
   target/debug/augur check -c "$f" >/dev/null || { target/debug/augur check -c "$f"; exit 1; }
   echo "ok $f"

@@ -360,7 +360,10 @@ fn a_rekey_after_120_seconds_does_not_stall_traffic() {
         "a rekeyed ({} handshakes)",
         wire.a.engine.stats.handshakes
     );
-    assert!(received + 64 * 1024 >= sent, "received {received} of {sent}");
+    assert!(
+        received + 64 * 1024 >= sent,
+        "received {received} of {sent}"
+    );
     assert!(
         longest_gap < Duration::from_millis(500),
         "traffic stalled for {longest_gap:?} around the rekey"
