@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/prereqs.sh
+chmod 600 examples/keys/*.key   # git does not keep the mode a tunnel's key file needs
 
 echo "== fmt"
 cargo fmt --all -- --check
@@ -15,7 +16,6 @@ cargo test --workspace
 echo "== tunnel rekey on boringtun's mock clock"
 cargo test -q -p augur-tunnel --features mock-instant a_rekey
 echo "== augur check examples/*.yaml"
-chmod 600 examples/keys/*.key   # git does not keep the mode a tunnel's key file needs
 for f in examples/*.yaml; do
   target/debug/augur check -c "$f" >/dev/null || { target/debug/augur check -c "$f"; exit 1; }
   echo "ok $f"

@@ -314,3 +314,111 @@ fn a_fast_upload_into_a_stalled_backend_is_held_back_not_buffered() {
     assert!(rss_kib < 150 * 1024, "augur grew to {} MiB", rss_kib / 1024);
     let _ = conn.shutdown(Shutdown::Both);
 }
+
+/// Two tunnels at once, to data centres that use the same addresses: each upstream reaches
+/// its own 10.20.1.10:8080, and pooled connections never cross between them.
+#[test]
+fn two_tunnels_with_overlapping_subnets() {
+    let (backend_a, backend_b) = (Backend::start("dc-a"), Backend::start("dc-b"));
+    let echo = echo_server();
+    let (dir_a, dir_b) = (temp_dir("tunnel-two-a"), temp_dir("tunnel-two-b"));
+    let local_dir = temp_dir("tunnel-two-local");
+    let local_public = keypair(&local_dir, "local.key");
+    let (udp_a, udp_b) = (free_udp_port(), free_udp_port());
+    let far_a = remote(
+        "tunnel-two-a",
+        &dir_a,
+        udp_a,
+        &local_public,
+        backend_a.addr,
+        echo,
+    );
+    let far_b = remote(
+        "tunnel-two-b",
+        &dir_b,
+        udp_b,
+        &local_public,
+        backend_b.addr,
+        echo,
+    );
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let tunnel = |name: &str, udp: u16, public: &str| {
+        format!(
+            "  - name: {name}
+    private_key_file: {dir}/local.key
+    address: 10.20.255.1
+    peer:
+      public_key: \"{public}\"
+      endpoint: 127.0.0.1:{udp}
+      allowed_ips: [10.20.0.0/16]
+",
+            dir = local_dir.display()
+        )
+    };
+    let body = format!(
+        "tunnels:
+{}{}listeners:
+  - name: web
+    bind: {http}
+    protocol: http
+    routes:
+      - {{ match: {{ host: a }}, upstream: a }}
+      - {{ match: {{ host: b }}, upstream: b }}
+upstreams:
+  - {{ name: a, backends: [ {{ addr: 10.20.1.10:8080, via: dc-a }} ] }}
+  - {{ name: b, backends: [ {{ addr: 10.20.1.10:8080, via: dc-b }} ] }}
+",
+        tunnel("dc-a", udp_a, &far_a.public),
+        tunnel("dc-b", udp_b, &far_b.public),
+    );
+    let near = Augur::start("tunnel-two", &body, &[http]);
+    for _ in 0..10 {
+        for (host, expect) in [("a", "dc-a"), ("b", "dc-b")] {
+            let r = get(http, host, "/");
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(backend_of(&r), expect);
+        }
+    }
+    let status = near.status();
+    assert_eq!(status["tunnels"][0]["state"], "up");
+    assert_eq!(status["tunnels"][1]["state"], "up");
+}
+
+/// A reload that changes only the peer's endpoint is applied to the running tunnel.
+#[test]
+fn a_new_peer_endpoint_is_picked_up_on_reload() {
+    let backend = Backend::start("far-moved");
+    let echo = echo_server();
+    let udp = free_udp_port();
+    let dir = temp_dir("tunnel-moved-keys");
+    let local_public = keypair(&dir, "local.key");
+    let far = remote("tunnel-moved", &dir, udp, &local_public, backend.addr, echo);
+    // First pointed at a port where nothing answers.
+    let wrong = free_udp_port();
+    let (near, http, _) = local(
+        "tunnel-moved",
+        &dir,
+        wrong,
+        &far.public,
+        "[ { addr: 10.20.1.10:8080, via: dc-east } ]",
+    );
+    let r = get(http, "api", "/");
+    assert_ne!(r.status, 200, "nothing answers at the first endpoint");
+    let text = std::fs::read_to_string(&near.config).unwrap();
+    std::fs::write(
+        &near.config,
+        text.replace(&format!("127.0.0.1:{wrong}"), &format!("127.0.0.1:{udp}")),
+    )
+    .unwrap();
+    let r = near.reload();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = eventually_within(
+        Duration::from_secs(20),
+        "requests through the moved peer",
+        || {
+            let r = get(http, "api", "/");
+            (r.status == 200).then_some(r)
+        },
+    );
+    assert_eq!(backend_of(&r), "far-moved");
+}
