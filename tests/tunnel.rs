@@ -422,3 +422,55 @@ fn a_new_peer_endpoint_is_picked_up_on_reload() {
     );
     assert_eq!(backend_of(&r), "far-moved");
 }
+
+/// `augur run --upgrade` of the side that listens on a fixed UDP port: the successor binds
+/// the same port while its predecessor still runs, and the tunnel comes back through it.
+#[test]
+fn the_listening_side_upgrades_without_losing_the_tunnel() {
+    let backend = Backend::start("far-upgraded");
+    let echo = echo_server();
+    let udp = free_udp_port();
+    let dir = temp_dir("tunnel-upgrade-keys");
+    let local_public = keypair(&dir, "local.key");
+    let mut far = remote(
+        "tunnel-upgrade",
+        &dir,
+        udp,
+        &local_public,
+        backend.addr,
+        echo,
+    );
+    let (_near, http, _) = local(
+        "tunnel-upgrade",
+        &dir,
+        udp,
+        &far.public,
+        "[ { addr: 10.20.1.10:8080, via: dc-east } ]",
+    );
+    assert_eq!(get(http, "api", "/").status, 200);
+    let mut successor = Augur::spawn(&far.augur.dir, &far.augur.config, true);
+    let sock = far.augur.dir.join("upgrade.sock");
+    eventually_within(Duration::from_secs(30), "the successor", || {
+        assert!(
+            successor.try_wait().unwrap().is_none(),
+            "the successor exited: {}",
+            far.augur.log()
+        );
+        sock.exists().then_some(())
+    });
+    signal(far.augur.pid(), "QUIT");
+    wait_exit(&mut far.augur.child, Duration::from_secs(30));
+    let r = eventually_within(
+        Duration::from_secs(40),
+        "requests through the successor",
+        || {
+            let r = get(http, "api", "/");
+            (r.status == 200).then_some(r)
+        },
+    );
+    assert_eq!(backend_of(&r), "far-upgraded");
+    let status = request(far.augur.admin, "GET", "/status", "x", &[], b"").json();
+    assert_eq!(status["pid"], successor.id());
+    let _ = successor.kill();
+    let _ = successor.wait();
+}

@@ -292,6 +292,11 @@ fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
     // Best effort: the kernel caps these at net.core.rmem_max / wmem_max.
     let _ = socket.set_recv_buffer_size(UDP_BUFFER);
     let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    if t.listen_port.is_some() {
+        // `augur run --upgrade` starts the successor while this process still holds the
+        // port; the successor's handshake then takes the peer over.
+        socket.set_reuse_port(true)?;
+    }
     socket
         .bind(&bind.into())
         .with_context(|| format!("cannot bind UDP {bind}"))?;
