@@ -308,5 +308,6 @@ fn drain(shared: Arc<Shared>, mut phases: broadcast::Receiver<ExecutionPhase>, g
     }
     let left = shared.in_flight.load(Ordering::Relaxed);
     tracing::info!(in_flight_left = left, "drained; exiting");
+    shared.tunnels.remove_endpoints();
     std::process::exit(0);
 }

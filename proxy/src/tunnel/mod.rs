@@ -141,6 +141,16 @@ impl Tunnels {
         }
     }
 
+    /// Removes the CONNECT endpoints' sockets and their directory (at exit).
+    pub fn remove_endpoints(&self) {
+        for t in &self.list {
+            let _ = std::fs::remove_file(&t.connect_path);
+        }
+        if let Some(dir) = self.list.first().and_then(|t| t.connect_path.parent()) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
     /// Every tunnel in `/status`.
     pub fn status(&self) -> Value {
         Value::Array(self.list.iter().map(|t| t.status()).collect())
