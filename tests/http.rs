@@ -322,3 +322,30 @@ upstreams:
         .expect("the 404 is logged");
     assert_eq!(unrouted["status"], 404);
 }
+
+/// A client that leaves mid-request is not logged as an error (Pingora's ERROR line for it
+/// is demoted), and the request is still accounted for.
+#[test]
+fn a_client_leaving_mid_request_is_not_an_error() {
+    use std::io::Write;
+    let slow = Backend::start_with_delay("slow-leave", std::time::Duration::from_millis(300));
+    let addr = listener_addr();
+    let augur = Augur::start(
+        "client-leaves",
+        &one_upstream(addr, "", &[slow.addr]),
+        &[addr],
+    );
+    for _ in 0..3 {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        drop(conn);
+    }
+    eventually("the abandoned requests to finish", || {
+        let status = augur.status();
+        let done = status["upstreams"][0]["backends"][0]["requests"].as_u64();
+        (status["in_flight"] == 0 && done >= Some(3)).then_some(())
+    });
+    let log = augur.log();
+    assert!(!log.contains("ERROR"), "{log}");
+}

@@ -386,6 +386,20 @@ impl ProxyHttp for HttpProxy {
         Ok(())
     }
 
+    /// A client that went away mid-request (wrk stopping, a browser tab closed) is not an
+    /// error of the proxy's: Pingora's ERROR line for it is demoted to a debug event.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        let client_gone = e.esource() == &ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            );
+        if client_gone {
+            tracing::debug!(error = %e, "client went away mid-request");
+        }
+        client_gone
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
