@@ -183,11 +183,19 @@ run_path() { # path kind -> prints one figure (Mbit/s, or "req/s p99ms")
         augur-plain) url=http://127.0.0.1:18981/ ;;
         wg-pair) url=http://10.20.1.10:8080/; prefix=(ip netns exec "$CLI") ;;
         esac
+        local cpu0 cpu1
+        cpu0=$(awk '{print $14+$15}' /proc/$AUGUR_PID/stat)
         "${prefix[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" > "$TMP/wrk.out"
-        local rps p99
+        cpu1=$(awk '{print $14+$15}' /proc/$AUGUR_PID/stat)
+        local rps p99 total us
         rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out")
+        total=$(awk '/requests in/ {print $1}' "$TMP/wrk.out")
+        # augur's CPU time per request (clock ticks are 1/100 s), for the paths through augur.
+        us=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$total" -v hz="$(getconf CLK_TCK)" \
+            'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / n}')
+        [[ $path == augur* ]] || us=-
         p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$TMP/wrk.out")
-        echo "$rps $p99"
+        echo "$rps $p99 $us"
         ;;
     esac
 }
@@ -220,18 +228,18 @@ done
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 col() { # path kind field
+    [[ -n ${RESULT[$1,$2,1]:-} ]] || { echo -; return; }
     for run in $(seq "$RUNS"); do echo "${RESULT[$1,$2,$run]}" | awk -v f="$3" '{print $f}'; done | median
 }
-printf '\n%-8s %14s %14s %12s %10s\n' path "down Mbit/s" "up Mbit/s" "small req/s" "p99 ms"
+printf '\n%-12s %12s %12s %12s %8s %14s\n' path "down Mbit/s" "up Mbit/s" "small req/s" "p99 ms" "augur us/req"
 for path in $PATHS; do
-    printf '%-8s %14s %14s %12s %10s\n' "$path" "$(col "$path" down 1)" "$(col "$path" up 1)" \
-        "$(col "$path" small 1)" "$(col "$path" small 2)"
+    printf '%-12s %12s %12s %12s %8s %14s\n' "$path" "$(col "$path" down 1)" "$(col "$path" up 1)" \
+        "$(col "$path" small 1)" "$(col "$path" small 2)" "$(col "$path" small 3)"
 done
-for kind in down up; do
+for kind in down up small; do
     a=$(col augur "$kind" 1); w=$(col wg-pair "$kind" 1)
+    [[ $a == - || $w == - ]] && continue
     printf 'augur / wg-pair %s: %.2fx\n' "$kind" "$(echo "$a $w" | awk '{print $1/$2}')"
 done
-a=$(col augur small 1); w=$(col wg-pair small 1)
-printf 'augur / wg-pair small req/s: %.2fx\n' "$(echo "$a $w" | awk '{print $1/$2}')"
 printf 'augur peak RSS during the run: %d MiB\n' $((RSS_MAX / 1024))
 printf 'runs=%s bytes=%s wrk: -t1 -c%s -d%s; medians\n' "$RUNS" "$BYTES" "$CONNECTIONS" "$DURATION"
