@@ -1,4 +1,4 @@
-//! The `predictive` policy: power of d choices (d = 3) on a score built from the predictor's
+//! The `predictive` policy: power of d choices (d = 4) on a score built from the predictor's
 //! forecast, the live queue, and the backend's cost.
 //!
 //! For a candidate backend `i` (lower wins):
@@ -31,7 +31,7 @@
 //! traffic leaves a backend forecast to cross θ within the horizon before its latency rises,
 //! while a backend steadily busy is judged by its queue and latency alone; `cost`
 //! makes a dearer backend (another region, a paid one) worth using only when it is clearly
-//! better. Three candidates are drawn at random (power of d choices, not one global argmin) so
+//! better. Four candidates are drawn at random (power of d choices, not one global argmin) so
 //! that many augur instances reading similar snapshots do not herd.
 //!
 //! Region preference: members are `local` or not. Candidates are drawn among local members;
@@ -44,11 +44,12 @@ use crate::sampling::{sample_open_where, P2cPeakEwma, Rng};
 /// Candidates drawn per pick (power of d choices). Measured in the scenario simulator with
 /// four independent instances: against two, three cut S3's p99 from 0.81 to 0.75 of
 /// p2c_peak_ewma and p99.9 from 0.87 to 0.74, and timeouts under overload by a sixth, with
-/// every other scenario equal or better. Four did a little better still (0.74 / 0.68) but a
-/// pick from 64 backends then took about 105 ns against the 100 ns budget (three: 85 ns).
-/// Still a random sample, not an argmin over the pool, so instances reading similar
-/// snapshots do not all pick one backend.
-const CANDIDATES: usize = 3;
+/// every other scenario equal or better. Four (full run beside three, same commit): S3
+/// 0.73 / 0.68 against 0.75 / 0.75, S6 and S7 a few points better, nothing worse; a pick
+/// from 64 backends takes 87 ns on a quiet machine (three: 71 ns; budget 100 ns; an earlier
+/// 105 ns was measured while a benchmark ran beside it). Still a random sample, not an
+/// argmin over the pool, so instances reading similar snapshots do not all pick one backend.
+const CANDIDATES: usize = 4;
 
 /// Time constant over which the live peak RTT decays when read by this policy. The models
 /// carry the memory here (the latency forecast relaxes over `predictor.relax`, anomalies decay
