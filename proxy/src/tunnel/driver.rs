@@ -22,8 +22,13 @@ const BATCH: usize = 64;
 /// Sent inner packets unanswered this long mean the peer is gone (WireGuard's peer answers
 /// any data within its 10 s keepalive timeout).
 pub const DOWN_AFTER: Duration = Duration::from_secs(10);
-/// While down, a handshake is offered this often.
-const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// Sent packets unanswered this long (a live peer's TCP answers any segment within a round
+/// trip and a delayed ACK) suggest the peer lost our session, say it restarted: a new
+/// handshake is offered then, rather than after boringtun's 15 s. Harmless if the peer was
+/// merely slow: it is a rekey.
+const PROBE_AFTER: Duration = Duration::from_secs(2);
+/// Handshakes offered for that reason, or while down, at most this often.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Relay buffer per direction for forwarded connections.
 const RELAY_BUFFER: usize = 64 * 1024;
 
@@ -78,7 +83,10 @@ pub async fn drive(link: Arc<Link>, udp: UdpSocket, forward: Vec<Forward>) {
             if now >= next_tick {
                 node.tick(&mut send);
                 next_tick = now + TICK;
-                if link.state() == TunnelState::Down
+                let unanswered = live
+                    .awaiting_since
+                    .is_some_and(|since| now.duration_since(since) >= PROBE_AFTER);
+                if (unanswered || link.state() == TunnelState::Down)
                     && now.duration_since(live.last_probe) >= PROBE_EVERY
                 {
                     node.engine.initiate(&mut send);
