@@ -265,11 +265,6 @@ impl Stack {
         socket.recv_queue() * 2 >= socket.recv_capacity()
     }
 
-    /// Bytes written but not yet acknowledged by the other end.
-    pub fn unacknowledged(&mut self, conn: Conn) -> usize {
-        self.sockets.get_mut::<tcp::Socket>(conn.0).send_queue()
-    }
-
     /// Sends FIN after the buffered data.
     pub fn shutdown(&mut self, conn: Conn) {
         self.sockets.get_mut::<tcp::Socket>(conn.0).close();

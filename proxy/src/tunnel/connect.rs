@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use augur_tunnel::{connect_head, ConnectHead, CONNECT_HEAD_MAX};
+use augur_tunnel::{connect_head, ConnectHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -55,7 +55,6 @@ async fn handle(link: Arc<Link>, mut conn: UnixStream) {
             }
         }
     };
-    debug_assert!(len <= CONNECT_HEAD_MAX);
     let mut inside = match super::dial(&link, target, DIAL_LIMIT).await {
         Ok(stream) => stream,
         Err(e) => {
