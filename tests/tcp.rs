@@ -1,7 +1,6 @@
 //! The L4 TCP relay.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
 use crate::support::*;
 
@@ -26,17 +25,7 @@ upstreams:
     // (The readiness probe was a session too, accepted at some point: count at least.)
     let payload: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
     for _ in 0..4 {
-        let mut conn = TcpStream::connect(addr).unwrap();
-        let mut reader = conn.try_clone().unwrap();
-        let expected = payload.len();
-        let reading = std::thread::spawn(move || {
-            let mut got = Vec::with_capacity(expected);
-            reader.read_to_end(&mut got).unwrap();
-            got
-        });
-        conn.write_all(&payload).unwrap();
-        conn.shutdown(Shutdown::Write).unwrap();
-        let got = reading.join().unwrap();
+        let got = echo_round_trip(addr, &payload);
         assert!(
             got == payload,
             "echoed {} bytes, sent {}",

@@ -2,7 +2,7 @@
 //! centre (it terminates the tunnel and forwards to its local backends), the other dials
 //! backends through it with `via:`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -145,16 +145,7 @@ fn http_and_tcp_cross_a_tunnel_between_two_augurs() {
     let payload: Vec<u8> = (0..4_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
-    let mut conn = TcpStream::connect(tcp).unwrap();
-    let mut reader = conn.try_clone().unwrap();
-    let reading = std::thread::spawn(move || {
-        let mut got = Vec::new();
-        reader.read_to_end(&mut got).unwrap();
-        got
-    });
-    conn.write_all(&payload).unwrap();
-    conn.shutdown(Shutdown::Write).unwrap();
-    let got = reading.join().unwrap();
+    let got = echo_round_trip(tcp, &payload);
     assert!(
         got == payload,
         "echo through the tunnel damaged ({} of {} bytes)",

@@ -532,3 +532,19 @@ pub fn run_with_stdin(program: &str, args: &[&str], input: &str) -> (i32, String
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Sends `payload` on a new connection to `addr` (an echo behind it) while reading what comes
+/// back, half-closes, and returns everything read until the far end closes.
+pub fn echo_round_trip(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    let mut reader = conn.try_clone().unwrap();
+    let expected = payload.len();
+    let reading = std::thread::spawn(move || {
+        let mut got = Vec::with_capacity(expected);
+        reader.read_to_end(&mut got).unwrap();
+        got
+    });
+    conn.write_all(payload).unwrap();
+    conn.shutdown(Shutdown::Write).unwrap();
+    reading.join().unwrap()
+}
