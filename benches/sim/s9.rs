@@ -4,7 +4,7 @@
 //! thread does:
 //!
 //! - *predictive*: augur's own `CapacityPlanner`, one for the pool, fed with the sum of
-//!   `Predictor::demand` over the four instances' predictors (each instance sees only its
+//!   `Predictor::concurrency` over the four instances' predictors (each instance sees only its
 //!   own quarter of the traffic, so one instance's forecast alone is a quarter of the pool's);
 //! - *reactive* and *oracle*: see [`crate::standby`].
 //!
@@ -278,8 +278,8 @@ impl Hooks for Activation<'_> {
                     min_hold_nanos: MIN_HOLD,
                 };
                 let all: &[Balancer] = balancers;
-                let (transitions, reports) = planner.plan(now, &[pool], horizon, |ids, ahead| {
-                    all.iter().map(|b| b.predictor().demand(ids, ahead)).sum()
+                let (transitions, reports) = planner.plan(now, &[pool], horizon, |ids| {
+                    all.iter().map(|b| b.predictor().concurrency(ids)).sum()
                 });
                 changes.extend(transitions.iter().map(|t| Change {
                     at: now,

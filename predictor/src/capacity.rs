@@ -1,10 +1,10 @@
 //! Standby capacity: wake reserve backends before predicted demand needs them, and put them
 //! back to sleep when predicted slack returns.
 //!
-//! Demand is concurrency (Little's law: arrival rate × latency), forecast per upstream from
-//! the active members' models and multiplied by any announced event. A sleeping standby
-//! backend is woken when demand forecast one warm-up ahead (its `warmup`) exceeds
-//! `activate_at` × active capacity; it serves once the warm-up has passed. An awake one is
+//! Demand is the serving members' concurrency (Little's law), forecast per upstream as one
+//! series by a [`DemandModel`] (or given by the caller) and multiplied by any announced
+//! event. A sleeping standby backend is woken when demand forecast one warm-up ahead (its
+//! `warmup`) exceeds `activate_at` × active capacity; it serves once the warm-up has passed. An awake one is
 //! put back to sleep when demand forecast over the horizon falls below 0.8 × the capacity
 //! that would remain without it, for at least as long as it would take to wake it again.
 //! Every backend keeps a state for at least `min_hold` (measured in the scenario simulator:
@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use crate::demand::DemandModel;
 use crate::snapshot::{BackendId, Eligibility};
 
 /// Below this share of the remaining capacity an awake standby backend goes back to sleep.
@@ -106,11 +107,22 @@ pub struct PoolReport {
     pub demand_exceeds_capacity: bool,
 }
 
+/// Where a planning step's demand forecast comes from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// The serving members' concurrency now, forecast by the pool's [`DemandModel`].
+    Observed(&'a dyn Fn(&[BackendId]) -> f64),
+    /// A forecast given by the caller: (members, ns ahead) -> concurrency.
+    Forecast(&'a dyn Fn(&[BackendId], u64) -> f64),
+}
+
 /// Keeps standby states and decides transitions.
 #[derive(Debug, Default)]
 pub struct CapacityPlanner {
     states: HashMap<BackendId, (Standby, u64)>,
     events: Vec<DemandEvent>,
+    /// Each pool's demand model, by upstream name.
+    models: HashMap<String, DemandModel>,
 }
 
 impl CapacityPlanner {
@@ -148,15 +160,40 @@ impl CapacityPlanner {
         }
     }
 
-    /// One planning step at `now`. `demand(ids, ahead_nanos)` forecasts the concurrency the
-    /// members `ids` will see `ahead_nanos` from now; `horizon_nanos` is how far ahead slack
-    /// must last before a backend sleeps.
+    /// One planning step at `now`. `concurrency(ids)` is the concurrency the members `ids`
+    /// see now (the sum of [`crate::Predictor::concurrency`] over the balancer's
+    /// predictors); each pool's [`DemandModel`] forecasts it. `horizon_nanos` is how far
+    /// ahead slack must last before a backend sleeps.
     pub fn plan(
         &mut self,
         now: u64,
         pools: &[Pool<'_>],
         horizon_nanos: u64,
+        concurrency: impl Fn(&[BackendId]) -> f64,
+    ) -> (Vec<Transition>, Vec<PoolReport>) {
+        self.models
+            .retain(|name, _| pools.iter().any(|p| p.name == name));
+        self.plan_each(now, pools, horizon_nanos, Source::Observed(&concurrency))
+    }
+
+    /// [`CapacityPlanner::plan`] on a forecast given by the caller: `demand(ids, ahead_nanos)`
+    /// is the concurrency the members `ids` will see `ahead_nanos` from now.
+    pub fn plan_with_forecast(
+        &mut self,
+        now: u64,
+        pools: &[Pool<'_>],
+        horizon_nanos: u64,
         demand: impl Fn(&[BackendId], u64) -> f64,
+    ) -> (Vec<Transition>, Vec<PoolReport>) {
+        self.plan_each(now, pools, horizon_nanos, Source::Forecast(&demand))
+    }
+
+    fn plan_each(
+        &mut self,
+        now: u64,
+        pools: &[Pool<'_>],
+        horizon_nanos: u64,
+        source: Source<'_>,
     ) -> (Vec<Transition>, Vec<PoolReport>) {
         let mut transitions = Vec::new();
         let mut reports = Vec::new();
@@ -179,13 +216,33 @@ impl CapacityPlanner {
                 .map(|m| m.id)
                 .collect();
             let active_capacity = self.active_capacity(pool);
+            let mut models = std::mem::take(&mut self.models);
+            if let Source::Observed(concurrency) = source {
+                let mut horizons = vec![horizon_nanos];
+                horizons.extend(
+                    pool.members
+                        .iter()
+                        .filter(|m| m.standby)
+                        .map(|m| m.warmup_nanos),
+                );
+                models.entry(pool.name.to_owned()).or_default().observe(
+                    now,
+                    concurrency(&serving),
+                    &horizons,
+                );
+            }
+            let demand = |ahead: u64| match source {
+                Source::Observed(_) => models.get(pool.name).map_or(0.0, |m| m.forecast(ahead)),
+                Source::Forecast(demand) => demand(&serving, ahead),
+            };
             let at = |ahead: u64| {
-                demand(&serving, ahead) * multiplier(&events, pool.name, now.saturating_add(ahead))
+                demand(ahead) * multiplier(&events, pool.name, now.saturating_add(ahead))
             };
             let over_horizon = at(horizon_nanos).max(at(0));
             if let Some(t) = self.decide(now, pool, active_capacity, over_horizon, at) {
                 transitions.push(t);
             }
+            self.models = models;
             // The figures after this tick's decision.
             let total_capacity: f64 = pool.members.iter().map(|m| m.capacity).sum();
             reports.push(PoolReport {
@@ -314,7 +371,7 @@ mod tests {
         for t in 0..60 {
             let now = t * SEC;
             let (transitions, _) =
-                planner.plan(now, &[pool(&members)], 5 * SEC, ramp(10.0, 0.2, now));
+                planner.plan_with_forecast(now, &[pool(&members)], 5 * SEC, ramp(10.0, 0.2, now));
             if let Some(tr) = transitions.first() {
                 assert!(tr.wake && tr.backend == 2);
                 woke_at.get_or_insert(t);
@@ -337,12 +394,12 @@ mod tests {
         let mut planner = CapacityPlanner::new();
         let high = |_: &[BackendId], _: u64| 19.0;
         let low = |_: &[BackendId], _: u64| 10.0;
-        let (t, _) = planner.plan(0, &[pool(&members)], 5 * SEC, high);
+        let (t, _) = planner.plan_with_forecast(0, &[pool(&members)], 5 * SEC, high);
         assert_eq!(t.len(), 1);
         // Awake after warm-up; demand drops at once, but the 30 s hold keeps it awake.
         let mut changes = Vec::new();
         for s in 1..=60 {
-            let (t, _) = planner.plan(s * SEC, &[pool(&members)], 5 * SEC, low);
+            let (t, _) = planner.plan_with_forecast(s * SEC, &[pool(&members)], 5 * SEC, low);
             changes.extend(t.into_iter().map(|tr| (s, tr.wake)));
         }
         // Remaining capacity without it: 20; 10 < 0.8 × 20, so it sleeps once held 30 s.
@@ -351,7 +408,7 @@ mod tests {
         // Demand just below the wake threshold and above the sleep one: nothing moves.
         let middle = |_: &[BackendId], _: u64| 17.0;
         for s in 61..200 {
-            let (t, _) = planner.plan(s * SEC, &[pool(&members)], 5 * SEC, middle);
+            let (t, _) = planner.plan_with_forecast(s * SEC, &[pool(&members)], 5 * SEC, middle);
             assert!(t.is_empty(), "flapped at {s}");
         }
     }
@@ -369,7 +426,8 @@ mod tests {
         let flat = |_: &[BackendId], _: u64| 8.0;
         let mut woke = Vec::new();
         for s in 0..100 {
-            let (t, reports) = planner.plan(s * SEC, &[pool(&members)], 5 * SEC, flat);
+            let (t, reports) =
+                planner.plan_with_forecast(s * SEC, &[pool(&members)], 5 * SEC, flat);
             woke.extend(t.iter().filter(|tr| tr.wake).map(|_| s));
             if s == 96 {
                 assert!(reports[0].demand > 20.0, "{reports:?}");
@@ -385,7 +443,7 @@ mod tests {
     fn the_gauge_says_when_demand_exceeds_all_capacity() {
         let members = pool_members();
         let mut planner = CapacityPlanner::new();
-        let (_, reports) = planner.plan(0, &[pool(&members)], SEC, |_, _| 45.0);
+        let (_, reports) = planner.plan_with_forecast(0, &[pool(&members)], SEC, |_, _| 45.0);
         assert!(reports[0].demand_exceeds_capacity);
         assert_eq!(
             (reports[0].active_capacity, reports[0].total_capacity),
@@ -397,18 +455,18 @@ mod tests {
     fn sleep_waits_for_slack_lasting_a_warmup_and_the_hold_applies_both_ways() {
         let members = pool_members();
         let mut planner = CapacityPlanner::new();
-        let (t, _) = planner.plan(0, &[pool(&members)], 5 * SEC, |_, _| 19.0);
+        let (t, _) = planner.plan_with_forecast(0, &[pool(&members)], 5 * SEC, |_, _| 19.0);
         assert!(t[0].wake);
         // After the hold, slack now but demand back within the 10 s warm-up: stays awake.
         let back_soon = |_: &[BackendId], ahead: u64| if ahead >= 8 * SEC { 19.0 } else { 5.0 };
-        let (t, _) = planner.plan(40 * SEC, &[pool(&members)], 5 * SEC, back_soon);
+        let (t, _) = planner.plan_with_forecast(40 * SEC, &[pool(&members)], 5 * SEC, back_soon);
         assert!(t.is_empty(), "{t:?}");
         // Slack that lasts: it sleeps. Forecast to be needed again, the held one stays asleep
         // and the next standby, never held, is woken instead.
-        let (t, _) = planner.plan(41 * SEC, &[pool(&members)], 5 * SEC, |_, _| 5.0);
+        let (t, _) = planner.plan_with_forecast(41 * SEC, &[pool(&members)], 5 * SEC, |_, _| 5.0);
         assert!(!t[0].wake && t[0].backend == 2);
         let coming = |_: &[BackendId], ahead: u64| if ahead > 0 { 19.0 } else { 5.0 };
-        let (t, _) = planner.plan(42 * SEC, &[pool(&members)], 5 * SEC, coming);
+        let (t, _) = planner.plan_with_forecast(42 * SEC, &[pool(&members)], 5 * SEC, coming);
         assert_eq!((t.len(), t[0].wake, t[0].backend), (1, true, 3));
     }
 
@@ -416,13 +474,43 @@ mod tests {
     fn the_hold_yields_to_demand_that_is_already_here() {
         let members = pool_members();
         let mut planner = CapacityPlanner::new();
-        let (t, _) = planner.plan(0, &[pool(&members)], 5 * SEC, |_, _| 19.0);
+        let (t, _) = planner.plan_with_forecast(0, &[pool(&members)], 5 * SEC, |_, _| 19.0);
         assert!(t[0].wake && t[0].backend == 2);
-        let (t, _) = planner.plan(40 * SEC, &[pool(&members)], 5 * SEC, |_, _| 5.0);
+        let (t, _) = planner.plan_with_forecast(40 * SEC, &[pool(&members)], 5 * SEC, |_, _| 5.0);
         assert!(!t[0].wake && t[0].backend == 2);
         // A second later demand is above the threshold now, not just forecast: the backend
         // put to sleep wakes at once, hold or not, as reactive activation would.
-        let (t, _) = planner.plan(41 * SEC, &[pool(&members)], 5 * SEC, |_, _| 19.0);
+        let (t, _) = planner.plan_with_forecast(41 * SEC, &[pool(&members)], 5 * SEC, |_, _| 19.0);
         assert_eq!((t.len(), t[0].wake, t[0].backend), (1, true, 2));
+    }
+
+    #[test]
+    fn the_pool_forecast_ignores_traffic_moving_between_members_and_wakes_ahead_of_a_real_rise() {
+        let members = pool_members();
+        let mut planner = CapacityPlanner::new();
+        let mut woke = Vec::new();
+        // Ticks of 100 ms. For two minutes routing moves traffic back and forth between the
+        // two active members while their total stays 12; then the total rises 0.2 per second
+        // and crosses 0.9 × 20 = 18 at t = 150 s.
+        for k in 0..1600u64 {
+            let now = k * SEC / 10;
+            let t = now as f64 / SEC as f64;
+            let total = 12.0 + 0.2 * (t - 120.0).max(0.0);
+            let swing = 4.0 * (t / 5.0).sin();
+            let per_member = |id: BackendId| match id {
+                0 => total / 2.0 + swing,
+                1 => total / 2.0 - swing,
+                _ => 0.0,
+            };
+            let (t, _) = planner.plan(now, &[pool(&members)], 5 * SEC, |ids| {
+                ids.iter().map(|&id| per_member(id)).sum()
+            });
+            woke.extend(t.iter().filter(|tr| tr.wake).map(|_| now / SEC));
+        }
+        let first = *woke.first().expect("a standby woke for the rise");
+        assert!(
+            (125..150).contains(&first),
+            "woken at {first} s: not before the rise, and ahead of need"
+        );
     }
 }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod capacity;
+pub mod demand;
 pub mod health;
 pub mod kind;
 pub mod live;

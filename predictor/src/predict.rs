@@ -69,10 +69,6 @@ const MAX_SLOWDOWN: f64 = 3.0;
 const SIGNIFICANT_ERRORS: f64 = 2.0;
 /// A latency above its forecast by at least this share is material enough to be an anomaly.
 const MATERIAL_SHARE: f64 = 0.5;
-/// History a backend's models need before they count towards demand forecasts.
-const DEMAND_HISTORY_SECS: f64 = 10.0;
-/// Forecast arrivals may exceed the rate model's smoothed level by at most this factor.
-const MAX_GROWTH: f64 = 3.0;
 /// Largest anomaly penalty.
 const MAX_PENALTY: f64 = 10.0;
 
@@ -108,6 +104,8 @@ struct BackendModel {
     /// The latency estimate in the last snapshot.
     published_ms: f64,
     rate_now: f64,
+    /// Request time completed in the last tick per second (concurrency, Little's law).
+    busy_now: f64,
     utilization: f64,
     error_rate: f64,
     penalty: f64,
@@ -140,6 +138,7 @@ impl BackendModel {
             recent_peak_ms: 0.0,
             published_ms: 0.0,
             rate_now: 0.0,
+            busy_now: 0.0,
             utilization: 0.0,
             error_rate: 0.0,
             penalty: 1.0,
@@ -276,6 +275,7 @@ impl Predictor {
             };
             let attempts = m.completed + m.failures;
             m.rate_now = f64::from(m.completed) / tick_secs;
+            m.busy_now = m.latency_sum_ms / 1e3 / tick_secs;
             if attempts > 0 {
                 let share = f64::from(m.failures) / f64::from(attempts);
                 m.error_rate = 0.8 * m.error_rate + 0.2 * share;
@@ -370,7 +370,7 @@ impl Predictor {
             // k times slower is k times as busy). Its arrival rate is not extrapolated: that
             // rate is mostly the balancer's own doing (traffic moved to or from it), and
             // extrapolating it fed routing back into routing; demand growth of the whole pool
-            // is what `demand` and standby planning forecast.
+            // is what standby planning forecasts (`crate::demand`).
             if m.reported_count > 0 {
                 let tick_mean = m.reported_sum / f64::from(m.reported_count);
                 m.utilization += UTILIZATION_SMOOTHING * (tick_mean - m.utilization);
@@ -436,35 +436,13 @@ impl Predictor {
         })
     }
 
-    /// Concurrency the backends `ids` are forecast to see `ahead_nanos` from now (Little's
-    /// law: forecast arrival rate × forecast latency, summed). A backend contributes nothing
-    /// until its models have `DEMAND_HISTORY_SECS` of history (early trends are noise: two
-    /// ticks make a trend, and extrapolated over a warm-up of hundreds of ticks it would wake
-    /// every standby at start), and extrapolation is bounded: arrivals to `MAX_GROWTH` × the
-    /// rate model's smoothed level, latency to `PEAK_HEADROOM` × the recently observed peak.
-    pub fn demand(&self, ids: &[BackendId], ahead_nanos: u64) -> f64 {
-        let tick = self.settings.tick.as_nanos().max(1) as u64;
-        let steps = usize::try_from(ahead_nanos.div_ceil(tick))
-            .unwrap_or(usize::MAX)
-            .max(1);
-        let min_age = (DEMAND_HISTORY_SECS / self.settings.tick.as_secs_f64().max(1e-3)) as u64;
+    /// Concurrency the backends `ids` saw in the last tick (Little's law: the request time
+    /// completed in the tick per second of it, which counts queued requests too), summed.
+    /// The capacity planner forecasts this per pool (see [`crate::demand`]).
+    pub fn concurrency(&self, ids: &[BackendId]) -> f64 {
         ids.iter()
             .filter_map(|&id| self.models.get(id as usize)?.as_ref())
-            .filter(|m| m.age_ticks >= min_age)
-            .map(|m| {
-                let level = m.rate.forecast(1).max(0.0);
-                let rate = m.rate.forecast(steps).clamp(0.0, MAX_GROWTH * level);
-                let mut latency_ms = m.latency.forecast(steps).max(0.0);
-                if m.recent_peak_ms > 0.0 {
-                    latency_ms = latency_ms.min(PEAK_HEADROOM * m.recent_peak_ms);
-                }
-                let concurrency = rate * latency_ms / 1e3;
-                if concurrency.is_finite() {
-                    concurrency
-                } else {
-                    0.0
-                }
-            })
+            .map(|m| m.busy_now)
             .sum()
     }
 
@@ -679,10 +657,10 @@ mod tests {
     }
 
     #[test]
-    fn demand_is_rate_times_latency() {
+    fn concurrency_is_request_time_per_second() {
         let mut p = Predictor::new(PredictorSettings::default());
-        assert_eq!(p.demand(&[0], 0), 0.0);
-        for t in 0..150 {
+        assert_eq!(p.concurrency(&[0]), 0.0);
+        for t in 0..3 {
             for _ in 0..10 {
                 // 10 per 100 ms tick = 100/s at 50 ms: 5 concurrent.
                 p.observe(&request(0, t * TICK, 50.0));
@@ -690,10 +668,9 @@ mod tests {
             }
             p.tick(t * TICK);
         }
-        let d = p.demand(&[0], 1_000_000_000);
-        assert!((d - 5.0).abs() < 0.25, "{d}");
-        assert!((p.demand(&[0, 1], 0) - 10.0).abs() < 0.5);
-        assert_eq!(p.demand(&[7], 0), 0.0);
+        assert!((p.concurrency(&[0]) - 5.0).abs() < 1e-9);
+        assert!((p.concurrency(&[0, 1]) - 10.0).abs() < 1e-9);
+        assert_eq!(p.concurrency(&[7]), 0.0);
     }
 
     #[test]
@@ -719,33 +696,5 @@ mod tests {
             last = f.latency_ms;
         }
         assert!(last < 10.0, "relaxed after 30 s idle: {last}");
-    }
-
-    #[test]
-    fn demand_is_not_extrapolated_from_the_first_ticks_or_without_bound() {
-        let mut p = Predictor::new(PredictorSettings::default());
-        // A start-up ramp: the first ticks see 1, 5, 20, 60 ... requests.
-        for t in 0..8u64 {
-            for _ in 0..(t * t + 1) {
-                p.observe(&request(0, t * TICK, 50.0));
-            }
-            p.tick(t * TICK);
-            // Under 10 s of history, no demand is forecast at all.
-            assert_eq!(p.demand(&[0], 30_000_000_000), 0.0);
-        }
-        for t in 8..200u64 {
-            for _ in 0..(10 + t / 4) {
-                p.observe(&request(0, t * TICK, 50.0));
-            }
-            p.tick(t * TICK);
-        }
-        // Rate now about 580/s at 50 ms (about 29 concurrent): 30 s ahead is at most 3x that.
-        let now = p.demand(&[0], 0);
-        let ahead = p.demand(&[0], 30_000_000_000);
-        assert!(now > 20.0 && now < 40.0, "{now}");
-        assert!(
-            ahead >= now && ahead <= 3.0 * 1.5 * now + 1e-9,
-            "{ahead} vs {now}"
-        );
     }
 }

@@ -181,10 +181,9 @@ fn plan(
             min_hold_nanos: rt.config.upstreams[*u].scale.min_hold.as_nanos() as u64,
         })
         .collect();
-    let (transitions, reports) =
-        planner.plan(now, &pools, horizon.as_nanos() as u64, |ids, ahead| {
-            predictor.demand(ids, ahead)
-        });
+    let (transitions, reports) = planner.plan(now, &pools, horizon.as_nanos() as u64, |ids| {
+        predictor.concurrency(ids)
+    });
     for pool in &pools {
         for m in pool.members.iter().filter(|m| m.standby) {
             if let Some(f) = snapshot.backends.get_mut(m.id as usize) {
