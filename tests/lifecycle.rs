@@ -36,6 +36,28 @@ fn sigterm_finishes_requests_in_flight_then_exits_early() {
 }
 
 #[test]
+fn a_connection_accepted_before_sigterm_is_served_when_its_request_comes_after() {
+    use std::io::{Read, Write};
+    let b = Backend::start("b");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut augur = Augur::start("late-request", &simple(addr, &b), &[addr]);
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    eventually("augur holds the new connection", || {
+        (augur.status()["connections"] == 1).then_some(())
+    });
+    signal(augur.pid(), "TERM");
+    wait_closed(addr, "augur");
+    // The listener has closed; the request of a connection it had accepted still counts.
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let status = wait_exit(&mut augur.child, Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
 fn sigint_stops_at_once() {
     let b = Backend::start("b");
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));

@@ -264,6 +264,7 @@ pub fn status(shared: &Shared) -> Value {
         "uptime_seconds": shared.started.elapsed().as_secs_f64(),
         "draining": shared.draining.load(Ordering::Relaxed),
         "in_flight": shared.in_flight.load(Ordering::Relaxed),
+        "connections": shared.connections.load(Ordering::Relaxed),
         "config": {
             "path": shared.config_path.as_ref().map(|p| p.display().to_string()),
             "hash": rt.version.hash,
@@ -569,21 +570,23 @@ pub fn metrics(shared: &Shared) -> String {
             "counter",
             shared.bad_load_reports.load(Ordering::Relaxed) as f64,
         ),
+        (
+            "augur_in_flight",
+            "Requests and TCP sessions in progress.",
+            "gauge",
+            shared.in_flight.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "augur_connections",
+            "Downstream HTTP connections open, idle ones included.",
+            "gauge",
+            shared.connections.load(Ordering::Relaxed) as f64,
+        ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {value}");
     }
-    let _ = writeln!(
-        out,
-        "# HELP augur_in_flight Requests and TCP sessions in progress."
-    );
-    let _ = writeln!(out, "# TYPE augur_in_flight gauge");
-    let _ = writeln!(
-        out,
-        "augur_in_flight {}",
-        shared.in_flight.load(Ordering::Relaxed)
-    );
     let _ = writeln!(out, "# HELP augur_reloads_total Config reloads by outcome.");
     let _ = writeln!(out, "# TYPE augur_reloads_total counter");
     let _ = writeln!(

@@ -16,6 +16,13 @@
 //!
 //! The cost outside reloads is one generation comparison per read of a connection that is
 //! not busy; the table is asked only after a reload.
+//!
+//! The wrapper also serves the drain (SIGTERM, `--upgrade`): each open connection is counted
+//! in `Shared::connections`, and a new connection reaches Pingora only once its first byte has
+//! arrived. When a listener stops, Pingora closes every connection parked waiting for a
+//! request (`http_cleanup`): right for an idle keep-alive connection, whose client retries on
+//! a new one; wrong for one accepted a moment before, whose request is on its way and whose
+//! client has nothing to retry.
 
 use std::fmt;
 use std::io;
@@ -35,9 +42,14 @@ use pingora::protocols::{
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use pingora::server::ShutdownWatch;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::segment_gate;
+
+/// How long a new connection may stay silent (Pingora's read timeout for a first request).
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a new, still silent connection is kept once the listener stops.
+const FIRST_BYTE_AT_SHUTDOWN: Duration = Duration::from_secs(2);
 use crate::state::Shared;
 
 /// A `ServerApp` whose connections are closed once a reload withdraws their admission.
@@ -73,8 +85,28 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Revocable<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let (stream, conn) = Watched::wrap(stream, &self.shared, self.slot);
-        let serve = self.inner.process_new(stream, shutdown);
+        let (mut stream, conn, new) = Watched::wrap(stream, &self.shared, self.slot);
+        let mut stopping = shutdown.clone();
+        let serve = async move {
+            // Not parked in Pingora's `read_request` before its first byte (see the module
+            // doc). A client that sends nothing is closed as Pingora would close it (its first
+            // request's read timeout), and soon once the listener stops.
+            if new {
+                let mut byte = [0u8; 1];
+                let first = tokio::select! {
+                    r = stream.try_peek(&mut byte) => r.is_ok(),
+                    () = tokio::time::sleep(FIRST_BYTE_TIMEOUT) => false,
+                    () = async {
+                        let _ = stopping.wait_for(|stop| *stop).await;
+                        tokio::time::sleep(FIRST_BYTE_AT_SHUTDOWN).await;
+                    } => false,
+                };
+                if !first {
+                    return None; // closed, reset or silent before its first byte
+                }
+            }
+            self.inner.process_new(stream, shutdown).await
+        };
         tokio::pin!(serve);
         loop {
             // Armed before the check, so a reload between the two still wakes us.
@@ -131,6 +163,12 @@ struct Connection {
     revoked: AtomicBool,
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
@@ -177,15 +215,18 @@ impl Connection {
 struct Watched {
     inner: Stream,
     conn: Arc<Connection>,
+    /// Bytes peeked at, which reads return first.
+    peeked: Vec<u8>,
 }
 
 impl Watched {
-    /// Wraps a new connection's stream, or finds the wrapper of a reused one.
-    fn wrap(stream: Stream, shared: &Arc<Shared>, slot: usize) -> (Stream, Arc<Connection>) {
+    /// Wraps a new connection's stream (true), or finds the wrapper of a reused one (false).
+    fn wrap(stream: Stream, shared: &Arc<Shared>, slot: usize) -> (Stream, Arc<Connection>, bool) {
         if let Some(watched) = stream.as_any().downcast_ref::<Watched>() {
             let conn = Arc::clone(&watched.conn);
-            return (stream, conn);
+            return (stream, conn, false);
         }
+        shared.connections.fetch_add(1, Ordering::Relaxed);
         let source = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
@@ -201,8 +242,9 @@ impl Watched {
         let watched = Watched {
             inner: stream,
             conn: Arc::clone(&conn),
+            peeked: Vec::new(),
         };
-        (Box::new(watched), conn)
+        (Box::new(watched), conn, true)
     }
 }
 
@@ -218,7 +260,14 @@ impl AsyncRead for Watched {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let poll = if self.peeked.is_empty() {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        } else {
+            let n = self.peeked.len().min(buf.remaining());
+            buf.put_slice(&self.peeked[..n]);
+            self.peeked.drain(..n);
+            Poll::Ready(Ok(()))
+        };
         if buf.filled().len() > before {
             self.conn.phase.store(Phase::Busy as u8, Ordering::Relaxed);
         } else if poll.is_pending() && phase == Phase::Ending {
@@ -319,9 +368,20 @@ impl GetSocketDigest for Watched {
     }
 }
 
+/// Peeks through the wrapper's own buffer, so that it works on any stream (TLS too).
 #[async_trait]
 impl Peek for Watched {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        while self.peeked.len() < buf.len() {
+            // Whatever has arrived (a whole request head, usually), so that Pingora's first
+            // read takes it all from here and costs no extra read from the socket.
+            let mut more = [0u8; 4096];
+            match self.inner.read(&mut more).await? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => self.peeked.extend_from_slice(&more[..n]),
+            }
+        }
+        buf.copy_from_slice(&self.peeked[..buf.len()]);
+        Ok(true)
     }
 }

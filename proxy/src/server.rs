@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,9 +11,12 @@ use anyhow::{bail, Context};
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{
+    ExecutionPhase, ListenFds, RunArgs, RuntimeOpts, Server, ShutdownSignal, ShutdownSignalWatch,
+    ShutdownWatch,
+};
 use pingora::services::listening::Service;
-use pingora::services::ServiceWithDependents;
+use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::broadcast;
 
@@ -169,7 +172,13 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
         svc.add_tcp(&addr.to_string());
         services.push(Box::new(svc));
     }
-    server.add_services(services);
+    let accepting = Arc::new(AtomicUsize::new(0));
+    server.add_services(
+        services
+            .into_iter()
+            .map(|s| Box::new(Accepting::new(s, &accepting)) as Box<dyn ServiceWithDependents>)
+            .collect(),
+    );
 
     reload_on_sighup(Arc::clone(&shared))?;
     crate::predictor_thread::spawn(Arc::clone(&shared), &predictor_settings)
@@ -184,6 +193,7 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals {
             shared,
+            accepting,
             phases: std::sync::Mutex::new(Some(phases)),
             grace,
         }),
@@ -245,11 +255,65 @@ fn reload_on_sighup(shared: Arc<Shared>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A service counted in `accepting` until its accept loops have stopped and its app has
+/// cleaned up, so that the drain never ends the process while a listener can still accept.
+struct Accepting {
+    service: Box<dyn ServiceWithDependents>,
+    accepting: Arc<AtomicUsize>,
+}
+
+impl Accepting {
+    fn new(service: Box<dyn ServiceWithDependents>, accepting: &Arc<AtomicUsize>) -> Accepting {
+        accepting.fetch_add(1, Ordering::Relaxed);
+        Accepting {
+            service,
+            accepting: Arc::clone(accepting),
+        }
+    }
+}
+
+#[async_trait]
+impl ServiceWithDependents for Accepting {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+        ready_notifier: ServiceReadyNotifier,
+    ) {
+        self.service
+            .start_service(fds, shutdown, listeners_per_fd, ready_notifier)
+            .await;
+        self.accepting.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn name(&self) -> &str {
+        self.service.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.service.threads()
+    }
+
+    fn runtime_opts_override(&self, global: &RuntimeOpts) -> Option<RuntimeOpts> {
+        self.service.runtime_opts_override(global)
+    }
+
+    fn on_startup_delay(&self, time_waited: Duration) {
+        self.service.on_startup_delay(time_waited);
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.service.listen_addresses()
+    }
+}
+
 /// Pingora's shutdown signals (SIGTERM graceful, SIGINT fast, SIGQUIT upgrade hand-over),
-/// plus augur's drain: once the listeners have closed, exit as soon as nothing is in flight
-/// instead of always sleeping out the grace period.
+/// plus augur's drain: once the listeners have closed, exit as soon as every connection they
+/// accepted is done instead of always sleeping out the grace period.
 struct Signals {
     shared: Arc<Shared>,
+    accepting: Arc<AtomicUsize>,
     phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
     grace: Duration,
 }
@@ -275,10 +339,11 @@ impl ShutdownSignalWatch for Signals {
             let phases = self.phases.lock().ok().and_then(|mut p| p.take());
             if let Some(phases) = phases {
                 let shared = Arc::clone(&self.shared);
+                let accepting = Arc::clone(&self.accepting);
                 let grace = self.grace;
                 let _ = std::thread::Builder::new()
                     .name("augur-drain".into())
-                    .spawn(move || drain(shared, phases, grace));
+                    .spawn(move || drain(shared, accepting, phases, grace));
             }
             tracing::info!(
                 upgrade = matches!(sig, ShutdownSignal::GracefulUpgrade),
@@ -291,9 +356,19 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
-/// Waits for the listeners to close, then for in-flight work to finish (at most `grace`),
-/// then exits the process.
-fn drain(shared: Arc<Shared>, mut phases: broadcast::Receiver<ExecutionPhase>, grace: Duration) {
+/// Waits for the shutdown to start, then (at most `grace`) for the listeners to stop accepting
+/// and for every connection they accepted to close, then exits the process.
+///
+/// Pingora's grace period starts as it tells the listeners to stop, not once they have, and
+/// nothing is in flight on a connection accepted a moment before whose request has not been
+/// read yet: exiting as soon as nothing is in flight reset such connections. A TLS handshake
+/// still under way is not waited for: Pingora has no hook between accept and the app.
+fn drain(
+    shared: Arc<Shared>,
+    accepting: Arc<AtomicUsize>,
+    mut phases: broadcast::Receiver<ExecutionPhase>,
+    grace: Duration,
+) {
     loop {
         match phases.blocking_recv() {
             Ok(ExecutionPhase::ShutdownGracePeriod) => break,
@@ -302,12 +377,20 @@ fn drain(shared: Arc<Shared>, mut phases: broadcast::Receiver<ExecutionPhase>, g
         }
     }
     let deadline = Instant::now() + grace;
-    // Polling a counter: the request path must not pay for a notification on every request.
-    while shared.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+    // Polling counters: the request path must not pay for a notification on every request.
+    let busy = || {
+        accepting.load(Ordering::Relaxed) > 0
+            || shared.connections.load(Ordering::Relaxed) > 0
+            || shared.in_flight.load(Ordering::Relaxed) > 0
+    };
+    while busy() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let left = shared.in_flight.load(Ordering::Relaxed);
-    tracing::info!(in_flight_left = left, "drained; exiting");
+    tracing::info!(
+        in_flight_left = shared.in_flight.load(Ordering::Relaxed),
+        connections_left = shared.connections.load(Ordering::Relaxed),
+        "drained; exiting"
+    );
     shared.tunnels.remove_endpoints();
     std::process::exit(0);
 }

@@ -62,6 +62,8 @@ pub struct Shared {
     pub reloads_failed: AtomicU64,
     /// HTTP requests and TCP sessions in progress, across all listeners (drain waits on it).
     pub in_flight: AtomicU64,
+    /// Downstream HTTP connections open, idle or not (drain waits for them to close).
+    pub connections: AtomicU64,
     /// Set once SIGTERM or an upgrade hand-over starts the drain.
     pub draining: AtomicBool,
     /// Process start, for uptime.
@@ -100,6 +102,7 @@ impl Shared {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             started: Instant::now(),
             reloaded: tokio::sync::Notify::new(),
