@@ -42,6 +42,24 @@ fn run(args: &[&str]) {
     );
 }
 
+/// Deletes the host links on `ip`'s /24, including any left by an earlier test process that
+/// was killed before its clean-up ran: their route would take this test's packets.
+fn remove_links_on(ip: Ipv4Addr) {
+    let [a, b, c, _] = ip.octets();
+    let out = Command::new("ip")
+        .args(["-o", "addr", "show", "to", &format!("{a}.{b}.{c}.0/24")])
+        .output()
+        .expect("run ip");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(dev) = line.split_whitespace().nth(1) {
+            let dev = dev.split('@').next().unwrap_or(dev);
+            let _ = Command::new("ip")
+                .args(["link", "del", "dev", dev])
+                .output();
+        }
+    }
+}
+
 impl WgPeer {
     /// `tag` makes names and the veth subnet unique among tests running at once.
     /// `augur_endpoint`: where wireguard-go may reach augur (so it can initiate too).
@@ -54,6 +72,7 @@ impl WgPeer {
         let ns_ip = Ipv4Addr::new(10, 213, tag, 2);
         let dir = temp_dir(&format!("wg-go-{tag}"));
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        remove_links_on(host_ip);
         run(&["ip", "netns", "add", &ns]);
         let mut peer = WgPeer {
             ns: ns.clone(),
@@ -149,6 +168,8 @@ impl Drop for WgPeer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Deleting the namespace does not always take the veth pair with it here.
+        remove_links_on(self.host_ip);
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
     }
 }
