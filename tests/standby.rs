@@ -176,3 +176,73 @@ upstreams:
     drop(a);
     drop(s);
 }
+
+#[test]
+fn instances_plan_on_the_demand_their_peers_see_too() {
+    let delay = std::time::Duration::from_millis(30);
+    let a = Backend::start_with_delay("a", delay);
+    let s = Backend::start_with_delay("s", delay);
+    let body = |addr: SocketAddr, peers: &str| {
+        format!(
+            "predictor: {{ peers: [{peers}] }}
+listeners:
+  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}
+upstreams:
+  - name: u
+    scale: {{ activate_at: 0.9, min_hold: 2s }}
+    backends:
+      - {{ addr: {}, capacity: 5 }}
+      - {{ addr: {}, capacity: 5, standby: true, warmup: 1s }}
+",
+            a.addr, s.addr
+        )
+    };
+    let (addr_1, addr_2) = (
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+    );
+    let one = Augur::start("peers-1", &body(addr_1, ""), &[addr_1]);
+    let two = Augur::start("peers-2", &body(addr_2, ""), &[addr_2]);
+    // Three sequential clients on each: at most 3 in flight per instance, under 0.9 × 5.
+    let loads: Vec<RequestLoop> = [addr_1, addr_2]
+        .into_iter()
+        .flat_map(|addr| (0..3).map(move |_| RequestLoop::start(addr, "/")))
+        .collect();
+    let own = |augur: &Augur| {
+        let st = augur.status();
+        let capacity = &st["upstreams"][0]["capacity"];
+        assert_eq!(
+            st["upstreams"][0]["backends"][1]["state"], "standby",
+            "{st}"
+        );
+        capacity["concurrency"].as_f64().filter(|c| *c > 1.0)
+    };
+    // Alone, each instance sees only its own share and keeps the standby asleep.
+    eventually("both instances see their own demand", || {
+        own(&one).zip(own(&two))
+    });
+
+    // Each learns of the other (a live reload): together they see more than 0.9 × 5.
+    one.write_config(&body(addr_1, &format!("\"{}\"", two.admin)));
+    two.write_config(&body(addr_2, &format!("\"{}\"", one.admin)));
+    for augur in [&one, &two] {
+        assert_eq!(augur.reload().status, 200);
+    }
+    for augur in [&one, &two] {
+        let st = eventually("the standby woken on the peers' demand", || {
+            let st = augur.status();
+            (st["upstreams"][0]["backends"][1]["state"] == "active").then_some(st)
+        });
+        let capacity = &st["upstreams"][0]["capacity"];
+        assert!(
+            capacity["peer_concurrency"].as_f64() > Some(1.0),
+            "{capacity}"
+        );
+        assert_eq!(st["peers"][0]["fresh"], true, "{st}");
+    }
+    for load in loads {
+        let (ok, failures) = load.finish();
+        assert!(ok > 0);
+        assert!(failures.is_empty(), "{failures:?}");
+    }
+}

@@ -278,7 +278,7 @@ impl Hooks for Activation<'_> {
                     min_hold_nanos: MIN_HOLD,
                 };
                 let all: &[Balancer] = balancers;
-                let (transitions, reports) = planner.plan(now, &[pool], horizon, |ids| {
+                let (transitions, reports) = planner.plan(now, &[pool], horizon, |_, ids| {
                     all.iter().map(|b| b.predictor().concurrency(ids)).sum()
                 });
                 changes.extend(transitions.iter().map(|t| Change {

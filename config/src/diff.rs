@@ -19,6 +19,8 @@ pub enum Change {
     ServerSettingChanged(ServerSetting),
     /// The predictor's settings changed (they take a new process).
     PredictorChanged,
+    /// `predictor.peers` changed (applied live).
+    PeersChanged,
     /// The announced demand events changed.
     EventsChanged,
     /// The admin listener appeared, disappeared or moved (`None` = no admin listener).
@@ -258,6 +260,7 @@ impl Change {
             | Change::ListenerAllowChanged { .. }
             | Change::SegmentModeChanged { .. }
             | Change::EventsChanged
+            | Change::PeersChanged
             | Change::UpstreamAdded(_)
             | Change::UpstreamRemoved(_)
             | Change::PolicyChanged { .. }
@@ -279,6 +282,7 @@ impl fmt::Display for Change {
                 write!(f, "server.{} changed", setting.key())
             }
             Change::PredictorChanged => write!(f, "predictor settings changed"),
+            Change::PeersChanged => write!(f, "predictor peers changed"),
             Change::EventsChanged => write!(f, "announced demand events changed"),
             Change::AdminChanged { from, to } => match (from, to) {
                 (None, Some(to)) => write!(f, "admin listener added on {to}"),
@@ -413,8 +417,15 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         old.admin.as_ref().map(|a| a.bind),
         new.admin.as_ref().map(|a| a.bind),
     );
-    if old.predictor != new.predictor {
+    let settings = |p: &crate::model::Predictor| crate::model::Predictor {
+        peers: Vec::new(),
+        ..p.clone()
+    };
+    if settings(&old.predictor) != settings(&new.predictor) {
         changes.push(Change::PredictorChanged);
+    }
+    if old.predictor.peers != new.predictor.peers {
+        changes.push(Change::PeersChanged);
     }
     if old.events != new.events {
         changes.push(Change::EventsChanged);

@@ -76,6 +76,9 @@ pub struct Predictor {
     pub slow_start: Duration,
     /// Pass backends' `endpoint-load-metrics` headers on to clients (default: strip them).
     pub keep_load_reports: bool,
+    /// Admin listeners of the other augur instances in front of the same upstreams: standby
+    /// planning adds the demand they see to this instance's own (default: none).
+    pub peers: Vec<SocketAddr>,
 }
 
 impl Default for Predictor {
@@ -86,6 +89,7 @@ impl Default for Predictor {
             lead: Duration::from_secs(1),
             slow_start: Duration::from_secs(10),
             keep_load_reports: false,
+            peers: Vec::new(),
         }
     }
 }

@@ -109,6 +109,7 @@ pub struct RawPredictor {
     pub lead: Option<String>,
     pub slow_start: Option<String>,
     pub keep_load_reports: Option<bool>,
+    pub peers: Option<Vec<String>>,
 }
 
 /// `server:`

@@ -327,6 +327,21 @@ impl Checks<'_> {
             ms(0),
             secs(3600),
         );
+        let mut peers = Some(Vec::new());
+        for (i, text) in raw.peers.iter().flatten().enumerate() {
+            let peer = self.destination(text, &format!("predictor.peers[{i}]"));
+            match (peer, peers.as_mut()) {
+                (Some(peer), Some(all)) if all.contains(&peer) => {
+                    self.report(
+                        &format!("predictor.peers[{i}]"),
+                        format!("peer {peer} is listed twice"),
+                    );
+                    peers = None;
+                }
+                (Some(peer), Some(all)) => all.push(peer),
+                (_, _) => peers = None,
+            }
+        }
         let (tick, horizon, lead) = (tick?, horizon?, lead?);
         if horizon < tick || lead < tick || lead > horizon {
             self.report("predictor", "expected tick <= lead <= horizon".to_owned());
@@ -338,6 +353,7 @@ impl Checks<'_> {
             lead,
             slow_start: slow_start?,
             keep_load_reports: raw.keep_load_reports.unwrap_or(defaults.keep_load_reports),
+            peers: peers?,
         })
     }
 

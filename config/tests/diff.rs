@@ -320,6 +320,16 @@ fn server_and_admin_changes() {
 }
 
 #[test]
+fn predictor_peers_change_live_and_other_predictor_settings_do_not() {
+    let found = changes(|c| c.predictor.peers = vec![addr("10.0.0.2:9901")]);
+    assert_eq!(found, vec![Change::PeersChanged]);
+    assert!(!found[0].needs_new_process());
+    let found = changes(|c| c.predictor.horizon = Duration::from_secs(9));
+    assert_eq!(found, vec![Change::PredictorChanged]);
+    assert!(found[0].needs_new_process());
+}
+
+#[test]
 fn only_socket_changes_need_an_upgrade() {
     let name = || "x".to_owned();
     let a = addr("127.0.0.1:1");

@@ -378,6 +378,23 @@ upstreams:
         ),
         "{errors}"
     );
+    let text = format!("predictor: {{ peers: [\"10.0.0.2:9901\", \"10.0.0.3:9901\"] }}\n{base}");
+    let p = parse(&text, "augur.yaml").unwrap().predictor;
+    assert_eq!(p.peers.len(), 2);
+    for (peers, error) in [
+        (
+            "[10.0.0.2:9901, nowhere]",
+            "augur.yaml:1:37: predictor.peers[1]: invalid socket address \"nowhere\"",
+        ),
+        (
+            "[10.0.0.2:9901, 10.0.0.2:9901]",
+            "augur.yaml:1:37: predictor.peers[1]: peer 10.0.0.2:9901 is listed twice",
+        ),
+    ] {
+        let text = format!("predictor: {{ peers: {peers} }}\n{base}");
+        let errors = parse(&text, "augur.yaml").unwrap_err().to_string();
+        assert!(errors.contains(error), "{errors}");
+    }
     let errors = parse(&format!("predictor: {{ lead: 20s }}\n{base}"), "augur.yaml")
         .unwrap_err()
         .to_string();

@@ -111,7 +111,7 @@ pub struct PoolReport {
 #[derive(Clone, Copy)]
 enum Source<'a> {
     /// The serving members' concurrency now, forecast by the pool's [`DemandModel`].
-    Observed(&'a dyn Fn(&[BackendId]) -> f64),
+    Observed(&'a dyn Fn(&str, &[BackendId]) -> f64),
     /// A forecast given by the caller: (members, ns ahead) -> concurrency.
     Forecast(&'a dyn Fn(&[BackendId], u64) -> f64),
 }
@@ -160,16 +160,16 @@ impl CapacityPlanner {
         }
     }
 
-    /// One planning step at `now`. `concurrency(ids)` is the concurrency the members `ids`
-    /// see now (the sum of [`crate::Predictor::concurrency`] over the balancer's
-    /// predictors); each pool's [`DemandModel`] forecasts it. `horizon_nanos` is how far
+    /// One planning step at `now`. `concurrency(pool, ids)` is the concurrency the members
+    /// `ids` of the pool named `pool` see now ([`crate::Predictor::concurrency`], summed over
+    /// the balancer instances in front of the pool); each pool's [`DemandModel`] forecasts it. `horizon_nanos` is how far
     /// ahead slack must last before a backend sleeps.
     pub fn plan(
         &mut self,
         now: u64,
         pools: &[Pool<'_>],
         horizon_nanos: u64,
-        concurrency: impl Fn(&[BackendId]) -> f64,
+        concurrency: impl Fn(&str, &[BackendId]) -> f64,
     ) -> (Vec<Transition>, Vec<PoolReport>) {
         self.models
             .retain(|name, _| pools.iter().any(|p| p.name == name));
@@ -227,7 +227,7 @@ impl CapacityPlanner {
                 );
                 models.entry(pool.name.to_owned()).or_default().observe(
                     now,
-                    concurrency(&serving),
+                    concurrency(pool.name, &serving),
                     &horizons,
                 );
             }
@@ -502,7 +502,7 @@ mod tests {
                 1 => total / 2.0 - swing,
                 _ => 0.0,
             };
-            let (t, _) = planner.plan(now, &[pool(&members)], 5 * SEC, |ids| {
+            let (t, _) = planner.plan(now, &[pool(&members)], 5 * SEC, |_, ids| {
                 ids.iter().map(|&id| per_member(id)).sum()
             });
             woke.extend(t.iter().filter(|tr| tr.wake).map(|_| now / SEC));

@@ -202,6 +202,47 @@ impl DemandModel {
     }
 }
 
+/// Most upstreams a peer's demand answer may list.
+pub const MAX_PEER_UPSTREAMS: usize = 10_000;
+
+/// Parses another augur instance's answer to `GET /demand`: an HTTP/1.x status line with
+/// 200, headers, and a body of one `NAME CONCURRENCY` line per upstream it plans (the
+/// concurrency it sees itself, a finite number >= 0; the name is everything before the last
+/// space). The bytes come from the network: anything else is an error, never a panic.
+pub fn parse_peer_demand(answer: &[u8]) -> Result<Vec<(String, f64)>, String> {
+    match crate::health::check_status(answer) {
+        Some(200) => {}
+        Some(0) | None => return Err("not an HTTP/1.x answer".into()),
+        Some(status) => return Err(format!("answered {status}")),
+    }
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of the HTTP header")?;
+    let body = std::str::from_utf8(&answer[end + 4..]).map_err(|_| "body not UTF-8")?;
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for (i, line) in body.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        if i >= MAX_PEER_UPSTREAMS {
+            return Err(format!("more than {MAX_PEER_UPSTREAMS} upstreams"));
+        }
+        let (name, value) = line
+            .trim()
+            .rsplit_once(' ')
+            .ok_or_else(|| format!("line {}: expected NAME CONCURRENCY", i + 1))?;
+        let name = name.trim();
+        let value: f64 = value
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("line {}: expected a concurrency >= 0", i + 1))?;
+        if name.is_empty() || out.iter().any(|(n, _)| n == name) {
+            return Err(format!("line {}: empty or repeated upstream name", i + 1));
+        }
+        out.push((name.to_owned(), value));
+    }
+    Ok(out)
+}
+
 /// Buckets covering `ahead_nanos` (at least one).
 fn steps(ahead_nanos: u64) -> usize {
     usize::try_from(ahead_nanos.div_ceil(BUCKET_NANOS))
@@ -277,6 +318,32 @@ mod tests {
         // record of over-forecasting it does so far less often.
         assert!(raw_high >= 10, "{raw_high}");
         assert!(high * 4 <= raw_high, "{high} of {raw_high}");
+    }
+
+    #[test]
+    fn a_peers_demand_answer_parses_and_anything_else_is_an_error() {
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\napi 6.5\nmy pool 0\n";
+        assert_eq!(
+            parse_peer_demand(ok).unwrap(),
+            vec![("api".to_owned(), 6.5), ("my pool".to_owned(), 0.0)]
+        );
+        for bad in [
+            &b""[..],
+            b"HTTP/1.1 404 Not Found\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n",
+            b"HTTP/1.1 200 OK\r\n\r\napi",
+            b"HTTP/1.1 200 OK\r\n\r\napi -1",
+            b"HTTP/1.1 200 OK\r\n\r\napi NaN",
+            b"HTTP/1.1 200 OK\r\n\r\napi 1\napi 2",
+            b"HTTP/1.1 200 OK\r\n\r\n\xff 1",
+            b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+        ] {
+            assert!(
+                parse_peer_demand(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

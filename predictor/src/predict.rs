@@ -442,8 +442,7 @@ impl Predictor {
     pub fn concurrency(&self, ids: &[BackendId]) -> f64 {
         ids.iter()
             .filter_map(|&id| self.models.get(id as usize)?.as_ref())
-            .map(|m| m.busy_now)
-            .sum()
+            .fold(0.0, |sum, m| sum + m.busy_now)
     }
 
     /// Ticks so far.

@@ -41,6 +41,11 @@ impl ServeHttp for Admin {
                 "application/json",
                 status(&self.shared).to_string(),
             ),
+            (Method::GET, "/demand") => reply(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                demand(&self.shared),
+            ),
             (Method::GET, "/metrics") => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -107,7 +112,7 @@ impl ServeHttp for Admin {
                     ),
                 }
             }
-            (_, "/status" | "/metrics" | "/reload" | "/segments/suggest") => reply(
+            (_, "/status" | "/metrics" | "/demand" | "/reload" | "/segments/suggest") => reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "text/plain",
                 "method not allowed\n".into(),
@@ -237,14 +242,16 @@ pub fn status(shared: &Shared) -> Value {
                     })
                 })
                 .collect();
-            let capacity = shared
-                .predictor_view
-                .load()
+            let view = shared.predictor_view.load();
+            let seen = view.concurrency.iter().find(|c| c.upstream == u.name);
+            let capacity = view
                 .pools
                 .iter()
                 .find(|p| p.upstream == u.name)
                 .map(|p| {
                     json!({
+                        "concurrency": seen.map(|c| num(c.own)),
+                        "peer_concurrency": seen.map(|c| num(c.peers)),
                         "predicted_demand": num(p.demand),
                         "active_capacity": p.active_capacity,
                         "total_capacity": p.total_capacity,
@@ -265,6 +272,7 @@ pub fn status(shared: &Shared) -> Value {
         "draining": shared.draining.load(Ordering::Relaxed),
         "in_flight": shared.in_flight.load(Ordering::Relaxed),
         "connections": shared.connections.load(Ordering::Relaxed),
+        "peers": shared.peers.status(),
         "config": {
             "path": shared.config_path.as_ref().map(|p| p.display().to_string()),
             "hash": rt.version.hash,
@@ -323,6 +331,16 @@ fn predictor_status(shared: &Shared) -> Value {
         "invalid_load_reports": shared.bad_load_reports.load(Ordering::Relaxed),
         "anomalous": anomalous,
     })
+}
+
+/// `GET /demand`: per upstream with standby planning, the concurrency this instance sees
+/// itself (`NAME CONCURRENCY` lines), what peers (`predictor.peers`) poll.
+pub fn demand(shared: &Shared) -> String {
+    let mut out = String::new();
+    for c in &shared.predictor_view.load().concurrency {
+        let _ = writeln!(out, "{} {}", c.upstream, c.own);
+    }
+    out
 }
 
 /// The `/metrics` document in Prometheus text format.

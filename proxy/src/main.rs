@@ -13,6 +13,7 @@ mod health_report;
 mod http_proxy;
 mod keys;
 mod logging;
+mod peers;
 mod predictor_thread;
 mod reload;
 mod revocation;

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use augur_predictor::{
-    BackendReport, CapacityPlanner, DemandEvent, Eligibility, Pool, PoolMember, PoolReport,
-    Predictor, PredictorSettings, Snapshot,
+    BackendReport, CapacityPlanner, DemandEvent, Eligibility, Forecast, Pool, PoolMember,
+    PoolReport, Predictor, PredictorSettings, Snapshot,
 };
 use serde_json::json;
 
 use crate::clock;
+use crate::peers::Peers;
 use crate::runtime::Runtime;
 use crate::scale_hook::HookCall;
 use crate::state::Shared;
@@ -24,10 +25,23 @@ pub struct PredictorView {
     pub reports: Vec<Option<BackendReport>>,
     /// Per upstream with standby planning: demand against capacity.
     pub pools: Vec<PoolReport>,
+    /// Per upstream with standby planning: the concurrency it saw in the last tick.
+    pub concurrency: Vec<PoolConcurrency>,
     /// Ticks so far.
     pub ticks: u64,
     /// How long the last tick took.
     pub last_tick: Duration,
+}
+
+/// The concurrency standby planning saw on one upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConcurrency {
+    /// Upstream name.
+    pub upstream: String,
+    /// Requests through this instance (Little's law over the last tick).
+    pub own: f64,
+    /// Reported by fresh peers (`predictor.peers`).
+    pub peers: f64,
 }
 
 /// Starts the predictor thread with the config's settings.
@@ -39,16 +53,43 @@ pub fn spawn(shared: Arc<Shared>, config: &augur_config::Predictor) -> std::io::
         slow_start: config.slow_start,
         ..PredictorSettings::default()
     };
+    // Standby backends take no traffic before the first tick either.
+    let rt = shared.runtime.load();
+    let mut first = Snapshot::default();
+    for (u, upstream) in rt.config.upstreams.iter().enumerate() {
+        for (b, m) in upstream.backends.iter().zip(rt.upstreams[u].members.iter()) {
+            let id = m.id as usize;
+            if b.standby {
+                if first.backends.len() <= id {
+                    first.backends.resize(id + 1, Forecast::default());
+                }
+                first.backends[id].eligibility = Eligibility::Standby;
+            }
+        }
+    }
+    shared.snapshot.store(Arc::new(first));
     let hooks = crate::scale_hook::spawn()?;
     std::thread::Builder::new()
         .name("augur-predictor".into())
-        .spawn(move || run(&shared, settings, &hooks))?;
+        .spawn(move || {
+            let mut standby = Standby {
+                planner: CapacityPlanner::new(),
+                hooks,
+            };
+            run(&shared, settings, &mut standby)
+        })?;
     Ok(())
 }
 
-fn run(shared: &Shared, settings: PredictorSettings, hooks: &Sender<HookCall>) {
+/// Standby planning's state, and where its decisions go.
+struct Standby {
+    planner: CapacityPlanner,
+    /// The scale hook's thread.
+    hooks: Sender<HookCall>,
+}
+
+fn run(shared: &Shared, settings: PredictorSettings, standby: &mut Standby) {
     let mut predictor = Predictor::new(settings);
-    let mut planner = CapacityPlanner::new();
     let mut next = Instant::now() + settings.tick;
     loop {
         // A fixed-rate ticker: the models take one step per tick.
@@ -72,15 +113,15 @@ fn run(shared: &Shared, settings: PredictorSettings, hooks: &Sender<HookCall>) {
             }
         }
         let mut snapshot = predictor.tick(now);
-        planner.set_events(events(shared, &rt, now));
-        let pools = plan(
-            &mut planner,
+        standby.planner.set_events(events(shared, &rt, now));
+        let (pools, concurrency) = plan(
+            standby,
             &predictor,
             &rt,
             &mut snapshot,
             now,
             settings.horizon,
-            hooks,
+            &shared.peers,
         );
         // Health is part of the snapshot (picks read it live; see `Eligibility::Ejected`).
         for m in rt.upstreams.iter().flat_map(|u| u.members.iter()) {
@@ -97,6 +138,7 @@ fn run(shared: &Shared, settings: PredictorSettings, hooks: &Sender<HookCall>) {
         shared.predictor_view.store(Arc::new(PredictorView {
             reports,
             pools,
+            concurrency,
             ticks: predictor.ticks(),
             last_tick: started.elapsed(),
         }));
@@ -131,14 +173,14 @@ fn events(shared: &Shared, rt: &Runtime, now_nanos: u64) -> Vec<DemandEvent> {
 /// Plans every upstream that has standby backends (and capacity on all of its backends),
 /// marks standby eligibility in the snapshot, and sends transitions to the hook thread.
 fn plan(
-    planner: &mut CapacityPlanner,
+    standby: &mut Standby,
     predictor: &Predictor,
     rt: &Runtime,
     snapshot: &mut Snapshot,
     now: u64,
     horizon: Duration,
-    hooks: &Sender<HookCall>,
-) -> Vec<PoolReport> {
+    peers: &Peers,
+) -> (Vec<PoolReport>, Vec<PoolConcurrency>) {
     let mut members_of: Vec<(usize, Vec<PoolMember>)> = Vec::new();
     for (u, upstream) in rt.config.upstreams.iter().enumerate() {
         if !upstream.backends.iter().any(|b| b.standby) {
@@ -181,13 +223,24 @@ fn plan(
             min_hold_nanos: rt.config.upstreams[*u].scale.min_hold.as_nanos() as u64,
         })
         .collect();
-    let (transitions, reports) = planner.plan(now, &pools, horizon.as_nanos() as u64, |ids| {
-        predictor.concurrency(ids)
-    });
+    let seen = std::cell::RefCell::new(Vec::with_capacity(pools.len()));
+    let (transitions, reports) =
+        standby
+            .planner
+            .plan(now, &pools, horizon.as_nanos() as u64, |upstream, ids| {
+                let own = predictor.concurrency(ids);
+                let peers = peers.concurrency(upstream);
+                seen.borrow_mut().push(PoolConcurrency {
+                    upstream: upstream.to_owned(),
+                    own,
+                    peers,
+                });
+                own + peers
+            });
     for pool in &pools {
         for m in pool.members.iter().filter(|m| m.standby) {
             if let Some(f) = snapshot.backends.get_mut(m.id as usize) {
-                f.eligibility = planner.eligibility(m);
+                f.eligibility = standby.planner.eligibility(m);
             }
         }
     }
@@ -211,11 +264,11 @@ fn plan(
                 "warmup_seconds": upstream.backends[index].warmup.as_secs_f64(),
             })
             .to_string();
-            let _ = hooks.send(HookCall {
+            let _ = standby.hooks.send(HookCall {
                 command: command.clone(),
                 payload,
             });
         }
     }
-    reports
+    (reports, seen.into_inner())
 }

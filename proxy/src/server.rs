@@ -181,6 +181,7 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
     );
 
     reload_on_sighup(Arc::clone(&shared))?;
+    crate::peers::spawn(Arc::clone(&shared)).context("start the peers thread")?;
     crate::predictor_thread::spawn(Arc::clone(&shared), &predictor_settings)
         .context("predictor thread")?;
     crate::health::spawn(Arc::clone(&shared))?;

@@ -42,6 +42,8 @@ pub struct Shared {
     pub recorder: Recorder,
     /// The predictor's figures for the admin pages.
     pub predictor_view: ArcSwap<PredictorView>,
+    /// What the other instances (`predictor.peers`) said of their demand.
+    pub peers: crate::peers::Peers,
     /// Whether backends' load reports are passed on to clients.
     pub keep_load_reports: bool,
     /// Load report headers that did not parse (ignored).
@@ -95,6 +97,7 @@ impl Shared {
             tunnels,
             recorder: Recorder::new(65_536),
             predictor_view: ArcSwap::from_pointee(PredictorView::default()),
+            peers: crate::peers::Peers::default(),
             config_path,
             slots,
             last_reload: ArcSwap::from_pointee(None),
