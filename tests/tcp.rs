@@ -45,3 +45,47 @@ upstreams:
             >= 1
     );
 }
+
+#[test]
+fn an_idle_tcp_session_is_closed_after_idle_timeout_and_a_busy_one_is_not() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let echo = echo_server();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let _augur = Augur::start(
+        "tcp-idle",
+        &format!(
+            "listeners:
+  - {{ name: db, bind: {addr}, protocol: tcp, upstream: pg, idle_timeout: 1s }}
+upstreams:
+  - name: pg
+    backends: [ {{ addr: {echo} }} ]
+"
+        ),
+        &[addr],
+    );
+    let round_trip = |conn: &mut std::net::TcpStream| {
+        conn.write_all(b"ping").unwrap();
+        let mut got = [0u8; 4];
+        conn.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"ping");
+    };
+    // Busy: a byte each way every 300 ms for 2.4 s, twice the idle timeout, stays open.
+    let mut busy = std::net::TcpStream::connect(addr).unwrap();
+    let mut idle = std::net::TcpStream::connect(addr).unwrap();
+    round_trip(&mut idle);
+    let started = Instant::now();
+    for _ in 0..8 {
+        round_trip(&mut busy);
+        // Pacing the client, not synchronisation: the gap is what is being tested.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    round_trip(&mut busy);
+    // Idle since its one exchange: augur has closed it (end of stream, not a timeout here).
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = Vec::new();
+    idle.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}

@@ -59,6 +59,11 @@ pub enum Change {
         /// Listener name.
         listener: String,
     },
+    /// A tcp listener's `idle_timeout` changed (applies to sessions that start after it).
+    IdleTimeoutChanged {
+        /// Listener name.
+        listener: String,
+    },
     /// A segment was added.
     SegmentAdded(String),
     /// A segment was removed.
@@ -261,6 +266,7 @@ impl Change {
             | Change::SegmentModeChanged { .. }
             | Change::EventsChanged
             | Change::PeersChanged
+            | Change::IdleTimeoutChanged { .. }
             | Change::UpstreamAdded(_)
             | Change::UpstreamRemoved(_)
             | Change::PolicyChanged { .. }
@@ -283,6 +289,9 @@ impl fmt::Display for Change {
             }
             Change::PredictorChanged => write!(f, "predictor settings changed"),
             Change::PeersChanged => write!(f, "predictor peers changed"),
+            Change::IdleTimeoutChanged { listener } => {
+                write!(f, "listener {listener}: idle_timeout changed")
+            }
             Change::EventsChanged => write!(f, "announced demand events changed"),
             Change::AdminChanged { from, to } => match (from, to) {
                 (None, Some(to)) => write!(f, "admin listener added on {to}"),
@@ -544,7 +553,21 @@ fn diff_listeners(old: &Config, new: &Config, changes: &mut Vec<Change>) {
                     changes.push(Change::RoutesChanged { listener: name });
                 }
             }
-            (ListenerKind::Tcp { upstream: a }, ListenerKind::Tcp { upstream: b }) => {
+            (
+                ListenerKind::Tcp {
+                    upstream: a,
+                    idle_timeout: idle_a,
+                },
+                ListenerKind::Tcp {
+                    upstream: b,
+                    idle_timeout: idle_b,
+                },
+            ) => {
+                if idle_a != idle_b {
+                    changes.push(Change::IdleTimeoutChanged {
+                        listener: name.clone(),
+                    });
+                }
                 if upstream_name(old, *a) != upstream_name(new, *b) {
                     changes.push(Change::RoutesChanged { listener: name });
                 }

@@ -154,6 +154,8 @@ pub enum ListenerKind {
     Tcp {
         /// Index into `Config::upstreams`.
         upstream: usize,
+        /// A session with no byte either way for this long is closed (default 1h).
+        idle_timeout: Duration,
     },
 }
 

@@ -159,6 +159,7 @@ pub struct RawListener {
     pub tls: Option<RawTls>,
     pub allow: Option<Vec<String>>,
     pub segment_mode: Option<RawSegmentMode>,
+    pub idle_timeout: Option<String>,
 }
 
 /// `listeners[i].protocol:`

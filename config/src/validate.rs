@@ -33,6 +33,8 @@ mod defaults {
     pub const LOG_LEVEL: &str = "info";
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
     pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// A tcp listener's session idle timeout (Envoy's tcp_proxy default).
+    pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
     pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const RETRIES: u32 = 2;

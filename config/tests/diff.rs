@@ -74,7 +74,10 @@ fn upstream_changes() {
             upstream: 0,
             allow: None,
         }];
-        c.listeners[1].kind = ListenerKind::Tcp { upstream: 0 };
+        c.listeners[1].kind = ListenerKind::Tcp {
+            upstream: 0,
+            idle_timeout: Duration::from_secs(3600),
+        };
     });
     assert_eq!(
         removed,
@@ -221,7 +224,10 @@ fn listener_changes() {
         c.listeners.push(Listener {
             name: "admin-ish".into(),
             bind: addr("127.0.0.1:7000"),
-            kind: ListenerKind::Tcp { upstream: 0 },
+            kind: ListenerKind::Tcp {
+                upstream: 0,
+                idle_timeout: Duration::from_secs(3600),
+            },
             allow: None,
             segment_mode: SegmentMode::Enforce,
         });
@@ -242,13 +248,30 @@ fn listener_changes() {
             Change::ListenerAdded("admin-ish".into()),
         ]
     );
-    let tcp_target = changes(|c| c.listeners[1].kind = ListenerKind::Tcp { upstream: 0 });
+    let tcp_target = changes(|c| {
+        c.listeners[1].kind = ListenerKind::Tcp {
+            upstream: 0,
+            idle_timeout: Duration::from_secs(3600),
+        }
+    });
     assert_eq!(
         tcp_target,
         [Change::RoutesChanged {
             listener: "db".into()
         }]
     );
+    let idle = changes(|c| {
+        if let ListenerKind::Tcp { idle_timeout, .. } = &mut c.listeners[1].kind {
+            *idle_timeout = Duration::from_secs(5);
+        }
+    });
+    assert_eq!(
+        idle,
+        [Change::IdleTimeoutChanged {
+            listener: "db".into()
+        }]
+    );
+    assert!(!idle[0].needs_new_process());
 }
 
 #[test]

@@ -560,3 +560,21 @@ upstreams:
         ],
     );
 }
+
+#[test]
+fn idle_timeout_is_for_tcp_listeners_and_within_bounds() {
+    let text = format!(
+        "\
+listeners:
+  - {{ name: web, bind: 127.0.0.1:8080, protocol: http, idle_timeout: 5m, routes: [ {{ upstream: api }} ] }}
+  - {{ name: db, bind: 127.0.0.1:5432, protocol: tcp, upstream: api, idle_timeout: 10ms }}
+{UPSTREAMS}"
+    );
+    check(
+        &text,
+        &[
+            "augur.yaml:2:70: listeners[0].idle_timeout: `idle_timeout` is only for tcp listeners; for http ones see the upstream's `read_timeout`",
+            "augur.yaml:3:83: listeners[1].idle_timeout: expected a duration from 1s to 7days, found \"10ms\"",
+        ],
+    );
+}

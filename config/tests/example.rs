@@ -139,7 +139,10 @@ fn expected(cert_dir: &Path) -> Config {
             Listener {
                 name: "db".into(),
                 bind: addr("127.0.0.1:15432"),
-                kind: ListenerKind::Tcp { upstream: 1 },
+                kind: ListenerKind::Tcp {
+                    upstream: 1,
+                    idle_timeout: std::time::Duration::from_secs(3600),
+                },
                 allow: None,
                 segment_mode: SegmentMode::Enforce,
             },

@@ -82,7 +82,7 @@ fn deep_nesting() {
     let errors = parse(&deep_value, "x").unwrap_err();
     assert_eq!(
         errors.to_string(),
-        "x:1:16: listeners[0].zzz: unknown key `zzz`; expected `name`, `bind`, `protocol`, `routes`, `upstream`, `tls`, `allow` or `segment_mode`"
+        "x:1:16: listeners[0].zzz: unknown key `zzz`; expected `name`, `bind`, `protocol`, `routes`, `upstream`, `tls`, `allow`, `segment_mode` or `idle_timeout`"
     );
     let indented: String = (0..1_000)
         .map(|i| format!("{}a{i}:\n", " ".repeat(i)))

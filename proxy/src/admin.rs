@@ -206,7 +206,7 @@ pub fn status(shared: &Shared) -> Value {
                     .map(|r| json!({"host": r.host, "path_prefix": r.path_prefix, "upstream": rt.config.upstreams[r.upstream].name}))
                     .collect();
             }
-            if let ListenerKind::Tcp { upstream } = l.kind {
+            if let ListenerKind::Tcp { upstream, .. } = l.kind {
                 v["upstream"] = json!(rt.config.upstreams[upstream].name);
             }
             if let Some(t) = rt.listeners.iter().find(|t| t.name == l.name) {

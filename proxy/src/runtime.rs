@@ -56,8 +56,8 @@ pub struct ListenerTable {
     pub name: String,
     /// HTTP routes, first match wins (empty for TCP listeners).
     pub routes: Vec<RouteEntry>,
-    /// The upstream of a TCP listener.
-    pub tcp_upstream: Option<usize>,
+    /// The upstream of a TCP listener, and how long its sessions may idle.
+    pub tcp_upstream: Option<(usize, Duration)>,
     /// Counters, stable across reloads.
     pub stats: Arc<ListenerStats>,
     /// This listener's index in `Runtime::segments` (the config's listener order, which a
@@ -353,7 +353,10 @@ impl Runtime {
                             .collect(),
                         None,
                     ),
-                    Some(ListenerKind::Tcp { upstream }) => (Vec::new(), Some(*upstream)),
+                    Some(ListenerKind::Tcp {
+                        upstream,
+                        idle_timeout,
+                    }) => (Vec::new(), Some((*upstream, *idle_timeout))),
                     None => (Vec::new(), None),
                 };
                 ListenerTable {

@@ -1,16 +1,22 @@
 //! The L4 relay: each accepted connection is paired with a connection to a backend chosen by
 //! the upstream's policy, and bytes are copied both ways until either side closes, or until
-//! a reload stops admitting the client's network (the segment gate admitted it at accept).
+//! a reload stops admitting the client's network (the segment gate admitted it at accept),
+//! or until no byte has moved either way for the listener's `idle_timeout` (HAProxy's
+//! `timeout client`/`server`, nginx's `proxy_timeout`).
 
+use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use augur_predictor::{Failure, Observation, Outcome, P2cPeakEwma, PickContext, Tried};
 
@@ -41,6 +47,62 @@ async fn revocation(shared: &Shared, slot: usize, source: Option<IpAddr>) {
     }
 }
 
+/// One side of a relay: notes when it last delivered a byte, and how many.
+struct Active<'a, S> {
+    inner: &'a mut S,
+    last: &'a AtomicU64,
+    bytes: u64,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Active<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut *self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.last.store(clock::now_nanos(), Ordering::Relaxed);
+            self.bytes += read as u64;
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Active<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Resolves once `last` (clock nanos) is `limit` in the past.
+async fn idle(last: &AtomicU64, limit: Duration) {
+    loop {
+        let since = clock::now_nanos().saturating_sub(last.load(Ordering::Relaxed));
+        let Some(left) = limit
+            .checked_sub(Duration::from_nanos(since))
+            .filter(|l| !l.is_zero())
+        else {
+            return;
+        };
+        tokio::time::sleep(left).await;
+    }
+}
+
 #[async_trait]
 impl ServerApp for TcpRelay {
     async fn process_new(
@@ -56,7 +118,7 @@ impl ServerApp for TcpRelay {
         let source = client
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let u = listener.tcp_upstream?;
+        let (u, idle_timeout) = listener.tcp_upstream?;
         let upstream = &rt.upstreams[u];
         let mut tried = Tried::default();
         let mut attempts = 0;
@@ -95,17 +157,35 @@ impl ServerApp for TcpRelay {
                     // A session counts as 2xx when it ended cleanly, 5xx when the relay failed,
                     // 4xx when a reload withdrew its source's admission (the relay stops there,
                     // and both sockets close as the session returns).
-                    let relay = tokio::io::copy_bidirectional(&mut client, &mut server);
-                    let (status, bytes) = tokio::select! {
+                    // A session idle for `idle_timeout` ends as cleanly as one either side
+                    // closed: both sockets close as the session returns.
+                    let last = AtomicU64::new(now);
+                    let mut from_client = Active {
+                        inner: &mut client,
+                        last: &last,
+                        bytes: 0,
+                    };
+                    let mut from_server = Active {
+                        inner: &mut server,
+                        last: &last,
+                        bytes: 0,
+                    };
+                    let relay = tokio::io::copy_bidirectional(&mut from_client, &mut from_server);
+                    let status = tokio::select! {
                         copied = relay => match copied {
-                            Ok((_, to_client)) => (200, to_client),
+                            Ok(_) => 200,
                             Err(e) => {
                                 tracing::debug!(error = %e, "tcp relay ended with an error");
-                                (502, 0)
+                                502
                             }
                         },
-                        () = revocation(&self.shared, self.slot, source) => (403, 0),
+                        () = revocation(&self.shared, self.slot, source) => 403,
+                        () = idle(&last, idle_timeout) => {
+                            tracing::debug!(listener = %listener.name, ?idle_timeout, "tcp session idle: closed");
+                            200
+                        }
                     };
+                    let bytes = from_server.bytes;
                     let connect = now.saturating_sub(sent_at);
                     self.shared.recorder.push(Observation {
                         backend: upstream.members[b].id,

@@ -2,10 +2,11 @@
 //! allows.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::segments::{segment_mode, SegmentNames};
 use super::upstreams::UpstreamNames;
-use super::{overlaps, CheckedListeners, Checks};
+use super::{defaults, overlaps, CheckedListeners, Checks};
 use crate::issue::quoted;
 use crate::model::{Listener, ListenerKind, Route};
 use crate::raw::{RawListener, RawMatch, RawProtocol, RawRoute};
@@ -110,6 +111,13 @@ impl Checks<'_> {
         let only_tcp = "`upstream` is only for tcp listeners; http and https listeners pick \
                         an upstream in each of their `routes`";
         let only_https = "`tls` is only for https listeners";
+        if protocol != RawProtocol::Tcp && raw.idle_timeout.is_some() {
+            self.report(
+                &format!("{path}.idle_timeout"),
+                "`idle_timeout` is only for tcp listeners; for http ones see the upstream's \
+                 `read_timeout`",
+            );
+        }
         match protocol {
             RawProtocol::Http => {
                 if raw.upstream.is_some() {
@@ -157,8 +165,18 @@ impl Checks<'_> {
                     return None;
                 };
                 let upstream = self.upstream_ref(&name, &format!("{path}.upstream"), upstreams);
+                let idle_timeout = match raw.idle_timeout.as_deref() {
+                    None => Some(defaults::TCP_IDLE_TIMEOUT),
+                    Some(text) => self.duration_within(
+                        text,
+                        &format!("{path}.idle_timeout"),
+                        Duration::from_secs(1),
+                        Duration::from_secs(7 * 24 * 3600),
+                    ),
+                };
                 Some(ListenerKind::Tcp {
                     upstream: upstream?,
+                    idle_timeout: idle_timeout?,
                 })
             }
         }
