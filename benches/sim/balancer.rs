@@ -143,7 +143,6 @@ impl Balancer {
         &self.predictor
     }
 
-    #[cfg(test)]
     /// Requests this instance has in flight to `backend`.
     pub fn in_flight(&self, backend: usize) -> u64 {
         self.members.get(backend).map_or(0, |m| m.live.in_flight())

@@ -3,9 +3,10 @@
 //! provisioned, the decision applied to every instance's snapshot as the proxy's predictor
 //! thread does:
 //!
-//! - *predictive*: augur's own `CapacityPlanner`, one for the pool, fed with the sum of
-//!   `Predictor::concurrency` over the four instances' predictors (each instance sees only its
-//!   own quarter of the traffic, so one instance's forecast alone is a quarter of the pool's);
+//! - *predictive*: augur's own `CapacityPlanner`, one for the pool, fed with the requests in
+//!   flight to the serving members summed over the four instances (each instance sees only
+//!   its own quarter of the traffic, as the proxy's instances share theirs through
+//!   `predictor.peers`);
 //! - *reactive* and *oracle*: see [`crate::standby`].
 //!
 //! A woken backend is provisioned (counted in backend-seconds) at once and serves once its
@@ -278,8 +279,11 @@ impl Hooks for Activation<'_> {
                     min_hold_nanos: MIN_HOLD,
                 };
                 let all: &[Balancer] = balancers;
+                // Requests in flight to the serving members, as the proxy samples them.
                 let (transitions, reports) = planner.plan(now, &[pool], horizon, |_, ids| {
-                    all.iter().map(|b| b.predictor().concurrency(ids)).sum()
+                    all.iter()
+                        .flat_map(|b| ids.iter().map(|&id| b.in_flight(id as usize) as f64))
+                        .sum()
                 });
                 changes.extend(transitions.iter().map(|t| Change {
                     at: now,

@@ -164,8 +164,8 @@ impl Results<'_> {
              nothing to measure. Activation strategies, each deciding every 100 ms tick and \
              applied to all four instances' snapshots: **predictive** = augur's \
              `CapacityPlanner` (activate_at {ACTIVATE_AT}, min_hold {} s, horizon 5 s), one \
-             for the pool, fed by the *sum* of `Predictor::concurrency` over the four instances' \
-             predictors (each sees a quarter of the traffic), which its demand model forecasts; **reactive** = wake the next \
+             for the pool, fed by the requests in flight to the serving members *summed* over the four \
+             instances (each sees a quarter of the traffic), which its demand model forecasts; **reactive** = wake the next \
              standby when the instances' in-flight count (queued included), averaged over the \
              last second, exceeds {ACTIVATE_AT} × the capacity provisioned (warming included), \
              put the last one back below 0.8 × the capacity left without it (min_hold and one \
@@ -331,8 +331,8 @@ impl Results<'_> {
             out,
             "\nBy phase, predictive routing, means per seed. *Forecast*: the planner's \
              `PoolReport.demand` (max of now and 5 s ahead of the pool's demand model, which \
-             forecasts the concurrency summed over the instances' predictors: request time \
-             completed per second, so in overload it counts the backlog too), mean over the phase's ticks; \
+             forecasts the requests in flight summed over the instances, so in overload it counts \
+             the backlog too), mean over the phase's ticks; \
              *true*: the same max of rate × μ. \
              Standby-s: standby backends provisioned; violations: SLO-violation-seconds.\n"
         );

@@ -69,6 +69,18 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Issue>> {
         None => Some(None),
         Some(admin) => checks.admin(admin, &listeners.binds()).map(Some),
     };
+    // A peer that is this instance would count its demand twice.
+    if let (Some(Some(admin)), Some(predictor)) = (&admin, &predictor) {
+        if let Some(i) = predictor.peers.iter().position(|&p| p == admin.bind) {
+            checks.report(
+                &format!("predictor.peers[{i}]"),
+                format!(
+                    "{} is this instance's own admin listener; list the other instances only",
+                    admin.bind
+                ),
+            );
+        }
+    }
     let built = (|| {
         Some(Config {
             server: server?,

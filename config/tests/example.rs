@@ -358,6 +358,7 @@ upstreams:
 #[test]
 fn predictor_settings_and_their_limits() {
     let base = "\
+admin: { bind: 127.0.0.1:9901 }
 listeners:
   - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
 upstreams:
@@ -392,6 +393,10 @@ upstreams:
         (
             "[10.0.0.2:9901, 10.0.0.2:9901]",
             "augur.yaml:1:37: predictor.peers[1]: peer 10.0.0.2:9901 is listed twice",
+        ),
+        (
+            "[10.0.0.2:9901, 127.0.0.1:9901]",
+            "augur.yaml:1:37: predictor.peers[1]: 127.0.0.1:9901 is this instance's own admin listener",
         ),
     ] {
         let text = format!("predictor: {{ peers: {peers} }}\n{base}");

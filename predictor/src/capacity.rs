@@ -1,7 +1,7 @@
 //! Standby capacity: wake reserve backends before predicted demand needs them, and put them
 //! back to sleep when predicted slack returns.
 //!
-//! Demand is the serving members' concurrency (Little's law), forecast per upstream as one
+//! Demand is the serving members' concurrency (requests in flight), forecast per upstream as one
 //! series by a [`DemandModel`] (or given by the caller) and multiplied by any announced
 //! event. A sleeping standby backend is woken when demand forecast one warm-up ahead (its
 //! `warmup`) exceeds `activate_at` × active capacity; it serves once the warm-up has passed. An awake one is
@@ -9,8 +9,8 @@
 //! that would remain without it, for at least as long as it would take to wake it again.
 //! Every backend keeps a state for at least `min_hold` (measured in the scenario simulator:
 //! without the hold on sleeping backends, young, noisy forecasts made them flap), except that
-//! a sleeping one wakes at once when demand above the threshold is already here rather than
-//! forecast (what reactive activation would do; the hold guards against forecasts, and
+//! a sleeping one wakes at once when demand over the whole active capacity is already here
+//! rather than forecast (what reactive activation would do; the hold guards against forecasts, and
 //! without this exception the simulator's S9-early peak met standbys held asleep), and at
 //! most one backend per upstream changes per tick.
 
@@ -161,8 +161,9 @@ impl CapacityPlanner {
     }
 
     /// One planning step at `now`. `concurrency(pool, ids)` is the concurrency the members
-    /// `ids` of the pool named `pool` see now ([`crate::Predictor::concurrency`], summed over
-    /// the balancer instances in front of the pool); each pool's [`DemandModel`] forecasts it. `horizon_nanos` is how far
+    /// `ids` of the pool named `pool` see now (requests in flight to them, queued at the
+    /// backend included, summed over the balancer instances in front of the pool); each
+    /// pool's [`DemandModel`] forecasts it. `horizon_nanos` is how far
     /// ahead slack must last before a backend sleeps.
     pub fn plan(
         &mut self,
@@ -291,9 +292,11 @@ impl CapacityPlanner {
             active_capacity,
             at_nanos: now,
         };
-        // The hold keeps a backend asleep against forecasts, not against demand that is
-        // already here: then it wakes as reactive activation would.
-        let here = at(0) > pool.activate_at * active_capacity;
+        // The hold keeps a backend asleep against forecasts, not against overload that is
+        // already here (demand over the whole active capacity, not just over the threshold:
+        // a backend put to sleep at 0.8 of the capacity left must not wake on the noise of
+        // the next second).
+        let here = at(0) > active_capacity;
         let sleeping = pool.members.iter().find(|m| {
             m.standby && self.state(m.id) == Standby::Asleep && (here || held(self, m.id))
         });
@@ -471,16 +474,23 @@ mod tests {
     }
 
     #[test]
-    fn the_hold_yields_to_demand_that_is_already_here() {
+    fn the_hold_yields_to_overload_that_is_already_here() {
         let members = pool_members();
         let mut planner = CapacityPlanner::new();
         let (t, _) = planner.plan_with_forecast(0, &[pool(&members)], 5 * SEC, |_, _| 19.0);
         assert!(t[0].wake && t[0].backend == 2);
         let (t, _) = planner.plan_with_forecast(40 * SEC, &[pool(&members)], 5 * SEC, |_, _| 5.0);
         assert!(!t[0].wake && t[0].backend == 2);
-        // A second later demand is above the threshold now, not just forecast: the backend
-        // put to sleep wakes at once, hold or not, as reactive activation would.
-        let (t, _) = planner.plan_with_forecast(41 * SEC, &[pool(&members)], 5 * SEC, |_, _| 19.0);
+        // Above the threshold (0.9 × 20) but within the active capacity: the held backend
+        // stays asleep and the next one, never held, wakes.
+        let mut other = CapacityPlanner::new();
+        other.plan_with_forecast(0, &[pool(&members)], 5 * SEC, |_, _| 19.0);
+        other.plan_with_forecast(40 * SEC, &[pool(&members)], 5 * SEC, |_, _| 5.0);
+        let (t, _) = other.plan_with_forecast(41 * SEC, &[pool(&members)], 5 * SEC, |_, _| 19.0);
+        assert_eq!((t.len(), t[0].wake, t[0].backend), (1, true, 3));
+        // Over the whole active capacity now, not just forecast: the backend put to sleep
+        // wakes at once, hold or not, as reactive activation would.
+        let (t, _) = planner.plan_with_forecast(41 * SEC, &[pool(&members)], 5 * SEC, |_, _| 21.0);
         assert_eq!((t.len(), t[0].wake, t[0].backend), (1, true, 2));
     }
 

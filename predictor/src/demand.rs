@@ -8,21 +8,24 @@
 //! standby backends at start-up in the scenario simulator. The pool's total is what clients
 //! send; routing does not move it.
 //!
-//! The series is the pool's concurrency (Little's law: request time completed per second,
-//! which counts queued requests too) averaged over 1 s buckets, fed to a responsive [`Holt`]
-//! model (α = 0.5, β = 0.2). Not the self-refitting [`crate::models::AdaptiveForecaster`]
-//! of the backend models: ranked by one-step error on a flat stretch, it settles on its
-//! smoothest candidate, whose trend then needs tens of seconds to show a rise (measured in
-//! the scenario simulator: standbys woke 6 s into S9's rise and some seeds broke the SLO;
-//! with this model none did). A responsive trend also reads noise as rises, which is what
-//! the track record below discounts. A forecast `h` ahead is the level now plus the forecast rise, less
-//! the rise this model has recently forecast `h` ahead and not seen happen (the 90th
-//! percentile of its over-forecasts at that horizon over the last minute, measured: what was
-//! forecast `h` ago against what came, 0 when it came in under).
-//! Until there is such a record at that horizon, no rise is trusted at all and the forecast
-//! is the level now (planning is then reactive), which is what a young forecast deserves: a
-//! trend read from a few seconds, extrapolated over a 30 s warm-up, is noise. A forecast
-//! fall is taken as it is (the planner never sleeps below the level now anyway).
+//! The series is the pool's concurrency (requests in flight to its serving members, sampled
+//! each tick, so queued requests count and a long request counts while it lasts, not when it
+//! ends) averaged over 1 s buckets (a tick longer than a bucket fills as many), fed to a
+//! responsive [`Holt`] model (α = 0.5, β = 0.2). Not the self-refitting
+//! [`crate::models::AdaptiveForecaster`] of the backend models: ranked by one-step error on
+//! a flat stretch, it settles on its smoothest candidate, whose trend then needs tens of
+//! seconds to show a rise (measured in the scenario simulator: standbys woke 6 s into S9's
+//! rise and some seeds broke the SLO; with this model none did). A responsive trend also
+//! reads noise as rises, which is what the track record below discounts.
+//!
+//! A forecast `h` ahead is the level now plus the forecast rise, less the rise this model has
+//! recently forecast `h` ahead and not seen happen (the 90th percentile of its over-forecasts
+//! at that lead time over the last minute, measured: what was forecast `h` ago against what
+//! came, 0 when it came in under). Until there is such a record at that lead time, no rise
+//! is trusted at all and the forecast is the level now (planning is then reactive), which is
+//! what a young forecast deserves: a trend read from a few seconds, extrapolated over a 30 s
+//! warm-up, is noise. A forecast fall is taken as it is (the planner never sleeps below the
+//! level now anyway).
 //!
 //! Time is an argument; nothing here reads a clock.
 
@@ -32,9 +35,12 @@ use crate::models::{Forecaster, Holt};
 
 /// Width of a bucket of the series, ns.
 pub const BUCKET_NANOS: u64 = 1_000_000_000;
-/// Over-forecasts at a horizon are averaged over this many buckets.
+/// Most buckets one observation closes (a long tick, or the first after a stall).
+const MAX_FILL: u64 = 60;
+/// Over-forecasts at a horizon are kept for this many buckets.
 const TRACK_WINDOW: usize = 60;
-/// The share of recent over-forecasts a rise must exceed to count.
+/// A forecast rise counts only net of the over-forecast this model has exceeded in only this
+/// share of its recent forecasts at the same lead time (its 90th percentile).
 pub const OVER_QUANTILE: f64 = 0.9;
 /// Buckets the model sees before its forecasts are tracked (or trusted): its first trend is
 /// the difference of its first two buckets, and start-up transients would stay in the record
@@ -95,15 +101,17 @@ impl DemandModel {
 
     /// Takes the pool's concurrency observed at `now` (one value per predictor tick).
     /// `horizons` are the lead times, ns, the planner will ask for: each gets a track
-    /// record from now on.
+    /// record from now on, and the records of lead times no longer asked for are dropped.
     pub fn observe(&mut self, now: u64, concurrency: f64, horizons: &[u64]) {
+        self.tracks
+            .retain(|t| horizons.iter().any(|&h| steps(h) == t.steps));
         for &h in horizons {
             let steps = steps(h);
             if !self.tracks.iter().any(|t| t.steps == steps) {
                 self.tracks.push(Track {
                     steps,
-                    pending: VecDeque::with_capacity(steps + 1),
-                    over: VecDeque::with_capacity(TRACK_WINDOW + 1),
+                    pending: VecDeque::new(),
+                    over: VecDeque::new(),
                 });
             }
         }
@@ -121,10 +129,15 @@ impl DemandModel {
             self.recent.pop_front();
         }
         let start = *self.bucket_start.get_or_insert(now);
-        if now.saturating_sub(start) >= BUCKET_NANOS && self.bucket_count > 0 {
+        let elapsed = now.saturating_sub(start) / BUCKET_NANOS;
+        if elapsed > 0 && self.bucket_count > 0 {
+            // Buckets stay 1 s wide and aligned; a tick longer than that fills several with
+            // its mean (at most a minute's worth, after a long stall).
             let mean = self.bucket_sum / f64::from(self.bucket_count);
-            self.close_bucket(mean);
-            self.bucket_start = Some(now);
+            for _ in 0..elapsed.min(MAX_FILL) {
+                self.close_bucket(mean);
+            }
+            self.bucket_start = Some(start + elapsed * BUCKET_NANOS);
             self.bucket_sum = 0.0;
             self.bucket_count = 0;
         }
@@ -221,6 +234,7 @@ pub fn parse_peer_demand(answer: &[u8]) -> Result<Vec<(String, f64)>, String> {
         .ok_or("no end of the HTTP header")?;
     let body = std::str::from_utf8(&answer[end + 4..]).map_err(|_| "body not UTF-8")?;
     let mut out: Vec<(String, f64)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (i, line) in body.lines().filter(|l| !l.trim().is_empty()).enumerate() {
         if i >= MAX_PEER_UPSTREAMS {
             return Err(format!("more than {MAX_PEER_UPSTREAMS} upstreams"));
@@ -235,7 +249,7 @@ pub fn parse_peer_demand(answer: &[u8]) -> Result<Vec<(String, f64)>, String> {
             .ok()
             .filter(|v: &f64| v.is_finite() && *v >= 0.0)
             .ok_or_else(|| format!("line {}: expected a concurrency >= 0", i + 1))?;
-        if name.is_empty() || out.iter().any(|(n, _)| n == name) {
+        if name.is_empty() || !seen.insert(name) {
             return Err(format!("line {}: empty or repeated upstream name", i + 1));
         }
         out.push((name.to_owned(), value));
@@ -344,6 +358,18 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_tick_longer_than_a_bucket_keeps_lead_times_in_seconds() {
+        let mut m = DemandModel::new();
+        // One observation every 2 s of a demand rising 1 per second.
+        for k in 0..100u64 {
+            let t = 2 * k * SEC;
+            m.observe(t, 20.0 + (2 * k) as f64, &[10 * SEC]);
+        }
+        let rise = m.forecast(10 * SEC) - m.level();
+        assert!((5.0..15.0).contains(&rise), "10 s ahead: +{rise}");
     }
 
     #[test]

@@ -104,8 +104,6 @@ struct BackendModel {
     /// The latency estimate in the last snapshot.
     published_ms: f64,
     rate_now: f64,
-    /// Request time completed in the last tick per second (concurrency, Little's law).
-    busy_now: f64,
     utilization: f64,
     error_rate: f64,
     penalty: f64,
@@ -138,7 +136,6 @@ impl BackendModel {
             recent_peak_ms: 0.0,
             published_ms: 0.0,
             rate_now: 0.0,
-            busy_now: 0.0,
             utilization: 0.0,
             error_rate: 0.0,
             penalty: 1.0,
@@ -275,7 +272,6 @@ impl Predictor {
             };
             let attempts = m.completed + m.failures;
             m.rate_now = f64::from(m.completed) / tick_secs;
-            m.busy_now = m.latency_sum_ms / 1e3 / tick_secs;
             if attempts > 0 {
                 let share = f64::from(m.failures) / f64::from(attempts);
                 m.error_rate = 0.8 * m.error_rate + 0.2 * share;
@@ -434,15 +430,6 @@ impl Predictor {
             period: m.latency.period(),
             model: m.latency.best().0,
         })
-    }
-
-    /// Concurrency the backends `ids` saw in the last tick (Little's law: the request time
-    /// completed in the tick per second of it, which counts queued requests too), summed.
-    /// The capacity planner forecasts this per pool (see [`crate::demand`]).
-    pub fn concurrency(&self, ids: &[BackendId]) -> f64 {
-        ids.iter()
-            .filter_map(|&id| self.models.get(id as usize)?.as_ref())
-            .fold(0.0, |sum, m| sum + m.busy_now)
     }
 
     /// Ticks so far.
@@ -653,23 +640,6 @@ mod tests {
             early_warnings * 10 >= rises * 8,
             "{early_warnings} of {rises} rises forecast: {r:?}"
         );
-    }
-
-    #[test]
-    fn concurrency_is_request_time_per_second() {
-        let mut p = Predictor::new(PredictorSettings::default());
-        assert_eq!(p.concurrency(&[0]), 0.0);
-        for t in 0..3 {
-            for _ in 0..10 {
-                // 10 per 100 ms tick = 100/s at 50 ms: 5 concurrent.
-                p.observe(&request(0, t * TICK, 50.0));
-                p.observe(&request(1, t * TICK, 50.0));
-            }
-            p.tick(t * TICK);
-        }
-        assert!((p.concurrency(&[0]) - 5.0).abs() < 1e-9);
-        assert!((p.concurrency(&[0, 1]) - 10.0).abs() < 1e-9);
-        assert_eq!(p.concurrency(&[7]), 0.0);
     }
 
     #[test]

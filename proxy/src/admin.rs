@@ -1,5 +1,6 @@
-//! The admin listener: `GET /status` (JSON), `GET /metrics` (Prometheus text), `POST /reload`,
-//! `GET /segments/suggest` (learn mode's proposed policy, YAML).
+//! The admin listener: `GET /status` (JSON), `GET /metrics` (Prometheus text), `GET /demand`
+//! (what `predictor.peers` poll), `POST /reload`, `GET /segments/suggest` (learn mode's
+//! proposed policy, YAML), `POST /events`, `POST /upstreams/NAME/drain|undrain`.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -120,7 +121,7 @@ impl ServeHttp for Admin {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "not found; try GET /status, GET /metrics, GET /segments/suggest, POST /reload, POST /upstreams/NAME/drain\n".into(),
+                "not found; try GET /status, GET /metrics, GET /demand, GET /segments/suggest, POST /reload, POST /upstreams/NAME/drain\n".into(),
             ),
         }
     }
@@ -338,7 +339,7 @@ fn predictor_status(shared: &Shared) -> Value {
 pub fn demand(shared: &Shared) -> String {
     let mut out = String::new();
     for c in &shared.predictor_view.load().concurrency {
-        let _ = writeln!(out, "{} {}", c.upstream, c.own);
+        let _ = writeln!(out, "{} {}", c.upstream, c.own_last_second);
     }
     out
 }

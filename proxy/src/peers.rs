@@ -6,9 +6,10 @@
 //! instances' admin listeners) a thread asks each peer's `GET /demand` once a second for the
 //! concurrency it sees itself per upstream (never what it got from its own peers, so nothing
 //! is counted twice), and standby planning adds the fresh figures
-//! to this instance's own. A peer that does not answer within `TIMEOUT`, or whose last
-//! answer is older than `STALE`, counts as zero (what it would be if it were gone) and is
-//! shown with its error in `/status`.
+//! to this instance's own. Peers are asked at once, each within `TIMEOUT`. A failed poll
+//! keeps a peer's last figures until they are `STALE` (one lost answer is no reason to
+//! forget a peer's demand); after that the peer counts as zero (what it would be if it were
+//! gone). Each peer's state and last error are in `/status`.
 //!
 //! Every instance plans on the same total, so they wake and sleep standby backends at about
 //! the same time; each calls its own `scale.hook`, which must therefore be idempotent.
@@ -25,12 +26,12 @@ use crate::state::Shared;
 
 /// Time between polls of every peer.
 const EVERY: Duration = Duration::from_secs(1);
-/// Longest wait for a peer to connect, and for each read.
+/// Longest wait for a peer's whole answer, connect included.
 const TIMEOUT: Duration = Duration::from_millis(500);
 /// A peer's figures older than this count as zero.
 const STALE: Duration = Duration::from_secs(3);
 /// Largest `/demand` answer read from a peer.
-const MAX_STATUS_BYTES: u64 = 4 << 20;
+const MAX_ANSWER_BYTES: usize = 64 << 10;
 
 /// What the peers said last.
 #[derive(Debug, Default)]
@@ -107,7 +108,8 @@ impl Peers {
 }
 
 /// Starts the thread that polls the configured peers (the list is read anew every round, so
-/// a reload applies).
+/// a reload applies). Each round asks every peer at once, each on its own scoped thread, so a
+/// slow or unreachable peer costs the others nothing.
 pub fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("augur-peers".into())
@@ -115,30 +117,52 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
             let started = Instant::now();
             let peers = shared.runtime.load().config.predictor.peers.clone();
             shared.peers.keep_only(&peers);
-            for peer in peers {
-                let result = fetch(peer);
-                if let Err(e) = &result {
-                    tracing::debug!(%peer, error = %e, "peer status");
+            std::thread::scope(|scope| {
+                for &peer in &peers {
+                    let shared = &shared;
+                    let _ = std::thread::Builder::new()
+                        .name("augur-peer".into())
+                        .spawn_scoped(scope, move || {
+                            let result = fetch(peer);
+                            if let Err(e) = &result {
+                                tracing::debug!(%peer, error = %e, "peer demand");
+                            }
+                            shared.peers.record(peer, result);
+                        });
                 }
-                shared.peers.record(peer, result);
-            }
+            });
             std::thread::sleep(EVERY.saturating_sub(started.elapsed()));
         })?;
     Ok(())
 }
 
-/// One peer's own concurrency per upstream, from its `/demand`.
+/// One peer's own concurrency per upstream, from its `/demand`, within `TIMEOUT` in all.
 fn fetch(peer: SocketAddr) -> Result<HashMap<String, f64>, String> {
-    let mut conn = TcpStream::connect_timeout(&peer, TIMEOUT).map_err(|e| e.to_string())?;
-    conn.set_read_timeout(Some(TIMEOUT))
-        .and_then(|()| conn.set_write_timeout(Some(TIMEOUT)))
+    let deadline = Instant::now() + TIMEOUT;
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("no answer within {TIMEOUT:?}"))
+    };
+    let mut conn = TcpStream::connect_timeout(&peer, left()?).map_err(|e| e.to_string())?;
+    conn.set_write_timeout(Some(left()?))
         .map_err(|e| e.to_string())?;
     conn.write_all(b"GET /demand HTTP/1.1\r\nHost: augur\r\nConnection: close\r\n\r\n")
         .map_err(|e| e.to_string())?;
     let mut answer = Vec::new();
-    conn.take(MAX_STATUS_BYTES)
-        .read_to_end(&mut answer)
-        .map_err(|e| e.to_string())?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        conn.set_read_timeout(Some(left()?))
+            .map_err(|e| e.to_string())?;
+        match conn.read(&mut chunk).map_err(|e| e.to_string())? {
+            0 => break,
+            n if answer.len() + n > MAX_ANSWER_BYTES => {
+                return Err(format!("answer over {MAX_ANSWER_BYTES} bytes"))
+            }
+            n => answer.extend_from_slice(&chunk[..n]),
+        }
+    }
     Ok(augur_predictor::demand::parse_peer_demand(&answer)?
         .into_iter()
         .collect())

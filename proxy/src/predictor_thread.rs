@@ -2,6 +2,7 @@
 //! capacity, and publishes the next snapshot (and the figures `/status` and `/metrics` show)
 //! through `ArcSwap`.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -38,8 +39,10 @@ pub struct PredictorView {
 pub struct PoolConcurrency {
     /// Upstream name.
     pub upstream: String,
-    /// Requests through this instance (Little's law over the last tick).
+    /// Requests in flight through this instance to the serving members, this tick.
     pub own: f64,
+    /// The same averaged over the last second (what `GET /demand` serves).
+    pub own_last_second: f64,
     /// Reported by fresh peers (`predictor.peers`).
     pub peers: f64,
 }
@@ -75,6 +78,7 @@ pub fn spawn(shared: Arc<Shared>, config: &augur_config::Predictor) -> std::io::
             let mut standby = Standby {
                 planner: CapacityPlanner::new(),
                 hooks,
+                recent: HashMap::new(),
             };
             run(&shared, settings, &mut standby)
         })?;
@@ -86,6 +90,8 @@ struct Standby {
     planner: CapacityPlanner,
     /// The scale hook's thread.
     hooks: Sender<HookCall>,
+    /// Per planned upstream: this instance's own concurrency over the last second.
+    recent: HashMap<String, VecDeque<(u64, f64)>>,
 }
 
 fn run(shared: &Shared, settings: PredictorSettings, standby: &mut Standby) {
@@ -116,7 +122,6 @@ fn run(shared: &Shared, settings: PredictorSettings, standby: &mut Standby) {
         standby.planner.set_events(events(shared, &rt, now));
         let (pools, concurrency) = plan(
             standby,
-            &predictor,
             &rt,
             &mut snapshot,
             now,
@@ -174,7 +179,6 @@ fn events(shared: &Shared, rt: &Runtime, now_nanos: u64) -> Vec<DemandEvent> {
 /// marks standby eligibility in the snapshot, and sends transitions to the hook thread.
 fn plan(
     standby: &mut Standby,
-    predictor: &Predictor,
     rt: &Runtime,
     snapshot: &mut Snapshot,
     now: u64,
@@ -228,15 +232,43 @@ fn plan(
         standby
             .planner
             .plan(now, &pools, horizon.as_nanos() as u64, |upstream, ids| {
-                let own = predictor.concurrency(ids);
+                // Requests in flight to the serving members (queued at the backend included;
+                // a TCP session holds its slot while it lasts).
+                let own = rt
+                    .upstreams
+                    .iter()
+                    .find(|u| u.name == upstream)
+                    .map_or(0.0, |u| {
+                        u.members
+                            .iter()
+                            .filter(|m| ids.contains(&m.id))
+                            .fold(0.0, |sum, m| sum + m.live.in_flight() as f64)
+                    });
                 let peers = peers.concurrency(upstream);
                 seen.borrow_mut().push(PoolConcurrency {
                     upstream: upstream.to_owned(),
                     own,
+                    own_last_second: own,
                     peers,
                 });
                 own + peers
             });
+    // What peers poll: this instance's own figure averaged over the last second, not one tick.
+    let mut seen = seen.into_inner();
+    standby
+        .recent
+        .retain(|name, _| seen.iter().any(|c| &c.upstream == name));
+    for c in &mut seen {
+        let recent = standby.recent.entry(c.upstream.clone()).or_default();
+        recent.push_back((now, c.own));
+        while recent
+            .front()
+            .is_some_and(|&(t, _)| now.saturating_sub(t) >= 1_000_000_000)
+        {
+            recent.pop_front();
+        }
+        c.own_last_second = recent.iter().map(|&(_, v)| v).sum::<f64>() / recent.len() as f64;
+    }
     for pool in &pools {
         for m in pool.members.iter().filter(|m| m.standby) {
             if let Some(f) = snapshot.backends.get_mut(m.id as usize) {
@@ -270,5 +302,5 @@ fn plan(
             });
         }
     }
-    (reports, seen.into_inner())
+    (reports, seen)
 }
