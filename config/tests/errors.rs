@@ -578,3 +578,28 @@ listeners:
         ],
     );
 }
+
+#[test]
+fn upstream_names_are_plain_and_warmups_at_most_an_hour() {
+    let text = "\
+listeners:
+  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
+upstreams:
+  - name: api
+    backends: [ { addr: 127.0.0.1:9001, capacity: 4, standby: true, warmup: 2h } ]
+  - name: \"tab\\tname\"
+    backends: [ { addr: 127.0.0.1:9002 } ]
+";
+    let found = errors(text);
+    assert!(
+        found.iter().any(|e| e.starts_with("augur.yaml:5:")
+            && e.contains("upstreams[0].backends[0].warmup: expected a duration from 0s to 1h")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|e| e.starts_with("augur.yaml:6:")
+            && e.contains("upstreams[1].name: upstream name")
+            && e.contains("control characters")),
+        "{found:?}"
+    );
+}

@@ -94,7 +94,22 @@ impl Checks<'_> {
         path: &str,
         tunnels: &TunnelNames,
     ) -> Option<Upstream> {
-        let name = self.required(raw.name.as_deref(), path, "name");
+        let name = self
+            .required(raw.name.as_deref(), path, "name")
+            .and_then(|name| {
+                // Names travel in line-based text (`GET /demand`, logs, metrics labels).
+                if name.trim() != name || name.chars().any(char::is_control) {
+                    self.report(
+                        &format!("{path}.name"),
+                        format!(
+                            "upstream name {} has surrounding spaces or control characters",
+                            crate::issue::quoted(name)
+                        ),
+                    );
+                    return None;
+                }
+                Some(name)
+            });
         let policy = match raw.policy {
             Some(RawPolicy::RoundRobin) => PolicyKind::RoundRobin,
             Some(RawPolicy::LeastConn) => PolicyKind::LeastConn,
@@ -371,7 +386,12 @@ impl Checks<'_> {
             }
             let warmup = match &backend.warmup {
                 None => Some(Duration::from_secs(10)),
-                Some(text) => self.duration(text, &format!("{backend_path}.warmup")),
+                Some(text) => self.duration_within(
+                    text,
+                    &format!("{backend_path}.warmup"),
+                    Duration::ZERO,
+                    Duration::from_secs(3600),
+                ),
             };
             let region = match backend.region {
                 Some(r) if r.trim().is_empty() => {
