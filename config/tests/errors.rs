@@ -603,3 +603,22 @@ upstreams:
         "{found:?}"
     );
 }
+
+#[test]
+fn an_upstream_with_standby_backends_needs_every_capacity() {
+    let text = "\
+listeners:
+  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
+upstreams:
+  - name: api
+    backends:
+      - { addr: 127.0.0.1:9001 }
+      - { addr: 127.0.0.1:9002, capacity: 4, standby: true }
+";
+    let found = errors(text);
+    assert!(
+        found.iter().any(|e| e.starts_with("augur.yaml:6:")
+            && e.contains("upstreams[0].backends[0]: missing required key `capacity`")),
+        "{found:?}"
+    );
+}

@@ -14,7 +14,7 @@ use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
 use augur_config::ListenerKind;
-use augur_predictor::STATUS_CLASSES;
+use augur_predictor::{Eligibility, STATUS_CLASSES};
 
 use crate::reload::reload;
 use crate::state::Shared;
@@ -148,7 +148,12 @@ fn backend_state(shared: &Shared, m: &augur_predictor::Member) -> &'static str {
     match (m.live.is_drained(), m.live.in_flight()) {
         (true, 0) => "drained",
         (true, _) => "draining",
-        (false, _) => shared.snapshot.load().get(m.id).eligibility.as_str(),
+        // Before the predictor's first word on a backend, as picks see it (`PickContext::open`).
+        (false, _) => match shared.snapshot.load().backends.get(m.id as usize) {
+            Some(f) => f.eligibility.as_str(),
+            None if m.standby => Eligibility::Standby.as_str(),
+            None => Eligibility::Active.as_str(),
+        },
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use augur_predictor::{
-    BackendReport, CapacityPlanner, DemandEvent, Eligibility, Forecast, Pool, PoolMember,
-    PoolReport, Predictor, PredictorSettings, Snapshot,
+    BackendReport, CapacityPlanner, DemandEvent, Eligibility, Pool, PoolMember, PoolReport,
+    Predictor, PredictorSettings, Snapshot,
 };
 use serde_json::json;
 
@@ -56,21 +56,6 @@ pub fn spawn(shared: Arc<Shared>, config: &augur_config::Predictor) -> std::io::
         slow_start: config.slow_start,
         ..PredictorSettings::default()
     };
-    // Standby backends take no traffic before the first tick either.
-    let rt = shared.runtime.load();
-    let mut first = Snapshot::default();
-    for (u, upstream) in rt.config.upstreams.iter().enumerate() {
-        for (b, m) in upstream.backends.iter().zip(rt.upstreams[u].members.iter()) {
-            let id = m.id as usize;
-            if b.standby {
-                if first.backends.len() <= id {
-                    first.backends.resize(id + 1, Forecast::default());
-                }
-                first.backends[id].eligibility = Eligibility::Standby;
-            }
-        }
-    }
-    shared.snapshot.store(Arc::new(first));
     let hooks = crate::scale_hook::spawn()?;
     std::thread::Builder::new()
         .name("augur-predictor".into())

@@ -47,10 +47,11 @@ async fn revocation(shared: &Shared, slot: usize, source: Option<IpAddr>) {
     }
 }
 
-/// One side of a relay: notes when it last delivered a byte, and how many.
+/// One side of a relay: counts the reads that delivered bytes (no clock read per read), and
+/// the bytes.
 struct Active<'a, S> {
     inner: &'a mut S,
-    last: &'a AtomicU64,
+    reads: &'a AtomicU64,
     bytes: u64,
 }
 
@@ -64,7 +65,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Active<'_, S> {
         let poll = Pin::new(&mut *self.inner).poll_read(cx, buf);
         let read = buf.filled().len() - before;
         if read > 0 {
-            self.last.store(clock::now_nanos(), Ordering::Relaxed);
+            self.reads.fetch_add(1, Ordering::Relaxed);
             self.bytes += read as u64;
         }
         poll
@@ -89,17 +90,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Active<'_, S> {
     }
 }
 
-/// Resolves once `last` (clock nanos) is `limit` in the past.
-async fn idle(last: &AtomicU64, limit: Duration) {
+/// Resolves once no read has delivered a byte for at least `limit` (and at most an eighth
+/// more): the watcher looks at the read count every `limit / 8` and times the quiet from the
+/// last look that saw it change.
+async fn idle(reads: &AtomicU64, limit: Duration) {
+    let every = (limit / 8).max(Duration::from_millis(10));
+    let (mut seen, mut quiet_since) = (reads.load(Ordering::Relaxed), tokio::time::Instant::now());
     loop {
-        let since = clock::now_nanos().saturating_sub(last.load(Ordering::Relaxed));
-        let Some(left) = limit
-            .checked_sub(Duration::from_nanos(since))
-            .filter(|l| !l.is_zero())
-        else {
+        tokio::time::sleep(every).await;
+        let now = tokio::time::Instant::now();
+        let count = reads.load(Ordering::Relaxed);
+        if count != seen {
+            (seen, quiet_since) = (count, now);
+        } else if now.duration_since(quiet_since) >= limit {
             return;
-        };
-        tokio::time::sleep(left).await;
+        }
     }
 }
 
@@ -159,15 +164,15 @@ impl ServerApp for TcpRelay {
                     // and both sockets close as the session returns).
                     // A session idle for `idle_timeout` ends as cleanly as one either side
                     // closed: both sockets close as the session returns.
-                    let last = AtomicU64::new(now);
+                    let reads = AtomicU64::new(0);
                     let mut from_client = Active {
                         inner: &mut client,
-                        last: &last,
+                        reads: &reads,
                         bytes: 0,
                     };
                     let mut from_server = Active {
                         inner: &mut server,
-                        last: &last,
+                        reads: &reads,
                         bytes: 0,
                     };
                     let relay = tokio::io::copy_bidirectional(&mut from_client, &mut from_server);
@@ -180,7 +185,7 @@ impl ServerApp for TcpRelay {
                             }
                         },
                         () = revocation(&self.shared, self.slot, source) => 403,
-                        () = idle(&last, idle_timeout) => {
+                        () = idle(&reads, idle_timeout) => {
                             tracing::debug!(listener = %listener.name, ?idle_timeout, "tcp session idle: closed");
                             200
                         }

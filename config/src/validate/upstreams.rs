@@ -346,6 +346,7 @@ impl Checks<'_> {
             return None;
         }
         let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+        let any_standby = raw.iter().any(|b| b.standby == Some(true));
         let mut built = Some(Vec::with_capacity(raw.len()));
         for (j, backend) in raw.into_iter().enumerate() {
             let backend_path = format!("{path}.backends[{j}]");
@@ -382,6 +383,15 @@ impl Checks<'_> {
                 self.report(
                     &format!("{backend_path}.standby"),
                     "a standby backend needs a `capacity` (concurrent requests) so augur can tell when it is needed",
+                );
+            }
+            if any_standby && !standby && backend.capacity.is_none() {
+                // Planning compares demand with the capacity serving: without this backend's
+                // share it could not plan at all, and the standby backends would never wake.
+                self.report(
+                    &backend_path,
+                    "missing required key `capacity`; an upstream with standby backends needs \
+                     the capacity (concurrent requests) of every backend",
                 );
             }
             let warmup = match &backend.warmup {
