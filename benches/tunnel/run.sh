@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Tunnel benchmark: the same transfers three ways, interleaved, in one run:
+# Tunnel benchmark: the same transfers several ways, interleaved, in one run:
 #   direct  - kernel TCP to the server over a veth pair (no tunnel at all);
 #   augur   - through augur's userspace tunnel (boringtun + smoltcp) to wireguard-go;
+#   augur-l4 - small requests through augur's TCP relay (no HTTP proxying) and the same tunnel;
+#   augur-pair - augur <-> augur: the far end is a second augur (`forward:`) in the namespace;
 #   wg-pair - wireguard-go <-> wireguard-go with kernel TCP on both ends;
 #   augur-plain - augur without a tunnel (its proxying alone, for scale).
 # The server side is a network namespace with wireguard-go, a bulk server (bulk.py) and an
 # `augur backend`; the wg-pair client side is a second namespace with its own wireguard-go.
 # Measures a large download and upload (Mbit/s) and many small requests (wrk: req/s, p99),
-# repeated RUNS times, and prints medians. Needs root, wireguard-go, wg, wrk, python3.
+# repeated RUNS times, and prints medians. For small requests it also accounts the CPU time
+# of every process taking part (augur, wrk, the backend, wireguard-go) per request: on a
+# machine where they share the cores, 1e6 us x cores / (everyone but augur's us per request)
+# is the most any proxy could reach on that path. Needs root, wireguard-go, wg, wrk, python3.
 #
 # Usage: [RUNS=3] [BYTES=500000000] [DURATION=10s] [CONNECTIONS=32] benches/tunnel/run.sh
 #        AUGUR_BIN=path skips the build.
@@ -18,7 +23,7 @@ BYTES=${BYTES:-500000000}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 KINDS=${KINDS:-down up small}
-PATHS=${PATHS:-direct augur-plain augur wg-pair}
+PATHS=${PATHS:-direct augur-plain augur augur-l4 augur-pair wg-pair}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 BULK="$SCRIPT_DIR/bulk.py"
@@ -93,9 +98,18 @@ wg genkey > "$TMP/cli.key"
 SRV_PUB=$(wg pubkey < "$TMP/srv.key")
 CLI_PUB=$(wg pubkey < "$TMP/cli.key")
 
+WG_PIDS=()
+ticks() { # pid... -> their user + system clock ticks together
+    local pid sum=0
+    for pid in "$@"; do
+        sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$sum"
+}
 start_wg() { # ns iface
     WG_PROCESS_FOREGROUND=1 ip netns exec "$1" wireguard-go "$2" >/dev/null 2>&1 &
     PIDS+=($!)
+    WG_PIDS+=($!)
     for _ in $(seq 100); do ip -n "$1" link show "$2" >/dev/null 2>&1 && return; sleep 0.05; done
     log "wireguard-go did not create $2"; exit 1
 }
@@ -115,6 +129,38 @@ ip -n "$CLI" link set wgbcli up
 ip netns exec "$SRV" python3 "$BULK" server 5001 &
 PIDS+=($!)
 ip netns exec "$SRV" "$AUGUR_BIN" backend --listen 0.0.0.0:8080 --name far >/dev/null 2>&1 &
+BACKEND_PID=$!
+PIDS+=($!)
+
+# The far end of the augur-pair path: a second augur in the server namespace terminating a
+# tunnel (10.30.0.0/16) and forwarding to the same servers.
+"$AUGUR_BIN" keygen > "$TMP/remote.key"
+chmod 600 "$TMP/remote.key"
+REMOTE_PUB=$("$AUGUR_BIN" pubkey < "$TMP/remote.key")
+cat > "$TMP/remote.yaml" <<EOF
+server:
+  pid_file: $TMP/remote.pid
+  upgrade_sock: $TMP/remote.sock
+  log_level: ${LOG_LEVEL:-warn}
+tunnels:
+  - name: near
+    private_key_file: $TMP/remote.key
+    address: 10.30.1.10
+    listen_port: 51821
+    peer:
+      public_key: "$AUGUR_PUB"
+      allowed_ips: [10.30.255.1/32]
+    forward:
+      - { port: 8080, to: 127.0.0.1:8080 }
+      - { port: 5001, to: 127.0.0.1:5001 }
+listeners:
+  - { name: idle, bind: 127.0.0.1:18999, protocol: tcp, upstream: idle }
+upstreams:
+  - name: idle
+    backends: [ { addr: 127.0.0.1:8080 } ]
+EOF
+ip netns exec "$SRV" "$AUGUR_BIN" run -c "$TMP/remote.yaml" > "$TMP/remote.log" 2>&1 &
+REMOTE_PID=$!
 PIDS+=($!)
 
 cat > "$TMP/augur.yaml" <<EOF
@@ -132,11 +178,21 @@ tunnels:
       public_key: "$SRV_PUB"
       endpoint: 10.213.200.2:51820
       allowed_ips: [10.20.0.0/16]
+  - name: pair
+    private_key_file: $TMP/augur.key
+    address: 10.30.255.1
+    peer:
+      public_key: "$REMOTE_PUB"
+      endpoint: 10.213.200.2:51821
+      allowed_ips: [10.30.0.0/16]
 listeners:
   - { name: web, bind: 127.0.0.1:18980, protocol: http, routes: [ { upstream: api } ] }
   - { name: bulk, bind: 127.0.0.1:18950, protocol: tcp, upstream: bulk }
   - { name: plain, bind: 127.0.0.1:18981, protocol: http, routes: [ { upstream: plain } ] }
   - { name: plain-bulk, bind: 127.0.0.1:18951, protocol: tcp, upstream: plain-bulk }
+  - { name: l4, bind: 127.0.0.1:18982, protocol: tcp, upstream: api-l4 }
+  - { name: pair, bind: 127.0.0.1:18983, protocol: http, routes: [ { upstream: pair } ] }
+  - { name: pair-bulk, bind: 127.0.0.1:18952, protocol: tcp, upstream: pair-bulk }
 upstreams:
   - name: api
     backends: [ { addr: 10.20.1.10:8080, via: far } ]
@@ -146,6 +202,12 @@ upstreams:
     backends: [ { addr: 10.213.200.2:8080 } ]
   - name: plain-bulk
     backends: [ { addr: 10.213.200.2:5001 } ]
+  - name: api-l4
+    backends: [ { addr: 10.20.1.10:8080, via: far } ]
+  - name: pair
+    backends: [ { addr: 10.30.1.10:8080, via: pair } ]
+  - name: pair-bulk
+    backends: [ { addr: 10.30.1.10:5001, via: pair } ]
 EOF
 "$AUGUR_BIN" run -c "$TMP/augur.yaml" > "$TMP/augur.log" 2>&1 &
 AUGUR_PID=$!
@@ -159,6 +221,8 @@ wait_http() { # command prefix..., url
     log "not ready: $*"; cat "$TMP/augur.log" >&2; exit 1
 }
 wait_http curl -sf -o /dev/null http://127.0.0.1:18980/
+wait_http curl -sf -o /dev/null http://127.0.0.1:18982/
+wait_http curl -sf -o /dev/null http://127.0.0.1:18983/
 wait_http ip netns exec "$CLI" curl -sf -o /dev/null http://10.20.1.10:8080/
 wait_http curl -sf -o /dev/null http://10.213.200.2:8080/
 
@@ -172,6 +236,7 @@ run_path() { # path kind -> prints one figure (Mbit/s, or "req/s p99ms")
         direct) python3 "$BULK" "$kind" 10.213.200.2 5001 "$BYTES" ;;
         augur) python3 "$BULK" "$kind" 127.0.0.1 18950 "$BYTES" ;;
         augur-plain) python3 "$BULK" "$kind" 127.0.0.1 18951 "$BYTES" ;;
+        augur-pair) python3 "$BULK" "$kind" 127.0.0.1 18952 "$BYTES" ;;
         wg-pair) ip netns exec "$CLI" python3 "$BULK" "$kind" 10.20.1.10 5001 "$BYTES" ;;
         esac
         ;;
@@ -181,21 +246,33 @@ run_path() { # path kind -> prints one figure (Mbit/s, or "req/s p99ms")
         direct) url=http://10.213.200.2:8080/ ;;
         augur) url=http://127.0.0.1:18980/ ;;
         augur-plain) url=http://127.0.0.1:18981/ ;;
+        augur-l4) url=http://127.0.0.1:18982/ ;;
+        augur-pair) url=http://127.0.0.1:18983/ ;;
         wg-pair) url=http://10.20.1.10:8080/; prefix=(ip netns exec "$CLI") ;;
         esac
-        local cpu0 cpu1
-        cpu0=$(awk '{print $14+$15}' /proc/$AUGUR_PID/stat)
-        "${prefix[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" > "$TMP/wrk.out"
-        cpu1=$(awk '{print $14+$15}' /proc/$AUGUR_PID/stat)
-        local rps p99 total us
+        # CPU clock ticks of augur (both ends on augur-pair) and of everyone else; wrk's own
+        # comes from its subshell's `times` (children's user and system seconds).
+        local augur_pids=("$AUGUR_PID") cpu0 cpu1 other0 other1 wrk_cpu
+        [[ $path == augur-pair ]] && augur_pids+=("$REMOTE_PID")
+        cpu0=$(ticks "${augur_pids[@]}")
+        other0=$(ticks "${WG_PIDS[@]}" "$BACKEND_PID")
+        wrk_cpu=$( ("${prefix[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" > "$TMP/wrk.out"; times) |
+            awk 'NR == 2 {s = 0; for (i = 1; i <= 2; i++) {split($i, a, /[ms]/); s += a[1] * 60 + a[2]}; print s}')
+        cpu1=$(ticks "${augur_pids[@]}")
+        other1=$(ticks "${WG_PIDS[@]}" "$BACKEND_PID")
+        local rps p99 total us others hz
+        hz=$(getconf CLK_TCK)
         rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out")
         total=$(awk '/requests in/ {print $1}' "$TMP/wrk.out")
-        # augur's CPU time per request (clock ticks are 1/100 s), for the paths through augur.
-        us=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$total" -v hz="$(getconf CLK_TCK)" \
+        # CPU microseconds per request: augur's, on the paths through it, and everyone else's
+        # (wrk, the backend, the wireguard-go processes; idle ones add nothing).
+        us=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$total" -v hz="$hz" \
             'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / n}')
         [[ $path == augur* ]] || us=-
+        others=$(awk -v a="$other0" -v b="$other1" -v w="$wrk_cpu" -v n="$total" -v hz="$hz" \
+            'BEGIN {printf "%.1f", ((b - a) / hz + w) * 1e6 / n}')
         p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$TMP/wrk.out")
-        echo "$rps $p99 $us"
+        echo "$rps $p99 $us $others"
         ;;
     esac
 }
@@ -204,6 +281,8 @@ RSS_MAX=0
 for run in $(seq "$RUNS"); do
     for kind in $KINDS; do
         for path in $PATHS; do
+            # augur-l4 differs from augur in small requests only (bulk already uses the relay).
+            [[ $path == augur-l4 && $kind != small ]] && continue
             if [[ $path == augur && -n ${PROFILE:-} ]]; then
                 if [[ $PROFILE == top ]]; then
                     (sleep 2; top -b -H -n 2 -d 2 -w 120 | awk '/^top -/ {n++} n==2' | sed -n '7,22p' >&2) &
@@ -231,10 +310,11 @@ col() { # path kind field
     [[ -n ${RESULT[$1,$2,1]:-} ]] || { echo -; return; }
     for run in $(seq "$RUNS"); do echo "${RESULT[$1,$2,$run]}" | awk -v f="$3" '{print $f}'; done | median
 }
-printf '\n%-12s %12s %12s %12s %8s %14s\n' path "down Mbit/s" "up Mbit/s" "small req/s" "p99 ms" "augur us/req"
+printf '\n%-12s %12s %12s %12s %8s %14s %14s\n' path "down Mbit/s" "up Mbit/s" "small req/s" "p99 ms" \
+    "augur us/req" "others us/req"
 for path in $PATHS; do
-    printf '%-12s %12s %12s %12s %8s %14s\n' "$path" "$(col "$path" down 1)" "$(col "$path" up 1)" \
-        "$(col "$path" small 1)" "$(col "$path" small 2)" "$(col "$path" small 3)"
+    printf '%-12s %12s %12s %12s %8s %14s %14s\n' "$path" "$(col "$path" down 1)" "$(col "$path" up 1)" \
+        "$(col "$path" small 1)" "$(col "$path" small 2)" "$(col "$path" small 3)" "$(col "$path" small 4)"
 done
 for kind in down up small; do
     a=$(col augur "$kind" 1); w=$(col wg-pair "$kind" 1)

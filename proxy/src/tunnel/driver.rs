@@ -3,13 +3,16 @@
 //! timer is due, ticks WireGuard's timers every 250 ms, publishes the tunnel's state, and
 //! relays connections that arrive through the tunnel to `forward` targets.
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use augur_config::Forward;
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use tokio::io::Interest;
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::link::{Link, TunnelState};
@@ -43,6 +46,7 @@ struct Liveness {
 /// Runs the tunnel until the process ends.
 pub async fn drive(link: Arc<Link>, udp: UdpSocket, forward: Vec<Forward>) {
     let mut buf = vec![0u8; 65_536];
+    let mut control = nix::cmsg_space!(i32);
     let mut next_tick = Instant::now() + TICK;
     let mut live = Liveness {
         tx_packets: 0,
@@ -60,39 +64,54 @@ pub async fn drive(link: Arc<Link>, udp: UdpSocket, forward: Vec<Forward>) {
         let mut accepted = Vec::new();
         let (wait, busy) = {
             let mut node = link.lock();
-            let mut send = |to: SocketAddr, d: &[u8]| link.send(to, d);
+            // Datagrams are handled in rounds of BATCH, the stack running after each so that
+            // acknowledgements go out promptly; what a round sends leaves at its end.
             let mut received = 0;
-            loop {
-                match udp.try_recv_from(&mut buf) {
-                    Ok((n, from)) => {
-                        node.receive(from, &buf[..n], &mut send);
-                        received += 1;
-                        if received % BATCH == 0 {
-                            node.poll(link.epoch.elapsed(), &mut send);
-                        }
-                        if received == BATCH * 8 {
-                            break;
+            let mut more = true;
+            while more && received < BATCH * 8 {
+                link.sending(|send| {
+                    for _ in 0..BATCH {
+                        match receive(&udp, &mut buf, &mut control) {
+                            Ok((0, from, _)) => {
+                                // Empty: dropped and counted as malformed.
+                                node.receive(from, &[], send);
+                                received += 1;
+                            }
+                            Ok((n, from, segment)) => {
+                                for datagram in buf[..n].chunks(segment) {
+                                    node.receive(from, datagram, send);
+                                    received += 1;
+                                }
+                            }
+                            Err(_) => {
+                                // WouldBlock, or an error the next readiness will show again.
+                                more = false;
+                                break;
+                            }
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => break,
-                }
+                    if received > 0 {
+                        node.poll(link.epoch.elapsed(), send);
+                    }
+                });
             }
             let now = Instant::now();
-            node.poll(now - link.epoch, &mut send);
-            if now >= next_tick {
-                node.tick(&mut send);
-                next_tick = now + TICK;
-                let unanswered = live
-                    .awaiting_since
-                    .is_some_and(|since| now.duration_since(since) >= PROBE_AFTER);
-                if (unanswered || link.state() == TunnelState::Down)
-                    && now.duration_since(live.last_probe) >= PROBE_EVERY
-                {
-                    node.engine.initiate(&mut send);
-                    live.last_probe = now;
+            link.sending(|send| {
+                node.poll(now - link.epoch, send);
+                if now >= next_tick {
+                    node.tick(send);
+                    next_tick = now + TICK;
+                    let unanswered = live
+                        .awaiting_since
+                        .is_some_and(|since| now.duration_since(since) >= PROBE_AFTER);
+                    if (unanswered || link.state() == TunnelState::Down)
+                        && now.duration_since(live.last_probe) >= PROBE_EVERY
+                    {
+                        node.engine.initiate(send);
+                        live.last_probe = now;
+                    }
                 }
-            }
+            });
             publish(&link, &node, &mut live, now);
             while let Some((conn, port)) = node.stack.accept() {
                 if let Some(f) = forward.iter().find(|f| f.port == port) {
@@ -119,6 +138,40 @@ pub async fn drive(link: Arc<Link>, udp: UdpSocket, forward: Vec<Forward>) {
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Reads what arrived: one datagram, or with receive offload (UDP_GRO, see
+/// [`super::start_one`]) a run of them from one sender, equal in size but the last, each
+/// `segment` bytes. Returns the bytes read, the sender and the segment size.
+pub(super) fn receive(
+    udp: &UdpSocket,
+    buf: &mut [u8],
+    control: &mut [u8],
+) -> io::Result<(usize, SocketAddr, usize)> {
+    udp.try_io(Interest::READABLE, || {
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = recvmsg::<SockaddrStorage>(
+            udp.as_raw_fd(),
+            &mut iov,
+            Some(control),
+            MsgFlags::empty(),
+        )?;
+        let mut segment = msg.bytes;
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::UdpGroSegments(size) = c {
+                segment = usize::try_from(size).unwrap_or(0);
+            }
+        }
+        let from = msg.address.as_ref().and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| SocketAddr::V4((*v4).into()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+        });
+        match from {
+            Some(from) => Ok((msg.bytes, from, segment.max(1))),
+            None => Err(io::Error::other("datagram without a sender address")),
+        }
+    })
 }
 
 /// Works out the state from what was sent and what came back.

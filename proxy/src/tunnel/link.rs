@@ -1,13 +1,22 @@
 //! What a tunnel's driver thread and its connections share: the node behind a mutex, the
 //! driver's wake-up, and the state the driver publishes.
 
+use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use augur_tunnel::Node;
+use nix::errno::Errno;
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrStorage};
 use tokio::sync::Notify;
+
+/// Most datagrams sent in one system call (the kernel's UDP_MAX_SEGMENTS is 64 or more).
+const GSO_SEGMENTS: usize = 64;
+/// Most bytes sent in one system call (a UDP payload is at most 65,507 bytes over IPv4).
+const GSO_BYTES: usize = 65_000;
 
 /// Where a tunnel stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +72,20 @@ pub struct Link {
     driver_wakes_at: AtomicU64,
     /// The UDP socket's receive and send buffer sizes, as the kernel granted them.
     pub udp_buffers: (usize, usize),
+    /// Datagrams gathered for one send. Only taken with the node held, so never contended.
+    outbox: Mutex<Outbox>,
+    /// Whether the kernel takes a run of datagrams in one call (UDP segmentation offload);
+    /// cleared for good the first time it refuses.
+    gso: AtomicBool,
+}
+
+/// A run of equal-size datagrams to one address, back to back (the last may be shorter):
+/// what one `sendmsg` with `UDP_SEGMENT` sends as that many datagrams.
+struct Outbox {
+    to: Option<SocketAddr>,
+    bytes: Vec<u8>,
+    segment: usize,
+    count: usize,
 }
 
 impl Link {
@@ -86,6 +109,13 @@ impl Link {
             udp,
             driver_wakes_at: AtomicU64::new(0),
             udp_buffers,
+            outbox: Mutex::new(Outbox {
+                to: None,
+                bytes: Vec::with_capacity(GSO_BYTES),
+                segment: 0,
+                count: 0,
+            }),
+            gso: AtomicBool::new(true),
         }
     }
 
@@ -94,12 +124,87 @@ impl Link {
         self.node.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends a datagram to the peer; a full socket buffer drops it (counted; TCP inside
-    /// recovers).
-    pub fn send(&self, to: SocketAddr, datagram: &[u8]) {
+    /// Runs `f` with a function that sends datagrams to the peer, and sends whatever it
+    /// gathered before returning. Runs of equal-size datagrams (a window of full segments)
+    /// leave in one system call each. A full socket buffer drops datagrams (counted; TCP
+    /// inside recovers). Call with the node held (`f` is given the node's output).
+    pub fn sending<R>(&self, f: impl FnOnce(&mut dyn FnMut(SocketAddr, &[u8])) -> R) -> R {
+        let mut out = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let result = f(&mut |to, datagram| self.push(&mut out, to, datagram));
+        self.send_out(&mut out);
+        result
+    }
+
+    fn push(&self, out: &mut Outbox, to: SocketAddr, datagram: &[u8]) {
+        if !self.gso.load(Ordering::Relaxed) {
+            self.send_one(to, datagram);
+            return;
+        }
+        if out.count > 0
+            && (out.to != Some(to)
+                || datagram.len() > out.segment
+                || out.count == GSO_SEGMENTS
+                || out.bytes.len() + datagram.len() > GSO_BYTES)
+        {
+            self.send_out(out);
+        }
+        if out.count == 0 {
+            out.to = Some(to);
+            out.segment = datagram.len();
+        }
+        out.bytes.extend_from_slice(datagram);
+        out.count += 1;
+        // A shorter datagram can only end a run.
+        if datagram.len() < out.segment {
+            self.send_out(out);
+        }
+    }
+
+    fn send_out(&self, out: &mut Outbox) {
+        let Some(to) = out.to.take() else {
+            return;
+        };
+        if out.count == 1 {
+            self.send_one(to, &out.bytes);
+        } else {
+            match self.send_segments(to, &out.bytes, out.segment) {
+                Ok(()) => {}
+                Err(Errno::EAGAIN | Errno::ENOBUFS) => {
+                    self.send_errors
+                        .fetch_add(out.count as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    // Offload not available here (EIO: the device cannot checksum it): send
+                    // one by one from now on.
+                    tracing::info!(tunnel = %self.name, error = %e, "UDP segmentation offload refused; sending datagrams one at a time");
+                    self.gso.store(false, Ordering::Relaxed);
+                    for datagram in out.bytes.chunks(out.segment) {
+                        self.send_one(to, datagram);
+                    }
+                }
+            }
+        }
+        out.bytes.clear();
+        out.count = 0;
+    }
+
+    fn send_one(&self, to: SocketAddr, datagram: &[u8]) {
         if self.udp.send_to(datagram, to).is_err() {
             self.send_errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    fn send_segments(&self, to: SocketAddr, bytes: &[u8], segment: usize) -> Result<(), Errno> {
+        let segment = u16::try_from(segment).map_err(|_| Errno::EMSGSIZE)?;
+        // A datagram socket sends all of it or nothing.
+        sendmsg(
+            self.udp.as_raw_fd(),
+            &[IoSlice::new(bytes)],
+            &[ControlMessage::UdpGsoSegments(&segment)],
+            MsgFlags::empty(),
+            Some(&SockaddrStorage::from(to)),
+        )
+        .map(|_| ())
     }
 
     /// Runs the stack now on the calling thread and sends what it emits, so that a write or
@@ -108,7 +213,7 @@ impl Link {
     /// timer).
     pub fn flush(&self, node: &mut Node) {
         let now = self.epoch.elapsed();
-        node.poll(now, &mut |to, d| self.send(to, d));
+        self.sending(|send| node.poll(now, send));
         if let Some(delay) = node.stack.poll_delay(now) {
             let due = (now + delay).as_nanos() as u64;
             if due < self.driver_wakes_at.load(Ordering::Relaxed) {
@@ -140,5 +245,127 @@ impl Link {
 
     pub(super) fn set_state(&self, state: TunnelState) {
         self.state.store(state as u8, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use augur_tunnel::{AllowedIps, EngineConfig, StackConfig};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn link(udp: UdpSocket) -> Link {
+        let address = IpAddr::V4(Ipv4Addr::new(10, 20, 255, 1));
+        let node = Node::new(
+            EngineConfig {
+                private_key: [7; 32],
+                peer_public_key: [9; 32],
+                preshared_key: None,
+                persistent_keepalive: None,
+                endpoint: None,
+                allowed_ips: AllowedIps::new([(IpAddr::V4(Ipv4Addr::new(10, 20, 0, 0)), 16)]),
+                address,
+                index: 1,
+            },
+            StackConfig::new(address, 1420, 1),
+            Duration::ZERO,
+        );
+        let local = udp.local_addr().unwrap();
+        Link::new("t".into(), node, udp, local, (0, 0))
+    }
+
+    /// Runs of equal sizes, a shorter one ending a run, one longer than the run, a run longer
+    /// than one system call takes, and a second destination: each datagram arrives as sent,
+    /// in order, whether the kernel segments the runs or they go one by one.
+    #[test]
+    fn gathered_datagrams_arrive_one_by_one_as_sent() {
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        }
+        let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let link = link(sender);
+        let mut sent_a = Vec::new();
+        let mut sent_b = Vec::new();
+        let mut n = 0u8;
+        let mut datagram = |len: usize| {
+            n = n.wrapping_add(1);
+            vec![n; len]
+        };
+        link.sending(|send| {
+            let mut out = |to: SocketAddr, d: Vec<u8>| {
+                send(to, &d);
+                if to == to_a {
+                    sent_a.push(d)
+                } else {
+                    sent_b.push(d)
+                }
+            };
+            for _ in 0..3 {
+                out(to_a, datagram(1452));
+            }
+            out(to_a, datagram(92));
+            out(to_a, datagram(92));
+            out(to_a, datagram(1452));
+            // More than GSO_SEGMENTS: two system calls. (Small, so that the receiver's
+            // default buffer holds them all.)
+            for _ in 0..70 {
+                out(to_a, datagram(300));
+            }
+            out(to_b, datagram(300));
+            out(to_a, datagram(300));
+            out(to_a, datagram(60));
+        });
+        for (socket, sent) in [(&a, &sent_a), (&b, &sent_b)] {
+            let mut buf = [0u8; 65_536];
+            for (i, want) in sent.iter().enumerate() {
+                let n = socket.recv(&mut buf).expect("datagram");
+                assert_eq!(&buf[..n], &want[..], "datagram {i}");
+            }
+        }
+        assert_eq!(link.send_errors.load(Ordering::Relaxed), 0);
+        assert!(
+            link.gso.load(Ordering::Relaxed),
+            "loopback takes segmented sends"
+        );
+    }
+
+    /// With receive offload a run sent in one call is read in one, and the driver's read
+    /// splits it back into the datagrams sent.
+    #[tokio::test]
+    async fn a_run_is_read_at_once_and_split_as_sent() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        nix::sys::socket::setsockopt(&receiver, nix::sys::socket::sockopt::UdpGroSegment, &true)
+            .unwrap();
+        receiver.set_nonblocking(true).unwrap();
+        let to = receiver.local_addr().unwrap();
+        let receiver = tokio::net::UdpSocket::from_std(receiver).unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let from = sender.local_addr().unwrap();
+        let link = link(sender);
+        let sent: Vec<Vec<u8>> = (0..10u8)
+            .map(|i| vec![i; 1452])
+            .chain([vec![99; 100]])
+            .collect();
+        link.sending(|send| sent.iter().for_each(|d| send(to, d)));
+        let (mut buf, mut control) = (vec![0u8; 65_536], nix::cmsg_space!(i32));
+        let mut got = Vec::new();
+        let mut reads = 0;
+        while got.len() < sent.len() {
+            receiver.readable().await.unwrap();
+            match super::super::driver::receive(&receiver, &mut buf, &mut control) {
+                Ok((n, sender, segment)) => {
+                    assert_eq!(sender, from);
+                    got.extend(buf[..n].chunks(segment).map(<[u8]>::to_vec));
+                    reads += 1;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, sent);
+        assert_eq!(reads, 1, "one read for the whole run");
     }
 }

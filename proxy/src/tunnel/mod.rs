@@ -311,6 +311,9 @@ fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
         .bind(&bind.into())
         .with_context(|| format!("cannot bind UDP {bind}"))?;
     socket.set_nonblocking(true)?;
+    // Receive offload: runs of datagrams the kernel has not split (from a sender that used
+    // segmentation offload, as augur does) arrive in one read. Best effort.
+    let _ = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::UdpGroSegment, &true);
     let buffers = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
     if buffers.0 < UDP_BUFFER_LOW || buffers.1 < UDP_BUFFER_LOW {
         tracing::warn!(tunnel = %t.name, receive = buffers.0, send = buffers.1,
