@@ -17,6 +17,7 @@
 # Usage: [RUNS=3] [BYTES=500000000] [DURATION=10s] [CONNECTIONS=32] benches/tunnel/run.sh
 #        AUGUR_BIN=path skips the build.
 set -euo pipefail
+export LC_ALL=C # `times` and awk agree on the decimal point
 
 RUNS=${RUNS:-3}
 BYTES=${BYTES:-500000000}
@@ -218,7 +219,7 @@ wait_http() { # command prefix..., url
         if "$@" >/dev/null 2>&1; then return; fi
         sleep 0.05
     done
-    log "not ready: $*"; cat "$TMP/augur.log" >&2; exit 1
+    log "not ready: $*"; cat "$TMP/augur.log" "$TMP/remote.log" >&2; exit 1
 }
 wait_http curl -sf -o /dev/null http://127.0.0.1:18980/
 wait_http curl -sf -o /dev/null http://127.0.0.1:18982/

@@ -64,13 +64,15 @@ pub async fn drive(link: Arc<Link>, udp: UdpSocket, forward: Vec<Forward>) {
         let mut accepted = Vec::new();
         let (wait, busy) = {
             let mut node = link.lock();
-            // Datagrams are handled in rounds of BATCH, the stack running after each so that
-            // acknowledgements go out promptly; what a round sends leaves at its end.
+            // Datagrams are handled in rounds of about BATCH (a read may hold several), the
+            // stack running after each so that acknowledgements go out promptly; what a round
+            // sends leaves at its end.
             let mut received = 0;
             let mut more = true;
             while more && received < BATCH * 8 {
+                let round = received + BATCH;
                 link.sending(|send| {
-                    for _ in 0..BATCH {
+                    while received < round {
                         match receive(&udp, &mut buf, &mut control) {
                             Ok((0, from, _)) => {
                                 // Empty: dropped and counted as malformed.
@@ -156,22 +158,35 @@ pub(super) fn receive(
             Some(control),
             MsgFlags::empty(),
         )?;
+        if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+            // Cut short (cannot happen with a 64 KiB buffer): an empty read, counted as a
+            // malformed datagram.
+            return Ok((0, from_storage(msg.address.as_ref())?, 1));
+        }
         let mut segment = msg.bytes;
-        for c in msg.cmsgs()? {
+        // Without the control message (it cannot be cut short either) the read is taken as
+        // one datagram; if it was several, authentication fails and it is counted.
+        for c in msg.cmsgs().into_iter().flatten() {
             if let ControlMessageOwned::UdpGroSegments(size) = c {
                 segment = usize::try_from(size).unwrap_or(0);
             }
         }
-        let from = msg.address.as_ref().and_then(|a| {
+        Ok((
+            msg.bytes,
+            from_storage(msg.address.as_ref())?,
+            segment.max(1),
+        ))
+    })
+}
+
+fn from_storage(address: Option<&SockaddrStorage>) -> io::Result<SocketAddr> {
+    address
+        .and_then(|a| {
             a.as_sockaddr_in()
                 .map(|v4| SocketAddr::V4((*v4).into()))
                 .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
-        });
-        match from {
-            Some(from) => Ok((msg.bytes, from, segment.max(1))),
-            None => Err(io::Error::other("datagram without a sender address")),
-        }
-    })
+        })
+        .ok_or_else(|| io::Error::other("datagram without a sender address"))
 }
 
 /// Works out the state from what was sent and what came back.

@@ -77,6 +77,8 @@ pub struct Link {
     /// Whether the kernel takes a run of datagrams in one call (UDP segmentation offload);
     /// cleared for good the first time it refuses.
     gso: AtomicBool,
+    /// Runs sent in one call each.
+    pub runs_sent: AtomicU64,
 }
 
 /// A run of equal-size datagrams to one address, back to back (the last may be shorter):
@@ -116,6 +118,7 @@ impl Link {
                 count: 0,
             }),
             gso: AtomicBool::new(true),
+            runs_sent: AtomicU64::new(0),
         }
     }
 
@@ -135,6 +138,11 @@ impl Link {
         result
     }
 
+    /// Whether runs of datagrams still leave in one system call each.
+    pub fn offload(&self) -> bool {
+        self.gso.load(Ordering::Relaxed)
+    }
+
     fn push(&self, out: &mut Outbox, to: SocketAddr, datagram: &[u8]) {
         if !self.gso.load(Ordering::Relaxed) {
             self.send_one(to, datagram);
@@ -147,6 +155,11 @@ impl Link {
                 || out.bytes.len() + datagram.len() > GSO_BYTES)
         {
             self.send_out(out);
+            if !self.gso.load(Ordering::Relaxed) {
+                // That send found offload unavailable: keep the order, one at a time.
+                self.send_one(to, datagram);
+                return;
+            }
         }
         if out.count == 0 {
             out.to = Some(to);
@@ -168,24 +181,36 @@ impl Link {
             self.send_one(to, &out.bytes);
         } else {
             match self.send_segments(to, &out.bytes, out.segment) {
-                Ok(()) => {}
-                Err(Errno::EAGAIN | Errno::ENOBUFS) => {
+                Ok(()) => {
+                    self.runs_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(Errno::EIO | Errno::EOPNOTSUPP | Errno::ENOPROTOOPT) => {
+                    // No offload on this path (EIO: the device cannot checksum a segmented
+                    // send): one at a time from now on.
+                    tracing::warn!(tunnel = %self.name, "UDP segmentation offload refused; sending datagrams one at a time");
+                    self.gso.store(false, Ordering::Relaxed);
+                    self.send_each(to, out);
+                }
+                Err(Errno::EMSGSIZE | Errno::EINVAL) => {
+                    // The route's MTU is below the segment size (a plain send may fragment)
+                    // or the run is beyond this kernel's limits: this run one at a time.
+                    self.send_each(to, out);
+                }
+                Err(_) => {
+                    // A full buffer, no route, a firewall: as one at a time would have fared.
                     self.send_errors
                         .fetch_add(out.count as u64, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    // Offload not available here (EIO: the device cannot checksum it): send
-                    // one by one from now on.
-                    tracing::info!(tunnel = %self.name, error = %e, "UDP segmentation offload refused; sending datagrams one at a time");
-                    self.gso.store(false, Ordering::Relaxed);
-                    for datagram in out.bytes.chunks(out.segment) {
-                        self.send_one(to, datagram);
-                    }
                 }
             }
         }
         out.bytes.clear();
         out.count = 0;
+    }
+
+    fn send_each(&self, to: SocketAddr, out: &Outbox) {
+        for datagram in out.bytes.chunks(out.segment) {
+            self.send_one(to, datagram);
+        }
     }
 
     fn send_one(&self, to: SocketAddr, datagram: &[u8]) {
@@ -330,6 +355,9 @@ mod tests {
             link.gso.load(Ordering::Relaxed),
             "loopback takes segmented sends"
         );
+        // Runs: 3 x 1452 ended by a 92; 1452 ended by a 300; 64 x 300; 5 x 300 (ended by the
+        // change of address); 300 ended by the 60. The second 92 and the 300 to `b` go alone.
+        assert_eq!(link.runs_sent.load(Ordering::Relaxed), 5);
     }
 
     /// With receive offload a run sent in one call is read in one, and the driver's read

@@ -86,7 +86,8 @@ impl Tunnel {
             "connections": node.stack.connections(),
             "dials": link.dials.load(Ordering::Relaxed),
             "rx": {"datagrams": stats.rx_datagrams, "bytes": stats.rx_bytes, "packets": stats.rx_packets},
-            "tx": {"datagrams": stats.tx_datagrams, "bytes": stats.tx_bytes, "packets": stats.tx_packets},
+            "tx": {"datagrams": stats.tx_datagrams, "bytes": stats.tx_bytes, "packets": stats.tx_packets,
+                   "offload": link.offload(), "runs": link.runs_sent.load(Ordering::Relaxed)},
             "dropped": dropped,
             "send_errors": link.send_errors.load(Ordering::Relaxed),
         })
