@@ -83,6 +83,20 @@ fn local(
     remote_public: &str,
     backends: &str,
 ) -> (Augur, SocketAddr, SocketAddr) {
+    let checks =
+        "health_check: { kind: http, path: /, interval: 500ms, timeout: 400ms, rise: 1, fall: 2 }";
+    local_with(test, dir, udp, remote_public, backends, checks)
+}
+
+/// [`local`] with the `api` upstream's `checks` line (YAML, or empty for none).
+fn local_with(
+    test: &str,
+    dir: &Path,
+    udp: u16,
+    remote_public: &str,
+    backends: &str,
+    checks: &str,
+) -> (Augur, SocketAddr, SocketAddr) {
     let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let body = format!(
@@ -102,7 +116,7 @@ upstreams:
   - name: api
     policy: round_robin
     connect_timeout: 2s
-    health_check: {{ kind: http, path: /, interval: 500ms, timeout: 400ms, rise: 1, fall: 2 }}
+    {checks}
     backends: {backends}
   - name: pg
     backends: [ {{ addr: 10.20.1.10:9000, via: dc-east }} ]
@@ -234,6 +248,86 @@ fn a_tunnel_that_goes_down_fails_over_and_comes_back() {
         (near.status()["tunnels"][0]["state"] == "up").then_some(())
     });
     eventually_within(Duration::from_secs(30), "far backend back", || {
+        (seen(4) > 0).then_some(())
+    });
+}
+
+/// With no health checks and no request failing first, a backend behind a tunnel that is
+/// declared down is out of rotation at once (no request even tries it), `/status` says why,
+/// and it comes back when the tunnel does.
+#[test]
+fn a_down_tunnel_takes_its_backends_out_before_any_request_fails() {
+    let far_backend = Backend::start("far");
+    let near_backend = Backend::start("near");
+    let echo = echo_server();
+    let udp = free_udp_port();
+    let dir = temp_dir("tunnel-path-keys");
+    let local_public = keypair(&dir, "local.key");
+    let far = remote(
+        "tunnel-path",
+        &dir,
+        udp,
+        &local_public,
+        far_backend.addr,
+        echo,
+    );
+    let (near, http, _) = local_with(
+        "tunnel-path",
+        &dir,
+        udp,
+        &far.public,
+        &format!(
+            "[ {{ addr: 10.20.1.10:8080, via: dc-east }}, {{ addr: {} }} ]",
+            near_backend.addr
+        ),
+        "",
+    );
+    let seen = |n: usize| {
+        (0..n)
+            .filter(|_| {
+                let r = get(http, "api", "/");
+                assert_eq!(r.status, 200, "{}", r.text());
+                backend_of(&r) == "far"
+            })
+            .count()
+    };
+    let far_status = || near.status()["upstreams"][0]["backends"][0].clone();
+    assert!(seen(10) > 0, "the far backend takes traffic");
+
+    // The remote data centre goes away while no request is sent: the keepalive goes
+    // unanswered and the tunnel is declared down, which takes the far backend out.
+    drop(far);
+    eventually_within(Duration::from_secs(30), "tunnel down", || {
+        (near.status()["tunnels"][0]["state"] == "down").then_some(())
+    });
+    let health = eventually_within(Duration::from_secs(5), "far backend down", || {
+        let b = far_status();
+        (b["health"]["state"] == "down").then_some(b)
+    });
+    assert_eq!(health["health"]["reason"], "its tunnel is down", "{health}");
+    let failures = health["connect_failures"].as_u64().unwrap();
+    assert_eq!(seen(10), 0);
+    assert_eq!(
+        far_status()["connect_failures"].as_u64().unwrap(),
+        failures,
+        "no request tried the down tunnel"
+    );
+
+    // It comes back: so does the far backend.
+    let _far = remote(
+        "tunnel-path-again",
+        &dir,
+        udp,
+        &local_public,
+        far_backend.addr,
+        echo,
+    );
+    let back = eventually_within(Duration::from_secs(30), "far backend back", || {
+        let b = far_status();
+        (b["health"]["state"] == "up").then_some(b)
+    });
+    assert_eq!(back["health"]["reason"], "its tunnel is up again", "{back}");
+    eventually_within(Duration::from_secs(30), "far backend takes traffic", || {
         (seen(4) > 0).then_some(())
     });
 }

@@ -89,6 +89,10 @@ pub enum Reason {
     EjectionOver,
     /// A reload removed the upstream's active checks.
     ChecksRemoved,
+    /// The way to the backend is gone: the tunnel it is reached through is down.
+    PathDown,
+    /// The way to the backend is back: its tunnel is up again.
+    PathUp,
 }
 
 impl Reason {
@@ -106,6 +110,8 @@ impl Reason {
             } => (3, last as u64, count, nth, for_ms),
             Reason::EjectionOver => (4, 0, 0, 0, 0),
             Reason::ChecksRemoved => (5, 0, 0, 0, 0),
+            Reason::PathDown => (6, 0, 0, 0, 0),
+            Reason::PathUp => (7, 0, 0, 0, 0),
         };
         kind | failure << 4
             | u64::from(count.min(0xffff)) << 8
@@ -130,6 +136,8 @@ impl Reason {
             },
             4 => Reason::EjectionOver,
             5 => Reason::ChecksRemoved,
+            6 => Reason::PathDown,
+            7 => Reason::PathUp,
             _ => return None,
         })
     }
@@ -155,6 +163,8 @@ impl fmt::Display for Reason {
             ),
             Reason::EjectionOver => f.write_str("ejection time over"),
             Reason::ChecksRemoved => f.write_str("active checks removed"),
+            Reason::PathDown => f.write_str("its tunnel is down"),
+            Reason::PathUp => f.write_str("its tunnel is up again"),
         }
     }
 }
@@ -188,6 +198,8 @@ pub struct EjectionPolicy {
 pub struct Health {
     /// False once active checks took the backend down (true without checks).
     checks_up: AtomicBool,
+    /// False while the way to the backend is gone (its tunnel is down).
+    path_up: AtomicBool,
     /// Passed (positive) or failed (negative) checks in a row.
     check_streak: AtomicU32,
     /// Failed requests in a row.
@@ -212,6 +224,7 @@ impl Default for Health {
     fn default() -> Self {
         Health {
             checks_up: AtomicBool::new(true),
+            path_up: AtomicBool::new(true),
             check_streak: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
@@ -247,10 +260,18 @@ pub struct HealthFigures {
 }
 
 impl Health {
-    /// Whether the backend takes traffic: not down by checks and not ejected. Two relaxed
-    /// loads; an ejection whose time is up ends at the next sweep.
+    /// Whether the backend takes traffic: not down by checks or by its path, and not
+    /// ejected. Three relaxed loads; an ejection whose time is up ends at the next sweep.
     pub fn serving(&self) -> bool {
-        self.checks_up.load(Ordering::Relaxed) && self.ejected_until.load(Ordering::Relaxed) == 0
+        self.checks_up.load(Ordering::Relaxed)
+            && self.path_up.load(Ordering::Relaxed)
+            && self.ejected_until.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether there is a way to the backend at all (its tunnel, if any, is not down).
+    /// Unlike health, this holds in panic too: a request into a down tunnel cannot succeed.
+    pub fn reachable(&self) -> bool {
+        self.path_up.load(Ordering::Relaxed)
     }
 
     /// The current state (ejection wins over a failed check: it names the more recent cause
@@ -258,7 +279,7 @@ impl Health {
     pub fn state(&self) -> HealthState {
         if self.ejected_until.load(Ordering::Relaxed) != 0 {
             HealthState::Ejected
-        } else if !self.checks_up.load(Ordering::Relaxed) {
+        } else if !self.checks_up.load(Ordering::Relaxed) || !self.path_up.load(Ordering::Relaxed) {
             HealthState::Down
         } else {
             HealthState::Up
@@ -487,6 +508,20 @@ impl Health {
         HealthChange { from, to, reason }
     }
 
+    /// Records whether the way to the backend exists (its tunnel is not down). A backend
+    /// whose path goes is down at once, without a failed request or check; when the path is
+    /// back it returns through slow start, unless checks or an ejection still hold it.
+    pub fn set_path(&self, up: bool, now: u64) -> Option<HealthChange> {
+        if self.path_up.load(Ordering::Relaxed) == up {
+            return None;
+        }
+        let from = self.state();
+        self.path_up.store(up, Ordering::Relaxed);
+        let to = self.state();
+        let reason = if up { Reason::PathUp } else { Reason::PathDown };
+        (to != from).then(|| self.changed(now, from, to, reason))
+    }
+
     /// Brings a backend that checks took down back at once: the upstream no longer has
     /// active checks (a reload removed them).
     pub fn reset_checks(&self, now: u64) -> Option<HealthChange> {
@@ -623,6 +658,41 @@ mod tests {
             assert_eq!(h.record_request(Some(Failure::Reset), now, &p, &u), None);
         }
         assert_eq!(h.figures().transitions, [0, 0, 1]);
+    }
+
+    #[test]
+    fn a_lost_path_takes_the_backend_out_at_once_and_its_return_brings_it_back_slowly() {
+        let hs: Vec<Health> = (0..2).map(|_| Health::default()).collect();
+        let u = upstream(&hs);
+        let h = &hs[0];
+        assert_eq!(h.set_path(true, SEC), None, "no change, nothing to note");
+        let out = h.set_path(false, 2 * SEC).unwrap();
+        assert_eq!((out.from, out.to), (HealthState::Up, HealthState::Down));
+        assert_eq!(out.reason.to_string(), "its tunnel is down");
+        assert!(!h.serving() && !h.reachable());
+        assert_eq!(h.set_path(false, 3 * SEC), None);
+        let back = h.set_path(true, 4 * SEC).unwrap();
+        assert_eq!((back.to, back.reason), (HealthState::Up, Reason::PathUp));
+        assert!(h.serving() && h.reachable());
+        assert_eq!(h.returned_at(), 4 * SEC, "slow start from the return");
+        assert_eq!(h.figures().transitions, [1, 1, 0]);
+
+        // Checks that took it down still hold it when the path returns; the path still
+        // holds it when the checks pass.
+        let fail = Some(Failure::Connect);
+        assert!(h.record_check(fail, 5 * SEC, 1, 1, &u).is_some());
+        assert_eq!(h.set_path(false, 6 * SEC), None, "already down");
+        assert_eq!(h.set_path(true, 7 * SEC), None, "still down by checks");
+        assert_eq!(h.set_path(false, 8 * SEC), None);
+        assert_eq!(
+            h.record_check(None, 9 * SEC, 1, 1, &u),
+            None,
+            "still no path"
+        );
+        assert!(!h.serving());
+        let back = h.set_path(true, 10 * SEC).unwrap();
+        assert_eq!(back.to, HealthState::Up);
+        assert!(h.serving());
     }
 
     #[test]

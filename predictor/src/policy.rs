@@ -51,12 +51,13 @@ impl PickContext<'_> {
     }
 
     /// Whether a member may take a new request and was not already tried: not tried, not
-    /// drained by an operator, healthy (unless the upstream is in panic), and taking traffic
-    /// according to the snapshot.
+    /// drained by an operator, reachable (its tunnel not down), healthy (unless the upstream
+    /// is in panic), and taking traffic according to the snapshot.
     pub fn open(&self, members: &[Member], i: usize, tried: &Tried) -> bool {
         let m = &members[i];
         !tried.contains(i)
             && !m.live.is_drained()
+            && m.live.health.reachable()
             && (self.ignore_health || m.live.health.serving())
             && match self.snapshot.backends.get(m.id as usize) {
                 Some(f) => f.eligibility.takes_traffic(),
@@ -426,6 +427,9 @@ mod tests {
         let mut panic = cx(&snapshot);
         panic.ignore_health = true;
         assert_eq!(rr.pick(&panic, &m, &Tried::default()), Some(1));
+        // Behind a down tunnel: closed even in panic.
+        m[1].live.health.set_path(false, 2);
+        assert_eq!(rr.pick(&panic, &m, &Tried::default()), None);
         // A standby member the predictor has not seen yet is closed; others are open.
         let mut m = members(&[1, 1]);
         m[0].standby = true;

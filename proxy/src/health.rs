@@ -1,7 +1,7 @@
 //! The health thread: runs active checks off the request path and sweeps ejections.
 //!
-//! Every [`SWEEP`] it ends ejections whose time is up, brings back backends whose upstream
-//! no longer has checks, recounts each upstream's ejected share and panic state, and starts
+//! Every [`SWEEP`] it ends ejections whose time is up, takes backends behind a down tunnel
+//! out (and back), brings back backends whose upstream no longer has checks, recounts each upstream's ejected share and panic state, and starts
 //! the checks that are due. A backend's checks are spaced by the upstream's `interval`, each
 //! jittered by up to 10% so that checks of many backends spread out instead of firing
 //! together; the first check of a backend lands at a random point of its first interval.
@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::clock;
 use crate::runtime::{BackendEntry, Runtime};
 use crate::state::Shared;
+use crate::tunnel::TunnelState;
 
 /// How often ejections are swept and due checks started.
 pub const SWEEP: Duration = Duration::from_millis(50);
@@ -62,6 +63,14 @@ async fn run(shared: Arc<Shared>) {
                 let health = &member.live.health;
                 if let Some(change) = health.sweep(now, &upstream.ejection, &upstream.health) {
                     log_change(&upstream.name, &entry.label, &change);
+                }
+                // A backend behind a down tunnel is out at once (no request or check has to
+                // fail first) and back through slow start when the tunnel is.
+                if let Some(tunnel) = &entry.via {
+                    let up = tunnel.state() != TunnelState::Down;
+                    if let Some(change) = health.set_path(up, now) {
+                        log_change(&upstream.name, &entry.label, &change);
+                    }
                 }
                 let Some(check) = &upstream.health_check else {
                     if let Some(change) = health.reset_checks(now) {
