@@ -83,9 +83,7 @@ fn local(
     remote_public: &str,
     backends: &str,
 ) -> (Augur, SocketAddr, SocketAddr) {
-    let checks =
-        "health_check: { kind: http, path: /, interval: 500ms, timeout: 400ms, rise: 1, fall: 2 }";
-    local_with(test, dir, udp, remote_public, backends, checks)
+    local_with(test, dir, udp, remote_public, backends, CHECKS)
 }
 
 /// [`local`] with the `api` upstream's `checks` line (YAML, or empty for none).
@@ -188,67 +186,108 @@ fn http_and_tcp_cross_a_tunnel_between_two_augurs() {
     );
 }
 
-#[test]
-fn a_tunnel_that_goes_down_fails_over_and_comes_back() {
-    let far_backend = Backend::start("far");
-    let near_backend = Backend::start("near");
-    let echo = echo_server();
-    let udp = free_udp_port();
-    let dir = temp_dir("tunnel-down-keys");
-    let local_public = keypair(&dir, "local.key");
-    let far = remote(
-        "tunnel-down",
-        &dir,
-        udp,
-        &local_public,
-        far_backend.addr,
-        echo,
-    );
-    let (near, http, _) = local(
-        "tunnel-down",
-        &dir,
-        udp,
-        &far.public,
-        &format!(
+/// Two data centres: a near backend, and a far one through tunnel `dc-east` to a remote
+/// augur, both in upstream `api` (with `checks`, YAML or empty).
+struct TwoSites {
+    far_backend: Backend,
+    _near_backend: Backend,
+    echo: SocketAddr,
+    udp: u16,
+    dir: std::path::PathBuf,
+    local_public: String,
+    far: Option<Remote>,
+    near: Augur,
+    http: SocketAddr,
+}
+
+impl TwoSites {
+    fn start(test: &str, checks: &str) -> TwoSites {
+        let far_backend = Backend::start("far");
+        let near_backend = Backend::start("near");
+        let echo = echo_server();
+        let udp = free_udp_port();
+        let dir = temp_dir(&format!("{test}-keys"));
+        let local_public = keypair(&dir, "local.key");
+        let far = remote(test, &dir, udp, &local_public, far_backend.addr, echo);
+        let backends = format!(
             "[ {{ addr: 10.20.1.10:8080, via: dc-east }}, {{ addr: {} }} ]",
             near_backend.addr
-        ),
-    );
-    let seen = |n: usize| {
-        let mut far_seen = 0;
-        for _ in 0..n {
-            let r = get(http, "api", "/");
-            assert_eq!(r.status, 200, "{}", r.text());
-            far_seen += usize::from(backend_of(&r) == "far");
+        );
+        let (near, http, _) = local_with(test, &dir, udp, &far.public, &backends, checks);
+        TwoSites {
+            far_backend,
+            _near_backend: near_backend,
+            echo,
+            udp,
+            dir,
+            local_public,
+            far: Some(far),
+            near,
+            http,
         }
-        far_seen
-    };
-    assert!(seen(10) > 0, "the far backend takes traffic");
+    }
+
+    /// Of `n` requests (each must succeed), how many the far backend answered.
+    fn far_answers(&self, n: usize) -> usize {
+        (0..n)
+            .filter(|_| {
+                let r = get(self.http, "api", "/");
+                assert_eq!(r.status, 200, "{}", r.text());
+                backend_of(&r) == "far"
+            })
+            .count()
+    }
+
+    /// The remote data centre comes back (same key, same port).
+    fn restart_far(&mut self, test: &str) {
+        let far = remote(
+            test,
+            &self.dir,
+            self.udp,
+            &self.local_public,
+            self.far_backend.addr,
+            self.echo,
+        );
+        self.far = Some(far);
+    }
+
+    fn tunnel_state(&self) -> serde_json::Value {
+        self.near.status()["tunnels"][0]["state"].clone()
+    }
+
+    fn far_status(&self) -> serde_json::Value {
+        self.near.status()["upstreams"][0]["backends"][0].clone()
+    }
+}
+
+const CHECKS: &str =
+    "health_check: { kind: http, path: /, interval: 500ms, timeout: 400ms, rise: 1, fall: 2 }";
+
+#[test]
+fn a_tunnel_that_goes_down_fails_over_and_comes_back() {
+    let mut sites = TwoSites::start("tunnel-down", CHECKS);
+    assert!(sites.far_answers(10) > 0, "the far backend takes traffic");
 
     // The remote data centre goes away: requests keep succeeding on the near backend, and
     // the tunnel is declared down.
-    drop(far);
+    sites.far = None;
     eventually_within(Duration::from_secs(30), "tunnel down", || {
-        let _ = seen(2);
-        (near.status()["tunnels"][0]["state"] == "down").then_some(())
+        let _ = sites.far_answers(2);
+        (sites.tunnel_state() == "down").then_some(())
     });
-    assert_eq!(seen(10), 0, "nothing is sent into a down tunnel");
-
-    // It comes back (same key, same port): the tunnel is up again and the far backend
-    // returns to the rotation.
-    let _far = remote(
-        "tunnel-down-again",
-        &dir,
-        udp,
-        &local_public,
-        far_backend.addr,
-        echo,
+    assert_eq!(
+        sites.far_answers(10),
+        0,
+        "nothing is sent into a down tunnel"
     );
+
+    // It comes back: the tunnel is up again and the far backend returns to the rotation.
+    sites.restart_far("tunnel-down-again");
     eventually_within(Duration::from_secs(30), "tunnel up again", || {
-        (near.status()["tunnels"][0]["state"] == "up").then_some(())
+        (sites.tunnel_state() == "up").then_some(())
     });
     eventually_within(Duration::from_secs(30), "far backend back", || {
-        (seen(4) > 0).then_some(())
+        (sites.far_answers(4) > 0).then_some(())
     });
 }
 
@@ -257,78 +296,37 @@ fn a_tunnel_that_goes_down_fails_over_and_comes_back() {
 /// and it comes back when the tunnel does.
 #[test]
 fn a_down_tunnel_takes_its_backends_out_before_any_request_fails() {
-    let far_backend = Backend::start("far");
-    let near_backend = Backend::start("near");
-    let echo = echo_server();
-    let udp = free_udp_port();
-    let dir = temp_dir("tunnel-path-keys");
-    let local_public = keypair(&dir, "local.key");
-    let far = remote(
-        "tunnel-path",
-        &dir,
-        udp,
-        &local_public,
-        far_backend.addr,
-        echo,
-    );
-    let (near, http, _) = local_with(
-        "tunnel-path",
-        &dir,
-        udp,
-        &far.public,
-        &format!(
-            "[ {{ addr: 10.20.1.10:8080, via: dc-east }}, {{ addr: {} }} ]",
-            near_backend.addr
-        ),
-        "",
-    );
-    let seen = |n: usize| {
-        (0..n)
-            .filter(|_| {
-                let r = get(http, "api", "/");
-                assert_eq!(r.status, 200, "{}", r.text());
-                backend_of(&r) == "far"
-            })
-            .count()
-    };
-    let far_status = || near.status()["upstreams"][0]["backends"][0].clone();
-    assert!(seen(10) > 0, "the far backend takes traffic");
+    let mut sites = TwoSites::start("tunnel-path", "");
+    assert!(sites.far_answers(10) > 0, "the far backend takes traffic");
 
     // The remote data centre goes away while no request is sent: the keepalive goes
     // unanswered and the tunnel is declared down, which takes the far backend out.
-    drop(far);
+    sites.far = None;
     eventually_within(Duration::from_secs(30), "tunnel down", || {
-        (near.status()["tunnels"][0]["state"] == "down").then_some(())
+        (sites.tunnel_state() == "down").then_some(())
     });
     let health = eventually_within(Duration::from_secs(5), "far backend down", || {
-        let b = far_status();
+        let b = sites.far_status();
         (b["health"]["state"] == "down").then_some(b)
     });
     assert_eq!(health["health"]["reason"], "its tunnel is down", "{health}");
     let failures = health["connect_failures"].as_u64().unwrap();
-    assert_eq!(seen(10), 0);
+    assert_eq!(sites.far_answers(10), 0);
     assert_eq!(
-        far_status()["connect_failures"].as_u64().unwrap(),
+        sites.far_status()["connect_failures"].as_u64().unwrap(),
         failures,
         "no request tried the down tunnel"
     );
 
     // It comes back: so does the far backend.
-    let _far = remote(
-        "tunnel-path-again",
-        &dir,
-        udp,
-        &local_public,
-        far_backend.addr,
-        echo,
-    );
+    sites.restart_far("tunnel-path-again");
     let back = eventually_within(Duration::from_secs(30), "far backend back", || {
-        let b = far_status();
+        let b = sites.far_status();
         (b["health"]["state"] == "up").then_some(b)
     });
     assert_eq!(back["health"]["reason"], "its tunnel is up again", "{back}");
     eventually_within(Duration::from_secs(30), "far backend takes traffic", || {
-        (seen(4) > 0).then_some(())
+        (sites.far_answers(4) > 0).then_some(())
     });
 }
 
