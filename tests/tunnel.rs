@@ -104,7 +104,7 @@ fn local_with(
     address: 10.20.255.1
     peer:
       public_key: \"{remote_public}\"
-      endpoint: 127.0.0.1:{udp}
+      endpoint: localhost:{udp}            # a host name, resolved at start
       allowed_ips: [10.20.0.0/16]
       persistent_keepalive: 5s
 listeners:
@@ -490,7 +490,7 @@ fn a_new_peer_endpoint_is_picked_up_on_reload() {
     let text = std::fs::read_to_string(&near.config).unwrap();
     std::fs::write(
         &near.config,
-        text.replace(&format!("127.0.0.1:{wrong}"), &format!("127.0.0.1:{udp}")),
+        text.replace(&format!("localhost:{wrong}"), &format!("localhost:{udp}")),
     )
     .unwrap();
     let r = near.reload();

@@ -492,7 +492,7 @@ pub struct TunnelPeer {
     pub public_key: [u8; 32],
     /// Where to send the first handshake; `None` waits for the peer to initiate and learns
     /// its address from it.
-    pub endpoint: Option<SocketAddr>,
+    pub endpoint: Option<Endpoint>,
     /// Networks the peer may send from and that are sent to it (at least one).
     pub allowed_ips: Vec<Prefix>,
     /// Time between keepalives sent to hold NAT mappings open, whole seconds from 1 to
@@ -502,6 +502,30 @@ pub struct TunnelPeer {
     pub preshared_key_file: Option<PathBuf>,
     /// The preshared key mixed into the handshake, as read at validation time.
     pub preshared_key: Option<Key>,
+}
+
+/// Where a tunnel's peer is reached, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `IP:PORT`.
+    Addr(SocketAddr),
+    /// `HOST:PORT`: resolved by the proxy when it starts and at each reload (the validator
+    /// checks only its form).
+    Host {
+        /// The host name.
+        name: String,
+        /// The UDP port, from 1.
+        port: u16,
+    },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Addr(addr) => write!(f, "{addr}"),
+            Endpoint::Host { name, port } => write!(f, "{name}:{port}"),
+        }
+    }
 }
 
 /// A port of a tunnel's own address whose connections are relayed to a local address.

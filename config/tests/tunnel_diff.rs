@@ -31,7 +31,7 @@ fn tunnel(name: &str) -> Tunnel {
         listen_port: Some(51820),
         peer: TunnelPeer {
             public_key: [2; 32],
-            endpoint: Some(addr("192.0.2.1:51820")),
+            endpoint: Some(Endpoint::Addr(addr("192.0.2.1:51820"))),
             allowed_ips: vec![
                 Prefix::parse("10.20.0.0/16").unwrap(),
                 Prefix::parse("10.21.0.0/16").unwrap(),

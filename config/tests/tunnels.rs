@@ -164,7 +164,7 @@ fn the_example_builds_the_model() {
                 listen_port: Some(51820),
                 peer: TunnelPeer {
                     public_key: bytes(PUBLIC_KEY),
-                    endpoint: Some(addr("127.0.0.1:51821")),
+                    endpoint: Some(Endpoint::Addr(addr("127.0.0.1:51821"))),
                     allowed_ips: vec![prefix("10.20.0.0/16"), prefix("fd00:20::/48")],
                     persistent_keepalive: Some(Duration::from_secs(25)),
                     preshared_key_file: Some(dir.join("keys/dc-east.psk")),
@@ -362,10 +362,42 @@ fn listen_ports() {
 #[test]
 fn endpoint() {
     check_edit(
-        "endpoint-dns",
+        "endpoint-garbage",
         "endpoint: 127.0.0.1:51821",
-        "endpoint: vpn.example.com:51820",
-        &["17:17: tunnels[0].peer.endpoint: invalid socket address \"vpn.example.com:51820\": expected IP:PORT"],
+        "endpoint: vpn example:51820",
+        &["17:17: tunnels[0].peer.endpoint: invalid endpoint \"vpn example:51820\": expected IP:PORT or HOST:PORT"],
+    );
+    check_edit(
+        "endpoint-no-port",
+        "endpoint: 127.0.0.1:51821",
+        "endpoint: vpn.example.com",
+        &["17:17: tunnels[0].peer.endpoint: invalid endpoint \"vpn.example.com\": expected IP:PORT or HOST:PORT"],
+    );
+    check_edit(
+        "endpoint-bare-v6",
+        "endpoint: 127.0.0.1:51821",
+        "endpoint: \"fd00::1:51820\"",
+        &["17:17: tunnels[0].peer.endpoint: invalid endpoint \"fd00::1:51820\": expected IP:PORT or HOST:PORT"],
+    );
+    check_edit(
+        "endpoint-host-port",
+        "endpoint: 127.0.0.1:51821",
+        "endpoint: vpn.example.com:0",
+        &["17:17: tunnels[0].peer.endpoint: expected a port from 1 to 65535, found vpn.example.com:0"],
+    );
+    // A host name is kept as written (lower case) for the proxy to resolve: checking a
+    // config never queries a resolver.
+    let dir = key_dir("endpoint-host");
+    let yaml = BASE.replace(
+        "endpoint: 127.0.0.1:51821",
+        "endpoint: VPN.example.com:51820",
+    );
+    assert_eq!(
+        load_in(&dir, &yaml).unwrap().tunnels[0].peer.endpoint,
+        Some(Endpoint::Host {
+            name: "vpn.example.com".into(),
+            port: 51820
+        })
     );
     check_edit(
         "endpoint-port",

@@ -65,12 +65,16 @@ fn try_reload(shared: &Shared) -> Result<Vec<String>, String> {
             needs_sockets.join("; ")
         ));
     }
+    // Host names of tunnel peers are looked up again; one that does not resolve refuses the
+    // reload like any other error in the file.
+    let endpoints = crate::tunnel::resolve_endpoints(&config.tunnels)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let version = ConfigVersion {
         hash: content_hash(&bytes),
         loaded_at: SystemTime::now(),
         generation: old.version.generation + 1,
     };
-    shared.tunnels.reload(&config.tunnels);
+    shared.tunnels.reload(&endpoints);
     let runtime = Runtime::build(
         config,
         version,

@@ -10,7 +10,7 @@ use super::key_files::Secret;
 use super::Checks;
 use crate::issue::quoted;
 use crate::key;
-use crate::model::{Forward, Tunnel, TunnelPeer};
+use crate::model::{Endpoint, Forward, Tunnel, TunnelPeer};
 use crate::prefix::Prefix;
 use crate::raw::{RawForward, RawTunnel, RawTunnelPeer};
 use crate::suggest::nearest;
@@ -244,7 +244,7 @@ impl Checks<'_> {
             });
         let endpoint = match raw.endpoint.as_deref() {
             None => Some(None),
-            Some(text) => self.destination(text, &at("endpoint")).map(Some),
+            Some(text) => self.endpoint(text, &at("endpoint")).map(Some),
         };
         let allowed_ips = self.allowed_ips(raw.allowed_ips, path);
         let persistent_keepalive = match raw.persistent_keepalive.as_deref() {
@@ -298,6 +298,52 @@ impl Checks<'_> {
             });
         }
         built
+    }
+
+    /// A peer's endpoint: `IP:PORT`, or `HOST:PORT` (a DNS name; resolved by the proxy, not
+    /// here, so that checking a config never queries a resolver).
+    fn endpoint(&mut self, text: &str, path: &str) -> Option<Endpoint> {
+        let trimmed = text.trim();
+        if trimmed.parse::<SocketAddr>().is_ok() {
+            return self.destination(trimmed, path).map(Endpoint::Addr);
+        }
+        let host_name = |h: &str| {
+            h.len() <= 253
+                && h.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                })
+        };
+        let Some((name, port)) = trimmed
+            .rsplit_once(':')
+            .filter(|(name, _)| host_name(name))
+            .and_then(|(name, port)| Some((name, port.parse::<u16>().ok()?)))
+        else {
+            self.report(
+                path,
+                format!(
+                    "invalid endpoint {}: expected IP:PORT or HOST:PORT",
+                    quoted(text)
+                ),
+            );
+            return None;
+        };
+        if port == 0 {
+            self.report(
+                path,
+                format!("expected a port from 1 to 65535, found {trimmed}"),
+            );
+            return None;
+        }
+        Some(Endpoint::Host {
+            name: name.to_ascii_lowercase(),
+            port,
+        })
     }
 
     /// `persistent_keepalive`: whole seconds from 1 to 65535.

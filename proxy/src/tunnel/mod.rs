@@ -16,13 +16,14 @@ mod stream;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use augur_config::Endpoint;
 use augur_tunnel::{AllowedIps, DropReason, EngineConfig, Node, StackConfig};
 use serde_json::{json, Value};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -133,11 +134,12 @@ impl Tunnels {
         self.list.iter().find(|t| t.name() == name)
     }
 
-    /// Applies what a reload may change while running: a peer's endpoint.
-    pub fn reload(&self, config: &[augur_config::Tunnel]) {
-        for t in config {
-            if let Some(tunnel) = self.get(&t.name) {
-                tunnel.set_endpoint(t.peer.endpoint);
+    /// Applies what a reload may change while running: peers' endpoints, as
+    /// [`resolve_endpoints`] found them (host names are looked up again at each reload).
+    pub fn reload(&self, endpoints: &[(String, Option<SocketAddr>)]) {
+        for (name, endpoint) in endpoints {
+            if let Some(tunnel) = self.get(name) {
+                tunnel.set_endpoint(*endpoint);
             }
         }
     }
@@ -284,6 +286,47 @@ async fn dial(link: &Arc<Link>, addr: SocketAddr, timeout: Duration) -> io::Resu
     }
 }
 
+/// A peer's endpoint as an address: as written, or its host name looked up now (an IPv4
+/// address preferred, as the tunnel's socket is IPv4 unless the endpoint is IPv6).
+pub fn resolve(endpoint: Option<&Endpoint>) -> io::Result<Option<SocketAddr>> {
+    match endpoint {
+        None => Ok(None),
+        Some(Endpoint::Addr(addr)) => Ok(Some(*addr)),
+        Some(Endpoint::Host { name, port }) => {
+            let addrs: Vec<SocketAddr> = (name.as_str(), *port).to_socket_addrs()?.collect();
+            addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(addrs.first())
+                .copied()
+                .map(Some)
+                .ok_or_else(|| io::Error::other("no address"))
+        }
+    }
+}
+
+/// Every tunnel's peer endpoint resolved, for a reload; the first that cannot be is the
+/// error (the reload is then refused and the running config stays).
+pub fn resolve_endpoints(
+    config: &[augur_config::Tunnel],
+) -> Result<Vec<(String, Option<SocketAddr>)>, String> {
+    config
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match resolve(t.peer.endpoint.as_ref()) {
+            Ok(addr) => Ok((t.name.clone(), addr)),
+            Err(e) => Err(format!(
+                "tunnels[{i}].peer.endpoint: cannot resolve {}: {e}",
+                t.peer
+                    .endpoint
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            )),
+        })
+        .collect()
+}
+
 /// A private directory (mode 700) for this process's CONNECT endpoints.
 fn endpoint_dir() -> io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -294,7 +337,17 @@ fn endpoint_dir() -> io::Result<PathBuf> {
 }
 
 fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
-    let bind_ip = match t.peer.endpoint {
+    let peer_endpoint = resolve(t.peer.endpoint.as_ref()).with_context(|| {
+        format!(
+            "tunnels[{index}].peer.endpoint: cannot resolve {}",
+            t.peer
+                .endpoint
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        )
+    })?;
+    let bind_ip = match peer_endpoint {
         Some(SocketAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
@@ -334,7 +387,7 @@ fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
             .peer
             .persistent_keepalive
             .map(|d| d.as_secs().min(u64::from(u16::MAX)) as u16),
-        endpoint: t.peer.endpoint,
+        endpoint: peer_endpoint,
         allowed_ips: AllowedIps::new(t.peer.allowed_ips.iter().map(|p| (p.addr(), p.length()))),
         address: t.address,
         index: (seed >> 40) as u32,
@@ -381,7 +434,7 @@ fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
                 }
             });
         })?;
-    tracing::info!(tunnel = %t.name, udp = %local, address = %t.address, endpoint = ?t.peer.endpoint, "tunnel started");
+    tracing::info!(tunnel = %t.name, udp = %local, address = %t.address, endpoint = ?peer_endpoint, "tunnel started");
     let mut h = std::collections::hash_map::DefaultHasher::new();
     h.write(t.name.as_bytes());
     Ok(Tunnel {
@@ -396,5 +449,28 @@ impl std::fmt::Debug for Tunnel {
         f.debug_struct("Tunnel")
             .field("name", &self.name())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_resolve_as_written_or_by_name() {
+        let addr: SocketAddr = "192.0.2.7:51820".parse().unwrap();
+        assert_eq!(resolve(None).unwrap(), None);
+        assert_eq!(resolve(Some(&Endpoint::Addr(addr))).unwrap(), Some(addr));
+        // `localhost` comes from the hosts file: no resolver is asked.
+        let host = Endpoint::Host {
+            name: "localhost".into(),
+            port: 51820,
+        };
+        let resolved = resolve(Some(&host)).unwrap().unwrap();
+        assert_eq!(
+            resolved,
+            "127.0.0.1:51820".parse().unwrap(),
+            "IPv4 preferred"
+        );
     }
 }
