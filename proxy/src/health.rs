@@ -65,12 +65,14 @@ async fn run(shared: Arc<Shared>) {
                     log_change(&upstream.name, &entry.label, &change);
                 }
                 // A backend behind a down tunnel is out at once (no request or check has to
-                // fail first) and back through slow start when the tunnel is.
-                if let Some(tunnel) = &entry.via {
-                    let up = tunnel.state() != TunnelState::Down;
-                    if let Some(change) = health.set_path(up, now) {
-                        log_change(&upstream.name, &entry.label, &change);
-                    }
+                // fail first) and back through slow start when the tunnel is, or when a
+                // reload no longer sends it through one.
+                let path_up = entry
+                    .via
+                    .as_ref()
+                    .is_none_or(|tunnel| tunnel.state() != TunnelState::Down);
+                if let Some(change) = health.set_path(path_up, now) {
+                    log_change(&upstream.name, &entry.label, &change);
                 }
                 let Some(check) = &upstream.health_check else {
                     if let Some(change) = health.reset_checks(now) {
