@@ -373,6 +373,21 @@ fn endpoint() {
         "endpoint: vpn.example.com",
         &["17:17: tunnels[0].peer.endpoint: invalid endpoint \"vpn.example.com\": expected IP:PORT or HOST:PORT"],
     );
+    for typo in [
+        "10.0.0.300:51820",
+        "1.2.3:51820",
+        "127.1:51820",
+        "vpn:+51820",
+    ] {
+        check_edit(
+            "endpoint-typo",
+            "endpoint: 127.0.0.1:51821",
+            &format!("endpoint: \"{typo}\""),
+            &[&format!(
+                "17:17: tunnels[0].peer.endpoint: invalid endpoint \"{typo}\": expected IP:PORT or HOST:PORT"
+            )],
+        );
+    }
     check_edit(
         "endpoint-bare-v6",
         "endpoint: 127.0.0.1:51821",
@@ -390,7 +405,7 @@ fn endpoint() {
     let dir = key_dir("endpoint-host");
     let yaml = BASE.replace(
         "endpoint: 127.0.0.1:51821",
-        "endpoint: VPN.example.com:51820",
+        "endpoint: VPN.example.com.:51820",
     );
     assert_eq!(
         load_in(&dir, &yaml).unwrap().tunnels[0].peer.endpoint,

@@ -277,9 +277,12 @@ impl Health {
     /// The current state (ejection wins over a failed check: it names the more recent cause
     /// only if checks still pass).
     pub fn state(&self) -> HealthState {
-        if self.ejected_until.load(Ordering::Relaxed) != 0 {
+        if !self.path_up.load(Ordering::Relaxed) {
+            // A lost path explains any failure (and ends any ejection; see `set_path`).
+            HealthState::Down
+        } else if self.ejected_until.load(Ordering::Relaxed) != 0 {
             HealthState::Ejected
-        } else if !self.checks_up.load(Ordering::Relaxed) || !self.path_up.load(Ordering::Relaxed) {
+        } else if !self.checks_up.load(Ordering::Relaxed) {
             HealthState::Down
         } else {
             HealthState::Up
@@ -345,6 +348,7 @@ impl Health {
         self.last_failure.store(failure as u8, Ordering::Relaxed);
         let count = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if policy.consecutive_failures == 0
+            || !self.path_up.load(Ordering::Relaxed)
             || count < policy.consecutive_failures
             || self.ejected_until.load(Ordering::Relaxed) != 0
             || !upstream.try_eject(policy.max_percent)
@@ -394,6 +398,10 @@ impl Health {
         fall: u32,
         upstream: &UpstreamHealth,
     ) -> Option<HealthChange> {
+        if !self.path_up.load(Ordering::Relaxed) {
+            // A check that raced the path going: the path explains it.
+            return None;
+        }
         // The streak is kept as i32 in a u32: positive passes, negative failures.
         let streak = self.check_streak.load(Ordering::Relaxed) as i32;
         let streak = match failure {
@@ -509,17 +517,31 @@ impl Health {
     }
 
     /// Records whether the way to the backend exists (its tunnel is not down). A backend
-    /// whose path goes is down at once, without a failed request or check; when the path is
-    /// back it returns through slow start, unless checks or an ejection still hold it.
-    pub fn set_path(&self, up: bool, now: u64) -> Option<HealthChange> {
+    /// whose path goes is down at once, without a failed request or check. The lost path
+    /// explains what failed before it: an ejection ends (its slot goes back to `upstream`)
+    /// and failed checks are forgotten, so that when the path is back the backend returns
+    /// through slow start and its checks judge it afresh. Results of requests and checks
+    /// while the path is gone are not held against it.
+    pub fn set_path(&self, up: bool, now: u64, upstream: &UpstreamHealth) -> Option<HealthChange> {
         if self.path_up.load(Ordering::Relaxed) == up {
             return None;
         }
         let from = self.state();
+        if !up {
+            self.clear_ejection(upstream);
+            self.checks_up.store(true, Ordering::Relaxed);
+            self.check_streak.store(0, Ordering::Relaxed);
+            self.failures.store(0, Ordering::Relaxed);
+        }
         self.path_up.store(up, Ordering::Relaxed);
         let to = self.state();
         let reason = if up { Reason::PathUp } else { Reason::PathDown };
-        (to != from).then(|| self.changed(now, from, to, reason))
+        if to == from {
+            // Down by checks before, down by the path now: the reason shown is the path.
+            self.reason.store(reason.pack(), Ordering::Relaxed);
+            return None;
+        }
+        Some(self.changed(now, from, to, reason))
     }
 
     /// Brings a backend that checks took down back at once: the upstream no longer has
@@ -586,6 +608,11 @@ impl UpstreamHealth {
     pub fn recount<'a>(&self, members: impl IntoIterator<Item = &'a Health>, panic_threshold: f64) {
         let (mut total, mut ejected, mut serving) = (0u32, 0u32, 0u32);
         for h in members {
+            // A member nothing can reach (its tunnel is down) is left out: a remote site
+            // going away must not put the local members into panic.
+            if !h.reachable() {
+                continue;
+            }
             total += 1;
             ejected += u32::from(h.ejected_until.load(Ordering::Relaxed) != 0);
             serving += u32::from(h.serving());
@@ -665,34 +692,58 @@ mod tests {
         let hs: Vec<Health> = (0..2).map(|_| Health::default()).collect();
         let u = upstream(&hs);
         let h = &hs[0];
-        assert_eq!(h.set_path(true, SEC), None, "no change, nothing to note");
-        let out = h.set_path(false, 2 * SEC).unwrap();
+        assert_eq!(
+            h.set_path(true, SEC, &u),
+            None,
+            "no change, nothing to note"
+        );
+        let out = h.set_path(false, 2 * SEC, &u).unwrap();
         assert_eq!((out.from, out.to), (HealthState::Up, HealthState::Down));
         assert_eq!(out.reason.to_string(), "its tunnel is down");
         assert!(!h.serving() && !h.reachable());
-        assert_eq!(h.set_path(false, 3 * SEC), None);
-        let back = h.set_path(true, 4 * SEC).unwrap();
+        assert_eq!(h.set_path(false, 3 * SEC, &u), None);
+        let back = h.set_path(true, 4 * SEC, &u).unwrap();
         assert_eq!((back.to, back.reason), (HealthState::Up, Reason::PathUp));
         assert!(h.serving() && h.reachable());
         assert_eq!(h.returned_at(), 4 * SEC, "slow start from the return");
         assert_eq!(h.figures().transitions, [1, 1, 0]);
 
-        // Checks that took it down still hold it when the path returns; the path still
-        // holds it when the checks pass.
+        // Down by checks, then the path goes: the path is the reason shown, and the failed
+        // checks are forgotten, so the backend comes back with the path.
         let fail = Some(Failure::Connect);
         assert!(h.record_check(fail, 5 * SEC, 1, 1, &u).is_some());
-        assert_eq!(h.set_path(false, 6 * SEC), None, "already down");
-        assert_eq!(h.set_path(true, 7 * SEC), None, "still down by checks");
-        assert_eq!(h.set_path(false, 8 * SEC), None);
+        assert_eq!(h.set_path(false, 6 * SEC, &u), None, "already down");
+        assert_eq!(h.figures().reason, Some(Reason::PathDown));
         assert_eq!(
-            h.record_check(None, 9 * SEC, 1, 1, &u),
+            h.record_check(fail, 7 * SEC, 1, 1, &u),
             None,
-            "still no path"
+            "not held against it"
         );
-        assert!(!h.serving());
-        let back = h.set_path(true, 10 * SEC).unwrap();
-        assert_eq!(back.to, HealthState::Up);
-        assert!(h.serving());
+        let back = h.set_path(true, 8 * SEC, &u).unwrap();
+        assert_eq!((back.from, back.to), (HealthState::Down, HealthState::Up));
+
+        // Ejected, then the path goes: the ejection ends (its slot is given back), failed
+        // requests while the path is gone eject nothing, and the upstream leaves the member
+        // out of its panic count.
+        let p = policy();
+        let ejected = (0..3)
+            .filter_map(|i| h.record_request(fail, 9 * SEC + i, &p, &u))
+            .last()
+            .unwrap();
+        assert_eq!(ejected.to, HealthState::Ejected);
+        assert_eq!(u.ejected(), 1);
+        let out = h.set_path(false, 10 * SEC, &u).unwrap();
+        assert_eq!(
+            (out.from, out.to),
+            (HealthState::Ejected, HealthState::Down)
+        );
+        assert_eq!(u.ejected(), 0);
+        for i in 0..5 {
+            assert_eq!(h.record_request(fail, 11 * SEC + i, &p, &u), None);
+        }
+        u.recount(&hs, 0.6);
+        assert!(!u.panic(), "the one reachable member serves");
+        assert_eq!(h.set_path(true, 12 * SEC, &u).unwrap().to, HealthState::Up);
     }
 
     #[test]

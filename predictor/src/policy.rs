@@ -428,7 +428,7 @@ mod tests {
         panic.ignore_health = true;
         assert_eq!(rr.pick(&panic, &m, &Tried::default()), Some(1));
         // Behind a down tunnel: closed even in panic.
-        m[1].live.health.set_path(false, 2);
+        m[1].live.health.set_path(false, 2, &upstream);
         assert_eq!(rr.pick(&panic, &m, &Tried::default()), None);
         // A standby member the predictor has not seen yet is closed; others are open.
         let mut m = members(&[1, 1]);

@@ -22,7 +22,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::clock;
 use crate::runtime::{BackendEntry, Runtime};
 use crate::state::Shared;
-use crate::tunnel::TunnelState;
 
 /// How often ejections are swept and due checks started.
 pub const SWEEP: Duration = Duration::from_millis(50);
@@ -67,11 +66,8 @@ async fn run(shared: Arc<Shared>) {
                 // A backend behind a down tunnel is out at once (no request or check has to
                 // fail first) and back through slow start when the tunnel is, or when a
                 // reload no longer sends it through one.
-                let path_up = entry
-                    .via
-                    .as_ref()
-                    .is_none_or(|tunnel| tunnel.state() != TunnelState::Down);
-                if let Some(change) = health.set_path(path_up, now) {
+                let path_up = entry.via.as_ref().is_none_or(|tunnel| tunnel.reachable());
+                if let Some(change) = health.set_path(path_up, now, &upstream.health) {
                     log_change(&upstream.name, &entry.label, &change);
                 }
                 let Some(check) = &upstream.health_check else {
@@ -80,6 +76,10 @@ async fn run(shared: Arc<Shared>) {
                     }
                     continue;
                 };
+                if !path_up {
+                    // Nothing to probe: checks resume when the path is back.
+                    continue;
+                }
                 let interval = check.interval.as_nanos() as u64;
                 let next = due
                     .entry(member.id)

@@ -67,7 +67,9 @@ fn try_reload(shared: &Shared) -> Result<Vec<String>, String> {
     }
     // Host names of tunnel peers are looked up again; one that does not resolve refuses the
     // reload like any other error in the file.
-    let endpoints = crate::tunnel::resolve_endpoints(&config.tunnels)
+    let endpoints = shared
+        .tunnels
+        .resolve_endpoints(&config.tunnels)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let version = ConfigVersion {
         hash: content_hash(&bytes),

@@ -307,7 +307,11 @@ impl Checks<'_> {
         if trimmed.parse::<SocketAddr>().is_ok() {
             return self.destination(trimmed, path).map(Endpoint::Addr);
         }
+        // A DNS name (a trailing dot allowed): labels of letters, digits and inner hyphens,
+        // the last not all digits (so a mistyped IPv4 address is not taken for a name).
         let host_name = |h: &str| {
+            let h = h.strip_suffix('.').unwrap_or(h);
+            let all_digits = |l: &str| l.bytes().all(|b| b.is_ascii_digit());
             h.len() <= 253
                 && h.split('.').all(|label| {
                     !label.is_empty()
@@ -318,10 +322,13 @@ impl Checks<'_> {
                         && !label.starts_with('-')
                         && !label.ends_with('-')
                 })
+                && !h.rsplit('.').next().is_some_and(all_digits)
         };
         let Some((name, port)) = trimmed
             .rsplit_once(':')
-            .filter(|(name, _)| host_name(name))
+            .filter(|(name, port)| {
+                host_name(name) && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+            })
             .and_then(|(name, port)| Some((name, port.parse::<u16>().ok()?)))
         else {
             self.report(
@@ -341,7 +348,7 @@ impl Checks<'_> {
             return None;
         }
         Some(Endpoint::Host {
-            name: name.to_ascii_lowercase(),
+            name: name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase(),
             port,
         })
     }

@@ -191,6 +191,7 @@ fn from_storage(address: Option<&SockaddrStorage>) -> io::Result<SocketAddr> {
 
 /// Works out the state from what was sent and what came back.
 fn publish(link: &Link, node: &augur_tunnel::Node, live: &mut Liveness, now: Instant) {
+    link.set_peer_known(node.engine.endpoint().is_some());
     let stats = &node.engine.stats;
     if stats.rx_authenticated != live.rx_authenticated {
         live.rx_authenticated = stats.rx_authenticated;

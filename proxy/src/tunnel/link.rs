@@ -79,6 +79,8 @@ pub struct Link {
     gso: AtomicBool,
     /// Runs sent in one call each.
     pub runs_sent: AtomicU64,
+    /// Whether the node has an endpoint for its peer (published by the driver).
+    peer_known: AtomicBool,
 }
 
 /// A run of equal-size datagrams to one address, back to back (the last may be shorter):
@@ -119,6 +121,7 @@ impl Link {
             }),
             gso: AtomicBool::new(true),
             runs_sent: AtomicU64::new(0),
+            peer_known: AtomicBool::new(false),
         }
     }
 
@@ -261,6 +264,15 @@ impl Link {
     /// Resolves when someone kicked the driver.
     pub async fn kicked(&self) {
         self.kick.notified().await;
+    }
+
+    /// Whether the node knows where its peer is, as last published.
+    pub fn peer_known(&self) -> bool {
+        self.peer_known.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_peer_known(&self, known: bool) {
+        self.peer_known.store(known, Ordering::Relaxed);
     }
 
     /// The published state.

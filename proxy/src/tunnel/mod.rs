@@ -54,6 +54,13 @@ impl Tunnel {
         &self.link.name
     }
 
+    /// Whether backends behind the tunnel can be reached: it is not down, and it knows
+    /// where its peer is (configured, or learned from the peer's handshake; a tunnel that
+    /// waits for its peer has nowhere to send a connection until then).
+    pub fn reachable(&self) -> bool {
+        self.state() != TunnelState::Down && self.link.peer_known()
+    }
+
     /// Where the tunnel stands.
     pub fn state(&self) -> TunnelState {
         self.link.state()
@@ -106,7 +113,10 @@ impl Tunnel {
 
     /// Points the tunnel at a new peer endpoint (a reload changed it).
     pub fn set_endpoint(&self, endpoint: Option<SocketAddr>) {
-        self.link.lock().engine.set_endpoint(endpoint);
+        let mut node = self.link.lock();
+        node.engine.set_endpoint(endpoint);
+        self.link.set_peer_known(node.engine.endpoint().is_some());
+        drop(node);
         self.link.kick();
     }
 }
@@ -286,45 +296,68 @@ async fn dial(link: &Arc<Link>, addr: SocketAddr, timeout: Duration) -> io::Resu
     }
 }
 
-/// A peer's endpoint as an address: as written, or its host name looked up now (an IPv4
-/// address preferred, as the tunnel's socket is IPv4 unless the endpoint is IPv6).
-pub fn resolve(endpoint: Option<&Endpoint>) -> io::Result<Option<SocketAddr>> {
+/// A peer's endpoint as an address: as written, or its host name looked up now (see
+/// [`pick`]). `v6`: the family of the tunnel's socket, once bound.
+pub fn resolve(endpoint: Option<&Endpoint>, v6: Option<bool>) -> io::Result<Option<SocketAddr>> {
+    let family = |v6: bool| if v6 { "IPv6" } else { "IPv4" };
     match endpoint {
         None => Ok(None),
-        Some(Endpoint::Addr(addr)) => Ok(Some(*addr)),
+        Some(Endpoint::Addr(addr)) => match v6 {
+            Some(v6) if addr.is_ipv6() != v6 => Err(io::Error::other(format!(
+                "the tunnel's socket is {}; a change of address family takes `augur run --upgrade`",
+                family(v6)
+            ))),
+            _ => Ok(Some(*addr)),
+        },
         Some(Endpoint::Host { name, port }) => {
             let addrs: Vec<SocketAddr> = (name.as_str(), *port).to_socket_addrs()?.collect();
-            addrs
-                .iter()
-                .find(|a| a.is_ipv4())
-                .or(addrs.first())
-                .copied()
-                .map(Some)
-                .ok_or_else(|| io::Error::other("no address"))
+            pick(&addrs, v6).map(Some).ok_or_else(|| {
+                io::Error::other(match v6 {
+                    Some(v6) => format!("no {} address (the tunnel's socket's family)", family(v6)),
+                    None => "no address".to_owned(),
+                })
+            })
         }
     }
 }
 
-/// Every tunnel's peer endpoint resolved, for a reload; the first that cannot be is the
-/// error (the reload is then refused and the running config stays).
-pub fn resolve_endpoints(
-    config: &[augur_config::Tunnel],
-) -> Result<Vec<(String, Option<SocketAddr>)>, String> {
-    config
-        .iter()
-        .enumerate()
-        .map(|(i, t)| match resolve(t.peer.endpoint.as_ref()) {
-            Ok(addr) => Ok((t.name.clone(), addr)),
-            Err(e) => Err(format!(
-                "tunnels[{i}].peer.endpoint: cannot resolve {}: {e}",
-                t.peer
-                    .endpoint
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            )),
-        })
-        .collect()
+/// Of the addresses a name resolved to, the one to use: one of the socket's family once it
+/// is bound (`v6`), else the first IPv4 one, else the first.
+fn pick(addrs: &[SocketAddr], v6: Option<bool>) -> Option<SocketAddr> {
+    match v6 {
+        Some(v6) => addrs.iter().find(|a| a.is_ipv6() == v6),
+        None => addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()),
+    }
+    .copied()
+}
+
+impl Tunnels {
+    /// Every tunnel's peer endpoint resolved for a reload, in the family of the tunnel's
+    /// socket; the first that cannot be is the error (the reload is then refused and the
+    /// running config stays).
+    pub fn resolve_endpoints(
+        &self,
+        config: &[augur_config::Tunnel],
+    ) -> Result<Vec<(String, Option<SocketAddr>)>, String> {
+        config
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let v6 = self.get(&t.name).map(|r| r.link.udp_local.is_ipv6());
+                match resolve(t.peer.endpoint.as_ref(), v6) {
+                    Ok(addr) => Ok((t.name.clone(), addr)),
+                    Err(e) => Err(format!(
+                        "tunnels[{i}].peer.endpoint: cannot use {}: {e}",
+                        t.peer
+                            .endpoint
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default()
+                    )),
+                }
+            })
+            .collect()
+    }
 }
 
 /// A private directory (mode 700) for this process's CONNECT endpoints.
@@ -337,7 +370,7 @@ fn endpoint_dir() -> io::Result<PathBuf> {
 }
 
 fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
-    let peer_endpoint = resolve(t.peer.endpoint.as_ref()).with_context(|| {
+    let peer_endpoint = resolve(t.peer.endpoint.as_ref(), None).with_context(|| {
         format!(
             "tunnels[{index}].peer.endpoint: cannot resolve {}",
             t.peer
@@ -395,6 +428,7 @@ fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
     let stack = StackConfig::new(t.address, usize::from(t.mtu), seed);
     let node = Node::new(engine, stack, Duration::ZERO);
     let link = Arc::new(Link::new(t.name.clone(), node, udp_send, local, buffers));
+    link.set_peer_known(peer_endpoint.is_some());
     let connect_path = endpoint_dir()
         .context("cannot create the CONNECT endpoint directory")?
         .join(format!("tunnel-{index}.sock"));
@@ -459,18 +493,43 @@ mod tests {
     #[test]
     fn endpoints_resolve_as_written_or_by_name() {
         let addr: SocketAddr = "192.0.2.7:51820".parse().unwrap();
-        assert_eq!(resolve(None).unwrap(), None);
-        assert_eq!(resolve(Some(&Endpoint::Addr(addr))).unwrap(), Some(addr));
+        assert_eq!(resolve(None, None).unwrap(), None);
+        assert_eq!(
+            resolve(Some(&Endpoint::Addr(addr)), None).unwrap(),
+            Some(addr)
+        );
         // `localhost` comes from the hosts file: no resolver is asked.
         let host = Endpoint::Host {
             name: "localhost".into(),
             port: 51820,
         };
-        let resolved = resolve(Some(&host)).unwrap().unwrap();
-        assert_eq!(
-            resolved,
-            "127.0.0.1:51820".parse().unwrap(),
-            "IPv4 preferred"
+        let resolved = resolve(Some(&host), None).unwrap().unwrap();
+        assert!(
+            resolved.ip().is_loopback() && resolved.port() == 51820,
+            "{resolved}"
         );
+        // A bound socket's family is kept: a literal of the other family is refused.
+        let v6: SocketAddr = "[2001:db8::7]:51820".parse().unwrap();
+        assert!(resolve(Some(&Endpoint::Addr(v6)), Some(false)).is_err());
+        assert_eq!(
+            resolve(Some(&Endpoint::Addr(v6)), Some(true)).unwrap(),
+            Some(v6)
+        );
+    }
+
+    #[test]
+    fn a_name_resolves_to_the_sockets_family_or_ipv4_first() {
+        let v4: SocketAddr = "192.0.2.7:51820".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::7]:51820".parse().unwrap();
+        assert_eq!(pick(&[v6, v4], None), Some(v4), "IPv4 first before binding");
+        assert_eq!(pick(&[v6], None), Some(v6));
+        assert_eq!(pick(&[v6, v4], Some(true)), Some(v6));
+        assert_eq!(pick(&[v4, v6], Some(false)), Some(v4));
+        assert_eq!(
+            pick(&[v6], Some(false)),
+            None,
+            "nothing the socket can send to"
+        );
+        assert_eq!(pick(&[], None), None);
     }
 }
