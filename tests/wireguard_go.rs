@@ -285,6 +285,11 @@ fn wireguard_go_starts_the_handshake() {
         format!("{}:51820", wg.ns_ip),
         "augur learned the peer's endpoint"
     );
+    // Until then the backend had no way to it (nowhere to send): it is back with the
+    // health sweep that follows.
+    eventually_within(Duration::from_secs(5), "the backend reachable", || {
+        (augur.status()["upstreams"][0]["backends"][0]["health"]["state"] == "up").then_some(())
+    });
     let r = get(http, "api", "/");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(backend_of(&r), "wg-go");
