@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use augur_predictor::{
-    BackendId, Eligibility, Live, Member, Observation, Outcome, P2cPeakEwma, PickContext, Policy,
-    PredictiveParams, Predictor, PredictorSettings, Snapshot, Tried,
+    Attempt, BackendId, Eligibility, Exchange, Live, Member, PickContext, Policy, PredictiveParams,
+    Predictor, PredictorSettings, Snapshot, Tried,
 };
 
 /// The policies compared, in table order (`PolicyKind::ALL`).
@@ -22,9 +22,6 @@ pub struct Balancer {
     predictor: Predictor,
     snapshot: Snapshot,
 }
-
-const DEFAULT_RTT_NS: f64 = P2cPeakEwma::DEFAULT_RTT.as_nanos() as f64;
-const DECAY_NS: f64 = P2cPeakEwma::DECAY.as_nanos() as f64;
 
 impl Balancer {
     /// An instance routing over backends `0..backends` with `kind`, its policy seeded with
@@ -57,8 +54,9 @@ impl Balancer {
             .build(&self.members, PredictiveParams::default(), self.seed);
     }
 
-    /// The backend the policy picks for a request at `now`, with its in-flight slot taken.
-    pub fn pick(&self, now: u64) -> Option<usize> {
+    /// The backend the policy picks for a request at `now`, and the attempt at it (the
+    /// proxy's request lifecycle: it holds the backend's in-flight slot).
+    pub fn pick(&self, now: u64) -> Option<(usize, Attempt)> {
         let cx = PickContext {
             now_nanos: now,
             snapshot: &self.snapshot,
@@ -66,44 +64,21 @@ impl Balancer {
             slow_start_nanos: 0,
         };
         let i = self.policy.pick(&cx, &self.members, &Tried::default())?;
-        self.members[i].live.acquire(now);
-        Some(i)
+        Some((i, Attempt::begin(&self.members[i], Exchange::Request, now)))
     }
 
-    /// A response from `backend` reached this instance at `now` after `latency_ns`.
-    pub fn responded(&mut self, now: u64, backend: usize, latency_ns: u64, load: Option<f32>) {
-        let live = &self.members[backend].live;
-        live.answered(now);
-        live.release(true);
-        live.rtt
-            .observe(latency_ns as f64, now, DEFAULT_RTT_NS, DECAY_NS);
-        live.record(200, false);
-        self.predictor.observe(&Observation {
-            backend: backend as BackendId,
-            at_nanos: now,
-            first_byte_nanos: latency_ns,
-            total_nanos: latency_ns,
-            outcome: Outcome::Ok,
-            bytes: 0,
-            reported_utilization: load,
-        });
+    /// The response to `attempt` reached this instance at `now`, with the utilisation the
+    /// backend reported, if it did.
+    pub fn responded(&mut self, now: u64, mut attempt: Attempt, load: Option<f32>) {
+        attempt.answered(now);
+        attempt.reported(load);
+        self.predictor.observe(&attempt.finish(now, 200, false, 0));
     }
 
-    /// The client gave up on a request to `backend` at `now` after `waited_ns`. As in the
-    /// proxy (a read timeout is a 504 with no response header), the peak-EWMA RTT is not fed.
-    pub fn timed_out(&mut self, now: u64, backend: usize, waited_ns: u64) {
-        let live = &self.members[backend].live;
-        live.release(false);
-        live.record(504, true);
-        self.predictor.observe(&Observation {
-            backend: backend as BackendId,
-            at_nanos: now,
-            first_byte_nanos: 0,
-            total_nanos: waited_ns,
-            outcome: Outcome::Broken,
-            bytes: 0,
-            reported_utilization: None,
-        });
+    /// The client gave up on `attempt` at `now`. As in the proxy (a read timeout is a 504
+    /// with no response header), the peak-EWMA RTT is not fed.
+    pub fn timed_out(&mut self, now: u64, attempt: Attempt) {
+        self.predictor.observe(&attempt.finish(now, 504, true, 0));
     }
 
     /// The predictor's tick: the new snapshot is what picks read until the next one.
@@ -167,10 +142,12 @@ mod tests {
     #[test]
     fn in_flight_follows_picks_responses_and_timeouts() {
         let mut b = Balancer::new(PolicyKind::RoundRobin, 3, 1);
-        let picks: Vec<usize> = (0..3).map(|_| b.pick(0).unwrap()).collect();
-        assert_eq!(picks, vec![0, 1, 2]);
-        b.responded(5, 0, 5, Some(0.5));
-        b.timed_out(6, 1, 6);
+        let mut picks: Vec<(usize, Attempt)> = (0..3).map(|_| b.pick(0).unwrap()).collect();
+        assert_eq!(picks.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+        let (last, first) = (picks.pop().unwrap(), picks.remove(0));
+        b.responded(5, first.1, Some(0.5));
+        b.timed_out(6, picks.remove(0).1);
+        let _still_waiting = last;
         assert_eq!((b.in_flight(0), b.in_flight(1), b.in_flight(2)), (0, 0, 1));
         b.tick(100_000_000);
         assert_eq!(b.snapshot().backends.len(), 3);

@@ -11,6 +11,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use crate::backend::{Backend, Slot};
+use augur_predictor::Attempt;
+
 use crate::balancer::{Balancer, PolicyKind};
 use crate::dist::exponential;
 use crate::rng::SimRng;
@@ -85,7 +87,6 @@ pub struct SnapshotView {
 struct Request {
     arrived: u64,
     instance: u16,
-    backend: u16,
     generation: u32,
     client_done: bool,
     measured: bool,
@@ -96,19 +97,28 @@ struct Request {
 #[derive(Debug, Default)]
 struct Requests {
     table: Vec<Request>,
+    /// Each request's attempt at its backend, until its client is answered or gives up.
+    attempts: Vec<Option<Attempt>>,
     free: Vec<Slot>,
 }
 
 impl Requests {
-    fn insert(&mut self, mut r: Request) -> Slot {
+    fn insert(&mut self, mut r: Request, attempt: Attempt) -> Slot {
         if let Some(s) = self.free.pop() {
             r.generation = self.table[s as usize].generation;
             self.table[s as usize] = r;
+            self.attempts[s as usize] = Some(attempt);
             s
         } else {
             self.table.push(r);
+            self.attempts.push(Some(attempt));
             (self.table.len() - 1) as Slot
         }
+    }
+
+    /// The attempt of the request in slot `s`, once: its answer or its timeout ends it.
+    fn take_attempt(&mut self, s: Slot) -> Option<Attempt> {
+        self.attempts[s as usize].take()
     }
 
     /// Frees a slot; its generation moves on, so a deadline still queued for the request
@@ -249,7 +259,9 @@ pub fn run_with<H: Hooks>(sc: &Scenario, kind: PolicyKind, seed: u64, hooks: &mu
             if !r.client_done {
                 let latency = now - r.arrived;
                 let load = sc.reports.then_some(busy as f32 / LIMIT as f32);
-                balancers[r.instance as usize].responded(now, b, latency, load);
+                if let Some(attempt) = requests.take_attempt(slot) {
+                    balancers[r.instance as usize].responded(now, attempt, load);
+                }
                 if r.measured {
                     out.latency.record_nanos(latency);
                     hooks.finished(now, latency);
@@ -268,7 +280,9 @@ pub fn run_with<H: Hooks>(sc: &Scenario, kind: PolicyKind, seed: u64, hooks: &mu
             // queue; one in service keeps the backend busy until it completes.
             r.client_done = true;
             let r = *r;
-            balancers[r.instance as usize].timed_out(now, r.backend as usize, TIMEOUT);
+            if let Some(attempt) = requests.take_attempt(slot) {
+                balancers[r.instance as usize].timed_out(now, attempt);
+            }
             if r.measured {
                 out.latency.record_nanos(TIMEOUT);
                 out.errors += 1;
@@ -293,7 +307,7 @@ pub fn run_with<H: Hooks>(sc: &Scenario, kind: PolicyKind, seed: u64, hooks: &mu
             let instance = arrivals.below(INSTANCES);
             let work = sc.service.sample(&mut arrivals);
             let measured = now >= sc.warmup;
-            let Some(b) = balancers[instance].pick(now) else {
+            let Some((b, attempt)) = balancers[instance].pick(now) else {
                 // Never happens while every backend is active; counted if it does.
                 out.errors += u64::from(measured);
                 continue;
@@ -303,14 +317,16 @@ pub fn run_with<H: Hooks>(sc: &Scenario, kind: PolicyKind, seed: u64, hooks: &mu
                 routed_total += 1;
                 out.floor.record_nanos(work as u64);
             }
-            let slot = requests.insert(Request {
-                arrived: now,
-                instance: instance as u16,
-                backend: b as u16,
-                generation: 0,
-                client_done: false,
-                measured,
-            });
+            let slot = requests.insert(
+                Request {
+                    arrived: now,
+                    instance: instance as u16,
+                    generation: 0,
+                    client_done: false,
+                    measured,
+                },
+                attempt,
+            );
             deadlines.push_back((
                 now + TIMEOUT,
                 slot,

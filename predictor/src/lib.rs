@@ -8,6 +8,7 @@
 //! tokio, no clock reads: time is always an argument, so a simulator can drive all of it.
 #![forbid(unsafe_code)]
 
+pub mod attempt;
 pub mod capacity;
 pub mod demand;
 pub mod health;
@@ -25,6 +26,7 @@ pub mod snapshot;
 #[cfg(test)]
 mod testing;
 
+pub use attempt::{Attempt, Exchange, Verdicts};
 pub use capacity::{
     CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Standby, Transition,
 };

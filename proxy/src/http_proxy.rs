@@ -15,9 +15,7 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use augur_predictor::{
-    load_report, Failure, Observation, Outcome, P2cPeakEwma, PickContext, Tried,
-};
+use augur_predictor::{load_report, Attempt, Exchange, Failure, Outcome, PickContext, Tried};
 
 use crate::access_log::Entry;
 use crate::clock;
@@ -33,26 +31,6 @@ pub struct HttpProxy {
 }
 
 impl HttpProxy {
-    /// Tells the predictor about an attempt that got no answer (a retry follows, or the
-    /// client gets an error): no first byte, no body.
-    fn record_failed_attempt(
-        &self,
-        backend: augur_predictor::BackendId,
-        ctx: &RequestCtx,
-        now: u64,
-        outcome: Outcome,
-    ) {
-        self.shared.recorder.push(Observation {
-            backend,
-            at_nanos: now,
-            first_byte_nanos: 0,
-            total_nanos: now.saturating_sub(ctx.sent_at_nanos),
-            outcome,
-            bytes: 0,
-            reported_utilization: None,
-        });
-    }
-
     /// Proxy for the listener in start-up slot `slot`; `tls` sets `X-Forwarded-Proto`.
     pub fn new(shared: Arc<Shared>, slot: usize, tls: bool) -> Self {
         HttpProxy {
@@ -68,38 +46,14 @@ pub struct RequestCtx {
     started: Instant,
     runtime: Option<Arc<Runtime>>,
     upstream: Option<usize>,
-    /// The backend currently holding one of its in-flight slots for this request.
-    backend: Option<usize>,
+    /// The current attempt (the member it went to, and its lifecycle): holds one of the
+    /// backend's in-flight slots until it ends or is dropped.
+    attempt: Option<(usize, Attempt)>,
     /// Backends this request failed to connect to.
     tried: Tried,
     /// Backends picked so far (the first pick and every retry).
     attempts: u32,
-    /// When the current backend was picked (process clock, ns): the RTT sample's start.
-    sent_at_nanos: u64,
-    /// When its response header arrived (0 = not yet).
-    first_byte_nanos: u64,
-    /// Utilisation the backend reported in `endpoint-load-metrics`, if it did.
-    reported: Option<f32>,
-    /// The current backend's outcome has been given to its health already.
-    health_recorded: bool,
     _busy: Option<Busy>,
-}
-
-impl RequestCtx {
-    /// Gives back the in-flight slot of the current backend, if one is held.
-    fn release_backend(&mut self) {
-        if let (Some(rt), Some(u), Some(b)) = (&self.runtime, self.upstream, self.backend.take()) {
-            rt.upstreams[u].members[b]
-                .live
-                .release(self.first_byte_nanos != 0);
-        }
-    }
-}
-
-impl Drop for RequestCtx {
-    fn drop(&mut self) {
-        self.release_backend();
-    }
 }
 
 fn host_of(req: &RequestHeader) -> &str {
@@ -122,13 +76,9 @@ impl ProxyHttp for HttpProxy {
             started: Instant::now(),
             runtime: None,
             upstream: None,
-            backend: None,
+            attempt: None,
             tried: Tried::default(),
             attempts: 0,
-            sent_at_nanos: 0,
-            first_byte_nanos: 0,
-            reported: None,
-            health_recorded: false,
             _busy: Some(self.shared.enter()),
         }
     }
@@ -203,7 +153,7 @@ impl ProxyHttp for HttpProxy {
     ) -> Result<Box<HttpPeer>> {
         // A retry (after a connect failure, or Pingora's own retry of a request whose pooled
         // connection was found dead) comes back here: the previous backend is done with it.
-        ctx.release_backend();
+        ctx.attempt = None;
         let (Some(rt), Some(u)) = (&ctx.runtime, ctx.upstream) else {
             return Err(Error::explain(ErrorType::InternalError, "no route chosen"));
         };
@@ -230,11 +180,10 @@ impl ProxyHttp for HttpProxy {
             upstream.retry_budget.record_request(now_nanos);
         }
         ctx.attempts += 1;
-        ctx.health_recorded = false;
-        ctx.first_byte_nanos = 0;
-        ctx.sent_at_nanos = now_nanos;
-        upstream.members[b].live.acquire(now_nanos);
-        ctx.backend = Some(b);
+        ctx.attempt = Some((
+            b,
+            Attempt::begin(&upstream.members[b], Exchange::Request, now_nanos),
+        ));
 
         let entry = &upstream.backends[b];
         let mut peer = HttpPeer::new(entry.addr, false, String::new());
@@ -267,19 +216,20 @@ impl ProxyHttp for HttpProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let (Some(rt), Some(u), Some(b)) = (&ctx.runtime, ctx.upstream, ctx.backend) {
+        // Either way this backend is done with the request; a retry picks another.
+        if let (Some(rt), Some(u), Some((b, mut attempt))) =
+            (&ctx.runtime, ctx.upstream, ctx.attempt.take())
+        {
             let upstream = &rt.upstreams[u];
-            upstream.members[b].live.record_connect_failure();
             let now = clock::now_nanos();
-            self.record_failed_attempt(upstream.members[b].id, ctx, now, Outcome::ConnectFailure);
-            upstream.record_outcome(b, Some(Failure::Connect), now);
-            ctx.health_recorded = true;
+            upstream.judge(b, &mut attempt, Some(Failure::Connect), now);
+            self.shared
+                .recorder
+                .push(attempt.fail(now, Outcome::ConnectFailure));
             // Only a backend that failed is excluded from the retry.
             ctx.tried.insert(b);
             e.set_retry(upstream.may_retry(ctx.attempts, &ctx.tried, now));
         }
-        // Either way this backend is done with the request; a retry picks another.
-        ctx.release_backend();
         e
     }
 
@@ -292,20 +242,22 @@ impl ProxyHttp for HttpProxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("backend {peer}"));
-        let (Some(rt), Some(u), Some(b)) = (ctx.runtime.clone(), ctx.upstream, ctx.backend) else {
+        let (Some(rt), Some(u), Some((b, attempt))) =
+            (ctx.runtime.clone(), ctx.upstream, ctx.attempt.as_mut())
+        else {
             e.set_retry(false);
             return e;
         };
+        let b = *b;
         let upstream = &rt.upstreams[u];
         // Reset or timed out before any response byte: the backend failed this request.
-        let unanswered = ctx.first_byte_nanos == 0 && e.esource() == &ErrorSource::Upstream;
+        let unanswered = !attempt.is_answered() && e.esource() == &ErrorSource::Upstream;
         if !unanswered {
             e.set_retry(false);
             return e;
         }
         let now = clock::now_nanos();
-        upstream.record_outcome(b, Some(failure_of(&e)), now);
-        ctx.health_recorded = true;
+        upstream.judge(b, attempt, Some(failure_of(&e)), now);
         // Safe to send again elsewhere: an idempotent method whose body (if any) is still
         // held whole for replay. Otherwise only Pingora's own case: a pooled connection that
         // turned out dead before the request could have reached the backend.
@@ -315,8 +267,12 @@ impl ProxyHttp for HttpProxy {
             ctx.tried.insert(b);
             let retry = upstream.may_retry(ctx.attempts, &ctx.tried, now);
             if retry {
-                // The final attempt is recorded by `logging`; this one is told here.
-                self.record_failed_attempt(upstream.members[b].id, ctx, now, Outcome::Broken);
+                // The final attempt is recorded by `logging`; this one ends here.
+                if let Some((_, attempt)) = ctx.attempt.take() {
+                    self.shared
+                        .recorder
+                        .push(attempt.fail(now, Outcome::Broken));
+                }
             }
             e.set_retry(retry);
         } else {
@@ -356,10 +312,15 @@ impl ProxyHttp for HttpProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // The round trip ends when the response header arrives (tower's completion point).
+        let Some((_, attempt)) = ctx.attempt.as_mut() else {
+            return Ok(());
+        };
+        attempt.answered(clock::now_nanos());
         // A backend's own load report (ORCA). A malformed one is ignored and counted.
         if let Some(value) = upstream_response.headers.get(LOAD_REPORT_HEADER) {
             match load_report::parse(value.as_bytes()) {
-                Ok(report) => ctx.reported = report.utilization().map(|u| u as f32),
+                Ok(report) => attempt.reported(report.utilization().map(|u| u as f32)),
                 Err(_) => {
                     self.shared
                         .bad_load_reports
@@ -369,19 +330,6 @@ impl ProxyHttp for HttpProxy {
             if !self.shared.keep_load_reports {
                 upstream_response.remove_header(LOAD_REPORT_HEADER);
             }
-        }
-        // The round trip ends when the response header arrives (tower's completion point).
-        if let (Some(rt), Some(u), Some(b)) = (&ctx.runtime, ctx.upstream, ctx.backend) {
-            let now = clock::now_nanos();
-            ctx.first_byte_nanos = now;
-            let rtt = now.saturating_sub(ctx.sent_at_nanos) as f64;
-            rt.upstreams[u].members[b].live.answered(now);
-            rt.upstreams[u].members[b].live.rtt.observe(
-                rtt,
-                now,
-                P2cPeakEwma::DEFAULT_RTT.as_nanos() as f64,
-                P2cPeakEwma::DECAY.as_nanos() as f64,
-            );
         }
         Ok(())
     }
@@ -459,44 +407,25 @@ impl ProxyHttp for HttpProxy {
             if ctx.attempts > 0 {
                 upstream.stats.latency.record(elapsed);
             }
-            if let Some(b) = ctx.backend {
-                let failed = e.is_some() || status >= 500 || status == 0;
-                upstream.members[b].live.record(status, failed);
-                if !ctx.health_recorded {
-                    // A client that went away says nothing about the backend.
-                    let outcome = match e {
-                        Some(e) if e.esource() == &ErrorSource::Upstream => {
-                            Some(Some(failure_of(e)))
-                        }
-                        Some(_) => None,
-                        None if status >= 500 => Some(Some(Failure::Status)),
-                        None => Some(None),
-                    };
-                    if let Some(failure) = outcome {
-                        upstream.record_outcome(b, failure, clock::now_nanos());
-                    }
-                    ctx.health_recorded = true;
+            if let Some((b, mut attempt)) = ctx.attempt.take() {
+                let now = clock::now_nanos();
+                // A client that went away says nothing about the backend.
+                let verdict = match e {
+                    Some(e) if e.esource() == &ErrorSource::Upstream => Some(Some(failure_of(e))),
+                    Some(_) => None,
+                    None if status >= 500 => Some(Some(Failure::Status)),
+                    None => Some(None),
+                };
+                if let Some(failure) = verdict {
+                    upstream.judge(b, &mut attempt, failure, now);
                 }
                 backend_label = &upstream.backends[b].label;
-                let now = clock::now_nanos();
-                let outcome = match (ctx.first_byte_nanos, status) {
-                    (0, _) => Outcome::Broken,
-                    (_, 500..) => Outcome::ServerError,
-                    _ if e.is_some() => Outcome::Broken,
-                    _ => Outcome::Ok,
-                };
-                self.shared.recorder.push(Observation {
-                    backend: upstream.members[b].id,
-                    at_nanos: now,
-                    first_byte_nanos: ctx.first_byte_nanos.saturating_sub(ctx.sent_at_nanos),
-                    total_nanos: now.saturating_sub(ctx.sent_at_nanos),
-                    outcome,
-                    bytes: session.body_bytes_sent() as u64,
-                    reported_utilization: ctx.reported,
-                });
+                let bytes = session.body_bytes_sent() as u64;
+                self.shared
+                    .recorder
+                    .push(attempt.finish(now, status, e.is_some(), bytes));
             }
         }
-        ctx.release_backend();
         if let Some(log) = &self.shared.access_log {
             let req = session.req_header();
             let client = session

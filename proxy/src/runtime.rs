@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use augur_config::{Config, HealthCheck, ListenerKind, PolicyKind};
 use augur_predictor::{
-    BackendId, EjectionPolicy, Failure, Live, Member, Policy, PredictiveParams, RetryBudget, Tried,
-    UpstreamHealth,
+    Attempt, BackendId, EjectionPolicy, Failure, Live, Member, Policy, PredictiveParams,
+    RetryBudget, Tried, UpstreamHealth, Verdicts,
 };
 use augur_segmenter::Table;
 
@@ -158,11 +158,14 @@ impl UpstreamTable {
         true
     }
 
-    /// Gives a request's outcome at member `b` (`None`: it went well) to the backend's
-    /// health, and logs the change if it ejected the backend.
-    pub fn record_outcome(&self, b: usize, failure: Option<Failure>, now: u64) {
-        let health = &self.members[b].live.health;
-        if let Some(change) = health.record_request(failure, now, &self.ejection, &self.health) {
+    /// Tells member `b`'s health how `attempt` went (`None`: well), once per attempt, and
+    /// logs the change if it ejected the backend.
+    pub fn judge(&self, b: usize, attempt: &mut Attempt, failure: Option<Failure>, now: u64) {
+        let rules = Verdicts {
+            ejection: &self.ejection,
+            upstream: &self.health,
+        };
+        if let Some(change) = attempt.judge(failure, now, rules) {
             crate::health::log_change(&self.name, &self.backends[b].label, &change);
             self.recount_health();
         }

@@ -18,7 +18,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use augur_predictor::{Failure, Observation, Outcome, P2cPeakEwma, PickContext, Tried};
+use augur_predictor::{Attempt, Exchange, Failure, Outcome, PickContext, Tried};
 
 use crate::access_log::Entry;
 use crate::clock;
@@ -146,19 +146,15 @@ impl ServerApp for TcpRelay {
                 upstream.retry_budget.record_request(sent_at);
             }
             attempts += 1;
-            let live = &upstream.members[b].live;
-            let _slot = live.begin();
+            // Until connected, the backend counts as waiting to answer (a backend that stops
+            // accepting shows as silent, as an HTTP backend that stops answering does).
+            let mut attempt = Attempt::begin(&upstream.members[b], Exchange::Session, sent_at);
             match upstream.backends[b].dial(upstream.connect_timeout).await {
                 Ok(mut server) => {
                     // For a relay the round trip the balancer can see is the connect.
                     let now = clock::now_nanos();
-                    upstream.record_outcome(b, None, now);
-                    live.rtt.observe(
-                        now.saturating_sub(sent_at) as f64,
-                        now,
-                        P2cPeakEwma::DEFAULT_RTT.as_nanos() as f64,
-                        P2cPeakEwma::DECAY.as_nanos() as f64,
-                    );
+                    upstream.judge(b, &mut attempt, None, now);
+                    attempt.answered(now);
                     // A session counts as 2xx when it ended cleanly, 5xx when the relay failed,
                     // 4xx when a reload withdrew its source's admission (the relay stops there,
                     // and both sockets close as the session returns).
@@ -191,38 +187,17 @@ impl ServerApp for TcpRelay {
                         }
                     };
                     let bytes = from_server.bytes;
-                    let connect = now.saturating_sub(sent_at);
-                    self.shared.recorder.push(Observation {
-                        backend: upstream.members[b].id,
-                        at_nanos: clock::now_nanos(),
-                        first_byte_nanos: connect,
-                        // For a relay the latency the balancer can judge is the connect.
-                        total_nanos: connect,
-                        outcome: if status < 500 {
-                            Outcome::Ok
-                        } else {
-                            Outcome::Broken
-                        },
-                        bytes,
-                        reported_utilization: None,
-                    });
-                    live.record(status, status >= 500);
+                    let ended = clock::now_nanos();
+                    let observation = attempt.finish(ended, status, status >= 500, bytes);
+                    self.shared.recorder.push(observation);
                     break (status, Some(b));
                 }
                 Err(e) => {
-                    live.record_connect_failure();
                     let now = clock::now_nanos();
-                    self.shared.recorder.push(Observation {
-                        backend: upstream.members[b].id,
-                        at_nanos: now,
-                        first_byte_nanos: 0,
-                        total_nanos: now.saturating_sub(sent_at),
-                        outcome: Outcome::ConnectFailure,
-                        bytes: 0,
-                        reported_utilization: None,
-                    });
+                    upstream.judge(b, &mut attempt, Some(Failure::Connect), now);
+                    let observation = attempt.fail(now, Outcome::ConnectFailure);
+                    self.shared.recorder.push(observation);
                     tracing::debug!(backend = %upstream.backends[b].label, error = %e, "tcp connect failed");
-                    upstream.record_outcome(b, Some(Failure::Connect), now);
                     if !upstream.may_retry(attempts, &tried, now) {
                         break (502, None);
                     }
