@@ -12,18 +12,25 @@
 //! - [`Stack`]: the TCP/IP stack. Congestion control (CUBIC) is on for every connection,
 //!   Nagle is off, buffers are bounded (a full send buffer makes writes wait, so a fast
 //!   uploader is slowed down rather than buffered without limit).
-//! - [`Node`]: both joined; the caller feeds it datagrams and a clock and sends what it
+//! - [`Liveness`]: whether the peer answers (up, connecting, down) and when to offer it a
+//!   handshake, worked out from the engine's counters on the caller's clock.
+//! - [`Node`]: all three joined; the caller feeds it datagrams and a clock and sends what it
 //!   emits. augur's proxy runs one per tunnel on its own thread.
 #![forbid(unsafe_code)]
 
 mod connect;
 mod engine;
+mod liveness;
 mod node;
 mod prefix;
 mod stack;
 
 pub use connect::{connect_head, ConnectHead, CONNECT_HEAD_MAX};
 pub use engine::{destination, DropReason, Engine, EngineConfig, EngineStats};
+pub use liveness::{
+    Liveness, Signals, Tick, TunnelState, DOWN_AFTER, PROBE_AFTER, PROBE_EVERY, SESSION_LIFETIME,
+    TICK,
+};
 pub use node::Node;
 pub use prefix::AllowedIps;
 pub use stack::{Conn, ConnectError, Stack, StackConfig};

@@ -1,13 +1,15 @@
 //! Two nodes joined by an in-memory wire: the whole tunnel without a socket.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use boringtun::x25519::{PublicKey, StaticSecret};
 
-use crate::{AllowedIps, Conn, DropReason, EngineConfig, Node, StackConfig};
+use crate::{AllowedIps, Conn, DropReason, EngineConfig, Node, StackConfig, TunnelState};
 
 const A_UDP: &str = "127.0.0.1:40001";
 const B_UDP: &str = "127.0.0.1:40002";
@@ -80,7 +82,8 @@ impl Wire {
         }
     }
 
-    /// One millisecond: both nodes run, then everything in flight arrives (or not).
+    /// One millisecond: both nodes run, then everything in flight arrives (or not), then
+    /// both work out where their tunnel stands.
     fn step(&mut self) {
         self.now += Duration::from_millis(1);
         // boringtun's clock follows the wire's (with the mock-instant feature).
@@ -91,10 +94,10 @@ impl Wire {
             .poll(self.now, &mut |to, d| out.push((to, d.to_vec(), A_UDP)));
         self.b
             .poll(self.now, &mut |to, d| out.push((to, d.to_vec(), B_UDP)));
-        if self.now.as_millis().is_multiple_of(250) {
-            self.a.tick(&mut |to, d| out.push((to, d.to_vec(), A_UDP)));
-            self.b.tick(&mut |to, d| out.push((to, d.to_vec(), B_UDP)));
-        }
+        self.a
+            .tick(self.now, &mut |to, d| out.push((to, d.to_vec(), A_UDP)));
+        self.b
+            .tick(self.now, &mut |to, d| out.push((to, d.to_vec(), B_UDP)));
         for (to, d, from) in out {
             self.queue
                 .push_back((to, [from.as_bytes(), b"|", &d].concat()));
@@ -120,6 +123,8 @@ impl Wire {
                     .push_back((to, [me.as_bytes(), b"|", &d].concat()));
             }
         }
+        self.a.observe(self.now);
+        self.b.observe(self.now);
     }
 
     /// A connects to B:8080; returns (A's end, B's end).
@@ -258,6 +263,56 @@ fn a_lossy_and_corrupting_wire_recovers() {
         damaged(&wire.a) + damaged(&wire.b) > 0,
         "corruption was counted"
     );
+}
+
+/// The driver's liveness on real engines: up once connected; a peer that goes silent while
+/// data is in flight makes the tunnel down [`crate::DOWN_AFTER`] after the first unanswered
+/// packet, handshakes are offered meanwhile, and the tunnel is up again once the peer answers.
+#[test]
+fn a_silent_peer_is_down_after_10_s_and_up_when_it_answers_again() {
+    let mut wire = Wire::new(AllowedIps::new([(ip("10.20.0.0"), 16)]));
+    let (a_end, _b_end) = wire.connect();
+    // A's last ACK of the connect goes unanswered: after 2 s A offers a handshake, B's reply
+    // answers it, and nothing is awaited any more.
+    let handshakes = wire.a.engine.stats.handshakes;
+    for _ in 0..3_000 {
+        wire.step();
+    }
+    assert_eq!(wire.a.engine.stats.handshakes, handshakes + 1);
+    assert_eq!(wire.a.liveness().state(), TunnelState::Up);
+    assert_eq!(wire.b.liveness().state(), TunnelState::Up);
+    let silent = Rc::new(Cell::new(true));
+    let initiations = Rc::new(Cell::new(0u32));
+    wire.fate = Box::new({
+        let (silent, initiations) = (Rc::clone(&silent), Rc::clone(&initiations));
+        move |_, d| {
+            if silent.get() && d.first() == Some(&1) {
+                initiations.set(initiations.get() + 1);
+            }
+            !silent.get()
+        }
+    });
+    let written = wire.a.stack.write(a_end, b"anyone there?", Waker::noop());
+    assert!(matches!(written, Poll::Ready(Ok(13))), "{written:?}");
+    wire.step();
+    let sent_at = wire.now;
+    while wire.a.liveness().state() == TunnelState::Up {
+        assert!(wire.now - sent_at < crate::DOWN_AFTER * 2, "never down");
+        wire.step();
+    }
+    assert_eq!(wire.a.liveness().state(), TunnelState::Down);
+    assert_eq!(wire.now - sent_at, crate::DOWN_AFTER);
+    assert!(initiations.get() >= 1, "no handshake offered while silent");
+    silent.set(false);
+    let back_at = wire.now;
+    while wire.a.liveness().state() != TunnelState::Up {
+        assert!(
+            wire.now - back_at < Duration::from_secs(30),
+            "never up again"
+        );
+        wire.step();
+    }
+    assert_eq!(wire.a.liveness().last_received(), Some(wire.now));
 }
 
 #[test]

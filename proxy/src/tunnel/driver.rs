@@ -1,6 +1,7 @@
-//! A tunnel's driver: one thread with its own small runtime, owning the UDP socket. It moves
-//! datagrams between the socket and the node, runs the stack when a connection kicks it or a
-//! timer is due, ticks WireGuard's timers every 250 ms, publishes the tunnel's state, and
+//! A tunnel's driver: one thread with its own small runtime, owning the UDP socket and the
+//! clock. It moves datagrams between the socket and the node, runs the stack when a
+//! connection kicks it or a timer is due, ticks the node when its liveness asks (WireGuard's
+//! timers, handshakes offered to a silent peer), publishes the state the node works out, and
 //! relays connections that arrive through the tunnel to `forward` targets.
 
 use std::io::{self, IoSliceMut};
@@ -8,52 +9,25 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use augur_config::Forward;
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::link::{Link, TunnelState};
+use super::link::Link;
 use super::stream::TunnelStream;
 
-/// WireGuard's timers want a tick about this often.
-const TICK: Duration = Duration::from_millis(250);
 /// Datagrams read before the stack runs (so acknowledgements go out promptly).
 const BATCH: usize = 64;
-/// Sent inner packets unanswered this long mean the peer is gone (WireGuard's peer answers
-/// any data within its 10 s keepalive timeout).
-pub const DOWN_AFTER: Duration = Duration::from_secs(10);
-/// Sent packets unanswered this long (a live peer's TCP answers any segment within a round
-/// trip and a delayed ACK) suggest the peer lost our session, say it restarted: a new
-/// handshake is offered then, rather than after boringtun's 15 s. Harmless if the peer was
-/// merely slow: it is a rekey.
-const PROBE_AFTER: Duration = Duration::from_secs(2);
-/// Handshakes offered for that reason, or while down, at most this often.
-const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Relay buffer per direction for forwarded connections.
 const RELAY_BUFFER: usize = 64 * 1024;
-
-/// Tracks what the peer answered, to tell up from down.
-struct Liveness {
-    tx_packets: u64,
-    rx_authenticated: u64,
-    awaiting_since: Option<Instant>,
-    last_probe: Instant,
-}
 
 /// Runs the tunnel until the process ends.
 pub async fn drive(link: Arc<Link>, udp: UdpSocket, forward: Vec<Forward>) {
     let mut buf = vec![0u8; 65_536];
     let mut control = nix::cmsg_space!(i32);
-    let mut next_tick = Instant::now() + TICK;
-    let mut live = Liveness {
-        tx_packets: 0,
-        rx_authenticated: 0,
-        awaiting_since: None,
-        last_probe: Instant::now(),
-    };
     {
         let mut node = link.lock();
         for f in &forward {
@@ -97,33 +71,21 @@ pub async fn drive(link: Arc<Link>, udp: UdpSocket, forward: Vec<Forward>) {
                     }
                 });
             }
-            let now = Instant::now();
+            let now = link.epoch.elapsed();
             link.sending(|send| {
-                node.poll(now - link.epoch, send);
-                if now >= next_tick {
-                    node.tick(send);
-                    next_tick = now + TICK;
-                    let unanswered = live
-                        .awaiting_since
-                        .is_some_and(|since| now.duration_since(since) >= PROBE_AFTER);
-                    if (unanswered || link.state() == TunnelState::Down)
-                        && now.duration_since(live.last_probe) >= PROBE_EVERY
-                    {
-                        node.engine.initiate(send);
-                        live.last_probe = now;
-                    }
-                }
+                node.poll(now, send);
+                node.tick(now, send);
             });
-            publish(&link, &node, &mut live, now);
+            publish(&link, &mut node, now);
             while let Some((conn, port)) = node.stack.accept() {
                 if let Some(f) = forward.iter().find(|f| f.port == port) {
                     accepted.push((conn, f.to));
                 }
             }
-            let stack_wait = node.stack.poll_delay(now - link.epoch);
-            let tick_wait = next_tick.saturating_duration_since(now);
+            let stack_wait = node.stack.poll_delay(now);
+            let tick_wait = node.liveness().next_tick().saturating_sub(now);
             let wait = stack_wait.map_or(tick_wait, |d| d.min(tick_wait));
-            link.set_driver_wakes_at(now - link.epoch + wait);
+            link.set_driver_wakes_at(now + wait);
             (wait, received >= BATCH * 8)
         };
         for (conn, to) in accepted {
@@ -189,37 +151,18 @@ fn from_storage(address: Option<&SockaddrStorage>) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::other("datagram without a sender address"))
 }
 
-/// Works out the state from what was sent and what came back.
-fn publish(link: &Link, node: &augur_tunnel::Node, live: &mut Liveness, now: Instant) {
+/// Lets the node work out where the tunnel stands at `now` (time since `link.epoch`), and
+/// publishes it for dials, health checks and `/status`.
+fn publish(link: &Link, node: &mut augur_tunnel::Node, now: Duration) {
     link.set_peer_known(node.engine.endpoint().is_some());
-    let stats = &node.engine.stats;
-    if stats.rx_authenticated != live.rx_authenticated {
-        live.rx_authenticated = stats.rx_authenticated;
-        live.awaiting_since = None;
-        let nanos = now.duration_since(link.epoch).as_nanos() as u64;
-        link.last_rx_nanos.store(nanos.max(1), Ordering::Relaxed);
-    }
-    if stats.tx_packets != live.tx_packets {
-        live.tx_packets = stats.tx_packets;
-        live.awaiting_since.get_or_insert(now);
-    }
-    let silent = live
-        .awaiting_since
-        .is_some_and(|since| now.duration_since(since) >= DOWN_AFTER);
-    let session = node
-        .engine
-        .handshake_age()
-        .is_some_and(|age| age < Duration::from_secs(180));
-    let state = if silent {
-        TunnelState::Down
-    } else if session {
-        TunnelState::Up
-    } else {
-        TunnelState::Connecting
-    };
-    if state != link.state() {
+    if let Some(state) = node.observe(now) {
         tracing::info!(tunnel = %link.name, from = link.state().label(), to = state.label(), "tunnel state changed");
         link.set_state(state);
+    }
+    if let Some(at) = node.liveness().last_received() {
+        // 0 means never.
+        let nanos = at.as_nanos() as u64;
+        link.last_rx_nanos.store(nanos.max(1), Ordering::Relaxed);
     }
 }
 

@@ -18,36 +18,8 @@ const GSO_SEGMENTS: usize = 64;
 /// Most bytes sent in one system call (a UDP payload is at most 65,507 bytes over IPv4).
 const GSO_BYTES: usize = 65_000;
 
-/// Where a tunnel stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TunnelState {
-    /// No session yet, and nothing has gone unanswered for long.
-    Connecting,
-    /// A session, and the peer answers.
-    Up,
-    /// What we sent went unanswered for [`super::driver::DOWN_AFTER`]; dials fail at once
-    /// while the driver keeps offering handshakes.
-    Down,
-}
-
-impl TunnelState {
-    /// The label in `/status` and `/metrics`.
-    pub fn label(self) -> &'static str {
-        match self {
-            TunnelState::Connecting => "connecting",
-            TunnelState::Up => "up",
-            TunnelState::Down => "down",
-        }
-    }
-
-    fn from_u8(v: u8) -> TunnelState {
-        match v {
-            1 => TunnelState::Up,
-            2 => TunnelState::Down,
-            _ => TunnelState::Connecting,
-        }
-    }
-}
+/// Where a tunnel stands, as its node works it out (dials fail at once while it is down).
+pub use augur_tunnel::TunnelState;
 
 /// Shared between the driver thread and every [`super::TunnelStream`].
 pub struct Link {
@@ -277,11 +249,20 @@ impl Link {
 
     /// The published state.
     pub fn state(&self) -> TunnelState {
-        TunnelState::from_u8(self.state.load(Ordering::Acquire))
+        match self.state.load(Ordering::Acquire) {
+            1 => TunnelState::Up,
+            2 => TunnelState::Down,
+            _ => TunnelState::Connecting,
+        }
     }
 
     pub(super) fn set_state(&self, state: TunnelState) {
-        self.state.store(state as u8, Ordering::Release);
+        let v = match state {
+            TunnelState::Connecting => 0,
+            TunnelState::Up => 1,
+            TunnelState::Down => 2,
+        };
+        self.state.store(v, Ordering::Release);
     }
 }
 
