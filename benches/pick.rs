@@ -19,6 +19,8 @@ fn members(n: u32) -> Vec<Member> {
             cost: f64::from(i % 3) * 0.2,
             local: true,
             standby: false,
+            capacity: None,
+            warmup_nanos: 0,
             live: Arc::new(Live::default()),
         })
         .collect()

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use augur_predictor::{
-    Attempt, BackendId, Eligibility, Exchange, Live, Member, PickContext, Policy, PredictiveParams,
-    Predictor, PredictorSettings, Snapshot, Tried,
+    Attempt, BackendId, Exchange, Live, Member, PickContext, Policy, PredictiveParams, Predictor,
+    PredictorSettings, Snapshot, Tried,
 };
 
 /// The policies compared, in table order (`PolicyKind::ALL`).
@@ -95,11 +95,11 @@ impl Balancer {
             .build(&self.members, PredictiveParams::default(), self.seed);
     }
 
-    /// Marks `backend`'s eligibility in the current snapshot, as the proxy's predictor
-    /// thread does after planning (the next tick's snapshot starts afresh).
-    pub fn set_eligibility(&mut self, backend: usize, eligibility: Eligibility) {
+    /// Marks a standby `backend` woken (or held) in the current snapshot, as the proxy's
+    /// standby planning does (the next tick's snapshot starts afresh).
+    pub fn set_woken(&mut self, backend: usize, woken: bool) {
         if let Some(f) = self.snapshot.backends.get_mut(backend) {
-            f.eligibility = eligibility;
+            f.woken = woken;
         }
     }
 
@@ -131,6 +131,8 @@ fn member(backend: usize) -> Member {
         cost: 0.0,
         local: true,
         standby: false,
+        capacity: None,
+        warmup_nanos: 0,
         live: Arc::new(Live::default()),
     }
 }

@@ -321,7 +321,7 @@ impl Hooks for Activation<'_> {
         for i in (0..self.members.len()).filter(|&i| self.members[i].standby) {
             let e = self.eligibility(i);
             for bal in balancers.iter_mut() {
-                bal.set_eligibility(i, e);
+                bal.set_woken(i, e == Eligibility::Active);
             }
         }
         let provisioned: Vec<usize> = (0..self.members.len())

@@ -11,6 +11,7 @@
 pub mod attempt;
 pub mod capacity;
 pub mod demand;
+pub mod eligibility;
 pub mod health;
 pub mod kind;
 pub mod live;
@@ -23,6 +24,7 @@ pub mod recorder;
 pub mod retry_budget;
 pub mod sampling;
 pub mod snapshot;
+pub mod standby;
 #[cfg(test)]
 mod testing;
 
@@ -30,6 +32,7 @@ pub use attempt::{Attempt, Exchange, Verdicts};
 pub use capacity::{
     CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Standby, Transition,
 };
+pub use eligibility::eligibility;
 pub use health::{
     EjectionPolicy, Failure, Health, HealthChange, HealthFigures, HealthState, Reason,
     UpstreamHealth,
@@ -44,3 +47,4 @@ pub use recorder::{Observation, Outcome, Recorder};
 pub use retry_budget::RetryBudget;
 pub use sampling::{P2cLeastRequest, P2cPeakEwma, Random, Rng};
 pub use snapshot::{BackendId, Eligibility, Forecast, Snapshot};
+pub use standby::{Decision, PlannedUpstream, PoolConcurrency, StandbyPlanning, StandbyStep};

@@ -24,6 +24,10 @@ pub struct Member {
     pub local: bool,
     /// A reserve backend: closed unless the snapshot says the planner woke it.
     pub standby: bool,
+    /// Concurrent requests it can serve (`capacity` in the config), for standby planning.
+    pub capacity: Option<u32>,
+    /// Time from waking to serving, ns (a standby backend's `warmup`).
+    pub warmup_nanos: u64,
     /// Counters shared with the request path, stable across reloads.
     pub live: Arc<Live>,
 }
@@ -50,19 +54,11 @@ impl PickContext<'_> {
             .slow_start(self.now_nanos, self.slow_start_nanos)
     }
 
-    /// Whether a member may take a new request and was not already tried: not tried, not
-    /// drained by an operator, reachable (its tunnel not down), healthy (unless the upstream
-    /// is in panic), and taking traffic according to the snapshot.
+    /// Whether a member may take a new request and was not already tried: not tried, and
+    /// open by the one eligibility decision (`crate::eligibility`).
     pub fn open(&self, members: &[Member], i: usize, tried: &Tried) -> bool {
-        let m = &members[i];
         !tried.contains(i)
-            && !m.live.is_drained()
-            && m.live.health.reachable()
-            && (self.ignore_health || m.live.health.serving())
-            && match self.snapshot.backends.get(m.id as usize) {
-                Some(f) => f.eligibility.takes_traffic(),
-                None => !m.standby,
-            }
+            && crate::eligibility::open(&members[i], self.snapshot, self.ignore_health)
     }
 }
 
@@ -249,7 +245,7 @@ fn gcd(a: u32, b: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Eligibility, Forecast};
+    use crate::snapshot::Forecast;
     use crate::testing::members_weighted as members;
 
     fn cx(snapshot: &Snapshot) -> PickContext<'_> {
@@ -388,27 +384,31 @@ mod tests {
 
     #[test]
     fn ineligible_members_are_skipped_by_every_policy() {
-        let m = members(&[1, 1, 1]);
+        let mut m = members(&[1, 1, 1]);
         let mut snapshot = Snapshot {
             backends: vec![Forecast::default(); 3],
             ..Snapshot::default()
         };
-        snapshot.backends[0].eligibility = Eligibility::Draining;
-        snapshot.backends[2].eligibility = Eligibility::Standby;
+        // Drained by an operator, and a standby the planner holds.
+        m[0].live.set_drained(true);
+        m[2].standby = true;
         let rr = RoundRobin::new(&m);
         let lc = LeastConn::new();
         for _ in 0..10 {
             assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), Some(1));
             assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), Some(1));
         }
-        snapshot.backends[1].eligibility = Eligibility::Active;
         m[1].live.set_drained(true);
         assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), None);
         assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), None);
         m[1].live.set_drained(false);
-        // Ejected in the snapshot: the live health state decides.
-        snapshot.backends[1].eligibility = Eligibility::Ejected;
-        assert_eq!(rr.pick(&cx(&snapshot), &m, &Tried::default()), Some(1));
+        // The planner wakes the standby: it is open.
+        snapshot.backends[2].woken = true;
+        let mut tried = Tried::default();
+        tried.insert(1);
+        assert_eq!(lc.pick(&cx(&snapshot), &m, &tried), Some(2));
+        snapshot.backends[2].woken = false;
+        // Out of service by health: closed, unless the upstream is in panic.
         let upstream = crate::health::UpstreamHealth::default();
         upstream.recount(m.iter().map(|m| &m.live.health), 0.0);
         let policy = crate::health::EjectionPolicy {
@@ -437,8 +437,6 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(rr.pick(&cx(&empty), &m, &Tried::default()), Some(1));
         }
-        // Draining in the snapshot closes a member; ejected leaves it to its live health.
-        assert_eq!(lc.pick(&cx(&snapshot), &m, &Tried::default()), Some(1));
     }
 
     #[test]

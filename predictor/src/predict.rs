@@ -402,6 +402,7 @@ impl Predictor {
                 anomaly_penalty: m.penalty,
                 error_rate: m.error_rate,
                 eligibility: Default::default(),
+                woken: false,
                 warmth: (m.warm_ticks as f64 / slow_start_ticks).min(1.0),
             });
             m.completed = 0;

@@ -7,7 +7,7 @@
 /// reused, so learned state survives reloads that keep the backend.
 pub type BackendId = u32;
 
-/// Whether a backend may take new requests.
+/// Whether a backend may take new requests (decided by `crate::eligibility`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Eligibility {
     /// Takes traffic.
@@ -15,21 +15,14 @@ pub enum Eligibility {
     Active,
     /// Held in reserve until predicted demand needs it.
     Standby,
-    /// Takes no new requests; in-flight ones finish.
+    /// Drained by an operator: takes no new requests; in-flight ones finish.
     Draining,
-    /// Out of service by health checks or outlier detection, when the snapshot was made.
-    /// Picks read the backend's live `Health` instead (so that a return, or an upstream's
-    /// panic, takes effect at once); this mark is what the predictor and `/status` see.
+    /// Out of service by health checks, outlier detection or a lost path (its tunnel is
+    /// down); takes requests only while its upstream is in panic, and only if reachable.
     Ejected,
 }
 
 impl Eligibility {
-    /// Whether the snapshot keeps new requests from the backend: standby and draining
-    /// backends take none; an ejected one is left to its live health state.
-    pub fn takes_traffic(self) -> bool {
-        matches!(self, Eligibility::Active | Eligibility::Ejected)
-    }
-
     /// Name as shown in `/status`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,8 +49,11 @@ pub struct Forecast {
     pub anomaly_penalty: f64,
     /// Share of recent requests that failed.
     pub error_rate: f64,
-    /// Whether new requests may go there.
+    /// Whether new requests may go there, as of this tick (picks and `/status` decide live
+    /// with the same function: `crate::eligibility`).
     pub eligibility: Eligibility,
+    /// A standby backend that standby planning woke (ignored for other backends).
+    pub woken: bool,
     /// Slow-start share in (0, 1]: a new or returning backend ramps up.
     pub warmth: f64,
 }
@@ -72,6 +68,7 @@ impl Default for Forecast {
             anomaly_penalty: 1.0,
             error_rate: 0.0,
             eligibility: Eligibility::Active,
+            woken: false,
             warmth: 1.0,
         }
     }

@@ -17,6 +17,8 @@ pub fn members_weighted(weights: &[u32]) -> Vec<Member> {
             cost: 0.0,
             local: true,
             standby: false,
+            capacity: None,
+            warmup_nanos: 0,
             live: Arc::new(Live::default()),
         })
         .collect()

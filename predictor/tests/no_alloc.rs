@@ -21,6 +21,8 @@ fn picks_do_not_allocate() {
             cost: f64::from(i % 3) * 0.2,
             local: i < 12,
             standby: false,
+            capacity: None,
+            warmup_nanos: 0,
             live: Arc::new(Live::default()),
         })
         .collect();

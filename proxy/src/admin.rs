@@ -143,17 +143,12 @@ fn unix_secs(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// A backend's state for `/status`: an operator drain first, then the predictor's view.
+/// A backend's state for `/status`: the decision picks make (`augur_predictor::eligibility`),
+/// with a drained backend that has nothing left in flight shown as drained.
 fn backend_state(shared: &Shared, m: &augur_predictor::Member) -> &'static str {
-    match (m.live.is_drained(), m.live.in_flight()) {
-        (true, 0) => "drained",
-        (true, _) => "draining",
-        // Before the predictor's first word on a backend, as picks see it (`PickContext::open`).
-        (false, _) => match shared.snapshot.load().backends.get(m.id as usize) {
-            Some(f) => f.eligibility.as_str(),
-            None if m.standby => Eligibility::Standby.as_str(),
-            None => Eligibility::Active.as_str(),
-        },
+    match augur_predictor::eligibility(m, &shared.snapshot.load()) {
+        Eligibility::Draining if m.live.in_flight() == 0 => "drained",
+        e => e.as_str(),
     }
 }
 

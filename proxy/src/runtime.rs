@@ -285,6 +285,8 @@ impl Runtime {
                             cost: b.cost,
                             local: u.prefer_region.is_none() || b.region == u.prefer_region,
                             standby: b.standby,
+                            capacity: b.capacity,
+                            warmup_nanos: b.warmup.as_nanos() as u64,
                             live,
                         }
                     })
