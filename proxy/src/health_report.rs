@@ -1,13 +1,14 @@
 //! Backend health in `/status` and `/metrics`.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use augur_config::CheckKind;
 use augur_predictor::{HealthState, Member};
 use serde_json::{json, Value};
 
+use crate::admin::backends;
 use crate::clock;
+use crate::exposition::{Exposition, Family};
 use crate::runtime::{Runtime, UpstreamTable};
 
 /// A backend's `health` object in `/status`: state, since when and why, the ejection's time
@@ -52,70 +53,69 @@ fn seconds(nanos: u64) -> f64 {
     (nanos as f64 / 1e9 * 1000.0).round() / 1000.0
 }
 
-/// Health series for `/metrics`.
-pub fn write_metrics(out: &mut String, rt: &Runtime) {
-    let _ = writeln!(
-        out,
-        "# HELP augur_backend_up Whether a backend takes traffic (not down by checks, not ejected)."
-    );
-    let _ = writeln!(out, "# TYPE augur_backend_up gauge");
-    for u in rt.upstreams.iter() {
-        for (b, m) in u.backends.iter().zip(u.members.iter()) {
-            let up = u8::from(m.live.health.state() == HealthState::Up);
-            let _ = writeln!(
-                out,
-                "augur_backend_up{{upstream=\"{}\",backend=\"{}\"}} {up}",
-                u.name, b.label
-            );
-        }
-    }
-    let name = "augur_backend_health_changes_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Backend health changes, by the state changed into."
-    );
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for u in rt.upstreams.iter() {
-        for (b, m) in u.backends.iter().zip(u.members.iter()) {
-            let t = m.live.health.figures().transitions;
-            for (to, n) in ["up", "down", "ejected"].iter().zip(t) {
-                let _ = writeln!(
-                    out,
-                    "{name}{{upstream=\"{}\",backend=\"{}\",to=\"{to}\"}} {n}",
-                    u.name, b.label
-                );
-            }
-        }
-    }
-    for (name, help, kind, pick) in [
-        (
+/// An upstream's health figure.
+type UpstreamFigure = fn(&UpstreamTable) -> u64;
+
+const BACKEND_UP: Family<2> = Family::gauge(
+    "augur_backend_up",
+    "Whether a backend takes traffic (not down by checks, not ejected).",
+    ["upstream", "backend"],
+);
+const BACKEND_CHANGES: Family<3> = Family::counter(
+    "augur_backend_health_changes_total",
+    "Backend health changes, by the state changed into.",
+    ["upstream", "backend", "to"],
+);
+const UPSTREAM_HEALTH: [(Family<1>, UpstreamFigure); 3] = [
+    (
+        Family::gauge(
             "augur_upstream_ejected_backends",
             "Backends of an upstream ejected by outlier detection now.",
-            "gauge",
-            0,
+            ["upstream"],
         ),
-        (
+        |u| u64::from(u.health.ejected()),
+    ),
+    (
+        Family::gauge(
             "augur_upstream_panic",
             "1 while too few backends are healthy and health is ignored.",
-            "gauge",
-            1,
+            ["upstream"],
         ),
-        (
+        |u| u64::from(u.health.panic()),
+    ),
+    (
+        Family::counter(
             "augur_upstream_retries_over_budget_total",
             "Retries not made because the retry budget was spent.",
-            "counter",
-            2,
+            ["upstream"],
         ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for u in rt.upstreams.iter() {
-            let v = match pick {
-                0 => u64::from(u.health.ejected()),
-                1 => u64::from(u.health.panic()),
-                _ => u.stats.retries_over_budget.load(Ordering::Relaxed),
-            };
-            let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {v}", u.name);
+        |u| u.stats.retries_over_budget.load(Ordering::Relaxed),
+    ),
+];
+
+/// Writes the health families of `/metrics`.
+pub fn metrics(doc: &mut Exposition, rt: &Runtime) {
+    doc.family(&BACKEND_UP, |s| {
+        for (u, b, m) in backends(rt) {
+            s.sample(
+                [&u.name, &b.label],
+                m.live.health.state() == HealthState::Up,
+            );
         }
+    });
+    doc.family(&BACKEND_CHANGES, |s| {
+        for (u, b, m) in backends(rt) {
+            let t = m.live.health.figures().transitions;
+            for (to, n) in ["up", "down", "ejected"].iter().zip(t) {
+                s.sample([&u.name, &b.label, to], n);
+            }
+        }
+    });
+    for (family, figure) in &UPSTREAM_HEALTH {
+        doc.family(family, |s| {
+            for u in rt.upstreams.iter() {
+                s.sample([&u.name], figure(u));
+            }
+        });
     }
 }
