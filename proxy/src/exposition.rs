@@ -39,44 +39,42 @@ pub struct Family<const N: usize> {
 }
 
 impl<const N: usize> Family<N> {
-    /// A counter family.
-    pub const fn counter(
+    /// A family; [`families!`] declares them with less ceremony.
+    pub const fn new(
+        kind: Kind,
         name: &'static str,
         help: &'static str,
         labels: [&'static str; N],
     ) -> Self {
         Family {
             name,
-            kind: Kind::Counter,
-            help,
-            labels,
-        }
-    }
-
-    /// A gauge family.
-    pub const fn gauge(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
-        Family {
-            name,
-            kind: Kind::Gauge,
-            help,
-            labels,
-        }
-    }
-
-    /// A histogram family (`le` is added to its bucket samples' labels).
-    pub const fn histogram(
-        name: &'static str,
-        help: &'static str,
-        labels: [&'static str; N],
-    ) -> Self {
-        Family {
-            name,
-            kind: Kind::Histogram,
-            help,
+            kind,
+            // A doc comment's text starts with the space after `///`.
+            help: help.trim_ascii(),
             labels,
         }
     }
 }
+
+/// Declares metric families as constants, one a line: `ID: Kind metric_name{label, ..};`
+/// under a doc comment that is the family's help text (so it is written once, and read the
+/// same in the code and in `# HELP`).
+macro_rules! families {
+    ($(
+        $(#[doc = $help:literal])+
+        $id:ident: $kind:ident $name:ident { $($label:ident),* };
+    )*) => {$(
+        $(#[doc = $help])+
+        const $id: $crate::exposition::Family<{ <[&str]>::len(&[$(stringify!($label)),*]) }> =
+            $crate::exposition::Family::new(
+                $crate::exposition::Kind::$kind,
+                stringify!($name),
+                concat!($($help),+),
+                [$(stringify!($label)),*],
+            );
+    )*};
+}
+pub(crate) use families;
 
 /// A sample's value: a count, printed exactly, or a float.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -266,7 +264,15 @@ fn is_name(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    const REQUESTS: Family<2> = Family::counter("t_requests_total", "Requests.", ["who", "class"]);
+    families! {
+        /// Requests.
+        REQUESTS: Counter t_requests_total{who, class};
+        /// Help over
+        /// two lines.
+        TWO_LINES: Gauge t_two{};
+        /// Latency.
+        LATENCY: Histogram t_seconds{u};
+    }
 
     #[test]
     fn label_values_are_escaped() {
@@ -285,7 +291,7 @@ mod tests {
 
     #[test]
     fn help_is_escaped_but_keeps_quotes() {
-        let family = Family::gauge("t_g", "a \"b\" \\ c\nd", []);
+        let family = Family::new(Kind::Gauge, "t_g", "a \"b\" \\ c\nd", []);
         let mut doc = Exposition::new();
         doc.family(&family, |s| s.sample([], 1u64));
         assert_eq!(
@@ -309,8 +315,8 @@ mod tests {
 
     #[test]
     fn families_are_written_whole_in_order() {
-        let a = Family::gauge("t_a", "A.", ["x"]);
-        let b = Family::gauge("t_b", "B.", ["x"]);
+        let a = Family::new(Kind::Gauge, "t_a", "A.", ["x"]);
+        let b = Family::new(Kind::Gauge, "t_b", "B.", ["x"]);
         let mut doc = Exposition::new();
         for family in [a, b] {
             doc.family(&family, |s| {
@@ -335,6 +341,16 @@ mod tests {
     }
 
     #[test]
+    fn declared_help_is_the_doc_comment_joined() {
+        let mut doc = Exposition::new();
+        doc.family(&TWO_LINES, |s| s.sample([], 0.5));
+        assert_eq!(
+            doc.finish(),
+            "# HELP t_two Help over two lines.\n# TYPE t_two gauge\nt_two 0.5\n"
+        );
+    }
+
+    #[test]
     fn an_empty_family_is_still_announced() {
         let mut doc = Exposition::new();
         doc.family(&REQUESTS, |_| {});
@@ -346,9 +362,8 @@ mod tests {
 
     #[test]
     fn histograms_have_buckets_sum_and_count() {
-        let family = Family::histogram("t_seconds", "Latency.", ["u"]);
         let mut doc = Exposition::new();
-        doc.family(&family, |s| {
+        doc.family(&LATENCY, |s| {
             s.histogram(["a"], &[(0.5, 1), (10.0, 2), (f64::INFINITY, 3)], 20.25);
         });
         assert_eq!(

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::admin::backends;
 use crate::clock;
-use crate::exposition::{Exposition, Family};
+use crate::exposition::{families, Exposition, Family};
 use crate::runtime::{Runtime, UpstreamTable};
 
 /// A backend's `health` object in `/status`: state, since when and why, the ejection's time
@@ -53,44 +53,28 @@ fn seconds(nanos: u64) -> f64 {
     (nanos as f64 / 1e9 * 1000.0).round() / 1000.0
 }
 
+families! {
+    /// Whether a backend takes traffic (not down by checks, not ejected).
+    BACKEND_UP: Gauge augur_backend_up{upstream, backend};
+    /// Backend health changes, by the state changed into.
+    BACKEND_CHANGES: Counter augur_backend_health_changes_total{upstream, backend, to};
+    /// Backends of an upstream ejected by outlier detection now.
+    UPSTREAM_EJECTED: Gauge augur_upstream_ejected_backends{upstream};
+    /// 1 while too few backends are healthy and health is ignored.
+    UPSTREAM_PANIC: Gauge augur_upstream_panic{upstream};
+    /// Retries not made because the retry budget was spent.
+    RETRIES_OVER_BUDGET: Counter augur_upstream_retries_over_budget_total{upstream};
+}
+
 /// An upstream's health figure.
 type UpstreamFigure = fn(&UpstreamTable) -> u64;
 
-const BACKEND_UP: Family<2> = Family::gauge(
-    "augur_backend_up",
-    "Whether a backend takes traffic (not down by checks, not ejected).",
-    ["upstream", "backend"],
-);
-const BACKEND_CHANGES: Family<3> = Family::counter(
-    "augur_backend_health_changes_total",
-    "Backend health changes, by the state changed into.",
-    ["upstream", "backend", "to"],
-);
 const UPSTREAM_HEALTH: [(Family<1>, UpstreamFigure); 3] = [
-    (
-        Family::gauge(
-            "augur_upstream_ejected_backends",
-            "Backends of an upstream ejected by outlier detection now.",
-            ["upstream"],
-        ),
-        |u| u64::from(u.health.ejected()),
-    ),
-    (
-        Family::gauge(
-            "augur_upstream_panic",
-            "1 while too few backends are healthy and health is ignored.",
-            ["upstream"],
-        ),
-        |u| u64::from(u.health.panic()),
-    ),
-    (
-        Family::counter(
-            "augur_upstream_retries_over_budget_total",
-            "Retries not made because the retry budget was spent.",
-            ["upstream"],
-        ),
-        |u| u.stats.retries_over_budget.load(Ordering::Relaxed),
-    ),
+    (UPSTREAM_EJECTED, |u| u64::from(u.health.ejected())),
+    (UPSTREAM_PANIC, |u| u64::from(u.health.panic())),
+    (RETRIES_OVER_BUDGET, |u| {
+        u.stats.retries_over_budget.load(Ordering::Relaxed)
+    }),
 ];
 
 /// Writes the health families of `/metrics`.

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use augur_config::{ListenerKind, Route};
 use augur_segmenter::Counts;
 
-use crate::exposition::{Exposition, Family};
+use crate::exposition::{families, Exposition};
 use crate::runtime::Runtime;
 
 /// The HTTP routes of a listener (none for TCP).
@@ -136,33 +136,20 @@ fn by_decision(c: Counts) -> [(&'static str, u64); 4] {
     ]
 }
 
-const CONNECTIONS: Family<3> = Family::counter(
-    "augur_segment_connections_total",
-    "Connections decided at accept, by listener, the segment the source was attributed to \
-     (empty: in no segment) and decision.",
-    ["listener", "segment", "decision"],
-);
-const ROUTE_REQUESTS: Family<3> = Family::counter(
-    "augur_segment_route_requests_total",
-    "Requests decided by a route's own allow list, by decision.",
-    ["listener", "route", "decision"],
-);
-const REVOKED: Family<1> = Family::counter(
-    "augur_segment_revoked_total",
-    "Requests refused and TCP sessions closed because a reload stopped admitting their source \
-     while the connection was open.",
-    ["listener"],
-);
-const DENIAL_LOG_LINES_SUPPRESSED: Family<1> = Family::gauge(
-    "augur_segment_denial_log_lines_suppressed",
-    "Denial log lines held back by the rate limit and not yet reported by a later line.",
-    ["listener"],
-);
-const LEARNED_FLOWS_DROPPED: Family<0> = Family::counter(
-    "augur_segment_learned_flows_dropped_total",
-    "Learn-mode flows not recorded because the flow table was full.",
-    [],
-);
+families! {
+    /// Connections decided at accept, by listener, the segment the source was attributed to
+    /// (empty: in no segment) and decision.
+    CONNECTIONS: Counter augur_segment_connections_total{listener, segment, decision};
+    /// Requests decided by a route's own allow list, by decision.
+    ROUTE_REQUESTS: Counter augur_segment_route_requests_total{listener, route, decision};
+    /// Requests refused and TCP sessions closed because a reload stopped admitting their source
+    /// while the connection was open.
+    REVOKED: Counter augur_segment_revoked_total{listener};
+    /// Denial log lines held back by the rate limit and not yet reported by a later line.
+    DENIAL_LOG_LINES_SUPPRESSED: Gauge augur_segment_denial_log_lines_suppressed{listener};
+    /// Learn-mode flows not recorded because the flow table was full.
+    LEARNED_FLOWS_DROPPED: Counter augur_segment_learned_flows_dropped_total{};
+}
 
 /// Writes the `augur_segment_*` families of `/metrics`. Listener × segment pairs (and routes)
 /// that never saw a connection are left out.

@@ -1,262 +1,160 @@
 //! `GET /metrics`: every family of the process in Prometheus text, read at scrape time from
 //! the counters and snapshots the request path and background work keep. Health, segment and
-//! tunnel families are defined beside the figures they read and written from here, in this
-//! order (dashboards and tests rely on the names, types, help texts and labels, not the order).
+//! tunnel families are declared beside the figures they read; this module writes them all, in
+//! one fixed order.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use augur_predictor::{BackendReport, Forecast, LiveFigures, PoolReport, STATUS_CLASSES};
 
 use super::backends;
-use crate::exposition::{Exposition, Family, Number};
+use crate::exposition::{families, Exposition, Family, Number};
 use crate::runtime::Runtime;
 use crate::state::Shared;
+use crate::stats::UpstreamStats;
 
-/// Label names of a per-backend family.
-const BACKEND: [&str; 2] = ["upstream", "backend"];
-
-const LISTENER_REQUESTS: Family<2> = Family::counter(
-    "augur_listener_requests_total",
-    "Requests (HTTP) or sessions (TCP) completed, by status class.",
-    ["listener", "class"],
-);
-const LISTENER_UNROUTED: Family<1> = Family::counter(
-    "augur_listener_unrouted_total",
-    "HTTP requests that matched no route.",
-    ["listener"],
-);
-const BACKEND_REQUESTS: Family<3> = Family::counter(
-    "augur_backend_requests_total",
-    "Requests completed by a backend, by status class.",
-    ["upstream", "backend", "class"],
-);
+families! {
+    /// Requests (HTTP) or sessions (TCP) completed, by status class.
+    LISTENER_REQUESTS: Counter augur_listener_requests_total{listener, class};
+    /// HTTP requests that matched no route.
+    LISTENER_UNROUTED: Counter augur_listener_unrouted_total{listener};
+    /// Requests completed by a backend, by status class.
+    BACKEND_REQUESTS: Counter augur_backend_requests_total{upstream, backend, class};
+    /// Requests in flight to a backend.
+    BACKEND_IN_FLIGHT: Gauge augur_backend_in_flight{upstream, backend};
+    /// Requests to a backend that ended in an error.
+    BACKEND_ERRORS: Counter augur_backend_errors_total{upstream, backend};
+    /// Failed connection attempts to a backend.
+    BACKEND_CONNECT_FAILURES: Counter augur_backend_connect_failures_total{upstream, backend};
+}
 
 /// A backend's figure from its live counters.
 type LiveFigure = fn(&LiveFigures) -> u64;
 
 const BACKEND_LIVE: [(Family<2>, LiveFigure); 3] = [
-    (
-        Family::gauge(
-            "augur_backend_in_flight",
-            "Requests in flight to a backend.",
-            BACKEND,
-        ),
-        |f| f.in_flight,
-    ),
-    (
-        Family::counter(
-            "augur_backend_errors_total",
-            "Requests to a backend that ended in an error.",
-            BACKEND,
-        ),
-        |f| f.errors,
-    ),
-    (
-        Family::counter(
-            "augur_backend_connect_failures_total",
-            "Failed connection attempts to a backend.",
-            BACKEND,
-        ),
-        |f| f.connect_failures,
-    ),
+    (BACKEND_IN_FLIGHT, |f| f.in_flight),
+    (BACKEND_ERRORS, |f| f.errors),
+    (BACKEND_CONNECT_FAILURES, |f| f.connect_failures),
 ];
 
-const UPSTREAM_RETRIES: Family<1> = Family::counter(
-    "augur_upstream_retries_total",
-    "Failed attempts (connect failures, unanswered idempotent requests) retried on another backend.",
-    ["upstream"],
-);
-const UPSTREAM_NO_BACKEND: Family<1> = Family::counter(
-    "augur_upstream_no_backend_total",
-    "Requests for which no backend was left to try.",
-    ["upstream"],
-);
-const UPSTREAM_DURATION: Family<1> = Family::histogram(
-    "augur_upstream_request_duration_seconds",
-    "Request duration through an upstream.",
-    ["upstream"],
-);
+families! {
+    /// Failed attempts (connect failures, unanswered idempotent requests) retried on another
+    /// backend.
+    UPSTREAM_RETRIES: Counter augur_upstream_retries_total{upstream};
+    /// Requests for which no backend was left to try.
+    UPSTREAM_NO_BACKEND: Counter augur_upstream_no_backend_total{upstream};
+    /// Request duration through an upstream.
+    UPSTREAM_DURATION: Histogram augur_upstream_request_duration_seconds{upstream};
+}
+
+/// An upstream's figure from its counters.
+type UpstreamFigure = fn(&UpstreamStats) -> &AtomicU64;
+
+const UPSTREAM_COUNTS: [(Family<1>, UpstreamFigure); 2] = [
+    (UPSTREAM_RETRIES, |s| &s.retries),
+    (UPSTREAM_NO_BACKEND, |s| &s.no_backend),
+];
+
+families! {
+    /// Latency the predictor expects over its lead time.
+    PREDICTED_LATENCY: Gauge augur_backend_predicted_latency_ms{upstream, backend};
+    /// Latency observed in the predictor's last tick with traffic.
+    OBSERVED_LATENCY: Gauge augur_backend_observed_latency_ms{upstream, backend};
+    /// Utilisation the predictor expects over its horizon (1 = capacity).
+    PREDICTED_UTILIZATION: Gauge augur_backend_predicted_utilization{upstream, backend};
+    /// Latency multiplier of a backend flagged anomalous (1 = none).
+    ANOMALY_PENALTY: Gauge augur_backend_anomaly_penalty{upstream, backend};
+    /// Mean absolute error of the latency forecast made one horizon ago.
+    FORECAST_MAE: Gauge augur_backend_forecast_mae_ms{upstream, backend};
+    /// Mean absolute percentage error (fraction) of the same forecast.
+    FORECAST_MAPE: Gauge augur_backend_forecast_mape{upstream, backend};
+    /// Forecast errors flagged as anomalies.
+    ANOMALIES: Counter augur_backend_anomalies_total{upstream, backend};
+}
 
 /// A backend's figure from the predictor's snapshot and last report (none: no sample).
 type PredictorFigure = fn(&Forecast, Option<&BackendReport>) -> Option<f64>;
 
 const BACKEND_PREDICTED: [(Family<2>, PredictorFigure); 7] = [
-    (
-        Family::gauge(
-            "augur_backend_predicted_latency_ms",
-            "Latency the predictor expects over its lead time.",
-            BACKEND,
-        ),
-        |f, _| Some(f.latency_ms),
-    ),
-    (
-        Family::gauge(
-            "augur_backend_observed_latency_ms",
-            "Latency observed in the predictor's last tick with traffic.",
-            BACKEND,
-        ),
-        |f, _| Some(f.observed_latency_ms),
-    ),
-    (
-        Family::gauge(
-            "augur_backend_predicted_utilization",
-            "Utilisation the predictor expects over its horizon (1 = capacity).",
-            BACKEND,
-        ),
-        |f, _| Some(f.utilization),
-    ),
-    (
-        Family::gauge(
-            "augur_backend_anomaly_penalty",
-            "Latency multiplier of a backend flagged anomalous (1 = none).",
-            BACKEND,
-        ),
-        |f, _| Some(f.anomaly_penalty),
-    ),
-    (
-        Family::gauge(
-            "augur_backend_forecast_mae_ms",
-            "Mean absolute error of the latency forecast made one horizon ago.",
-            BACKEND,
-        ),
-        |_, r| r.and_then(|r| r.mae_ms),
-    ),
-    (
-        Family::gauge(
-            "augur_backend_forecast_mape",
-            "Mean absolute percentage error (fraction) of the same forecast.",
-            BACKEND,
-        ),
-        |_, r| r.and_then(|r| r.mape),
-    ),
-    (
-        Family::counter(
-            "augur_backend_anomalies_total",
-            "Forecast errors flagged as anomalies.",
-            BACKEND,
-        ),
-        |_, r| r.map(|r| r.anomalies as f64),
-    ),
+    (PREDICTED_LATENCY, |f, _| Some(f.latency_ms)),
+    (OBSERVED_LATENCY, |f, _| Some(f.observed_latency_ms)),
+    (PREDICTED_UTILIZATION, |f, _| Some(f.utilization)),
+    (ANOMALY_PENALTY, |f, _| Some(f.anomaly_penalty)),
+    (FORECAST_MAE, |_, r| r.and_then(|r| r.mae_ms)),
+    (FORECAST_MAPE, |_, r| r.and_then(|r| r.mape)),
+    (ANOMALIES, |_, r| r.map(|r| r.anomalies as f64)),
 ];
+
+families! {
+    /// Concurrent requests forecast over the horizon (upstreams with standby planning).
+    PREDICTED_DEMAND: Gauge augur_upstream_predicted_demand{upstream};
+    /// Concurrent requests the serving and woken backends can take.
+    ACTIVE_CAPACITY: Gauge augur_upstream_active_capacity{upstream};
+    /// 1 when forecast demand exceeds even the capacity with every standby backend.
+    DEMAND_EXCEEDS_CAPACITY: Gauge augur_upstream_demand_exceeds_capacity{upstream};
+}
 
 /// An upstream's figure from the standby planner's pool report.
 type PoolFigure = fn(&PoolReport) -> Number;
 
 const UPSTREAM_POOL: [(Family<1>, PoolFigure); 3] = [
-    (
-        Family::gauge(
-            "augur_upstream_predicted_demand",
-            "Concurrent requests forecast over the horizon (upstreams with standby planning).",
-            ["upstream"],
-        ),
-        |p| p.demand.into(),
-    ),
-    (
-        Family::gauge(
-            "augur_upstream_active_capacity",
-            "Concurrent requests the serving and woken backends can take.",
-            ["upstream"],
-        ),
-        |p| p.active_capacity.into(),
-    ),
-    (
-        Family::gauge(
-            "augur_upstream_demand_exceeds_capacity",
-            "1 when forecast demand exceeds even the capacity with every standby backend.",
-            ["upstream"],
-        ),
-        |p| p.demand_exceeds_capacity.into(),
-    ),
+    (PREDICTED_DEMAND, |p| p.demand.into()),
+    (ACTIVE_CAPACITY, |p| p.active_capacity.into()),
+    (DEMAND_EXCEEDS_CAPACITY, |p| {
+        p.demand_exceeds_capacity.into()
+    }),
 ];
+
+families! {
+    /// Version of the newest snapshot.
+    SNAPSHOT_VERSION: Gauge augur_predictor_snapshot_version{};
+    /// Age of the newest snapshot.
+    SNAPSHOT_AGE: Gauge augur_predictor_snapshot_age_seconds{};
+    /// Duration of the last predictor tick.
+    TICK: Gauge augur_predictor_tick_seconds{};
+    /// Observations handed to the predictor.
+    OBSERVATIONS: Counter augur_predictor_observations_total{};
+    /// Observations dropped because the predictor's queue was full.
+    OBSERVATIONS_DROPPED: Counter augur_predictor_observations_dropped_total{};
+    /// Backend load report headers that did not parse.
+    LOAD_REPORTS_INVALID: Counter augur_load_reports_invalid_total{};
+    /// Requests and TCP sessions in progress.
+    IN_FLIGHT: Gauge augur_in_flight{};
+    /// Downstream HTTP connections open, idle ones included.
+    CONNECTIONS: Gauge augur_connections{};
+}
 
 /// A process-wide figure.
-type ProcessFigure = fn(&Shared, &Runtime) -> Number;
+type ProcessFigure = fn(&Shared) -> Number;
 
 const PROCESS: [(Family<0>, ProcessFigure); 8] = [
-    (
-        Family::gauge(
-            "augur_predictor_snapshot_version",
-            "Version of the newest snapshot.",
-            [],
-        ),
-        |s, _| s.snapshot.load().version.into(),
-    ),
-    (
-        Family::gauge(
-            "augur_predictor_snapshot_age_seconds",
-            "Age of the newest snapshot.",
-            [],
-        ),
-        |s, _| {
-            let built = s.snapshot.load().built_at_nanos;
-            (crate::clock::now_nanos().saturating_sub(built) as f64 / 1e9).into()
-        },
-    ),
-    (
-        Family::gauge(
-            "augur_predictor_tick_seconds",
-            "Duration of the last predictor tick.",
-            [],
-        ),
-        |s, _| s.predictor_view.load().last_tick.as_secs_f64().into(),
-    ),
-    (
-        Family::counter(
-            "augur_predictor_observations_total",
-            "Observations handed to the predictor.",
-            [],
-        ),
-        |s, _| s.recorder.pushed().into(),
-    ),
-    (
-        Family::counter(
-            "augur_predictor_observations_dropped_total",
-            "Observations dropped because the predictor's queue was full.",
-            [],
-        ),
-        |s, _| s.recorder.dropped().into(),
-    ),
-    (
-        Family::counter(
-            "augur_load_reports_invalid_total",
-            "Backend load report headers that did not parse.",
-            [],
-        ),
-        |s, _| s.bad_load_reports.load(Ordering::Relaxed).into(),
-    ),
-    (
-        Family::gauge(
-            "augur_in_flight",
-            "Requests and TCP sessions in progress.",
-            [],
-        ),
-        |s, _| s.in_flight.load(Ordering::Relaxed).into(),
-    ),
-    (
-        Family::gauge(
-            "augur_connections",
-            "Downstream HTTP connections open, idle ones included.",
-            [],
-        ),
-        |s, _| s.connections.load(Ordering::Relaxed).into(),
-    ),
+    (SNAPSHOT_VERSION, |s| s.snapshot.load().version.into()),
+    (SNAPSHOT_AGE, |s| {
+        let built = s.snapshot.load().built_at_nanos;
+        (crate::clock::now_nanos().saturating_sub(built) as f64 / 1e9).into()
+    }),
+    (TICK, |s| {
+        s.predictor_view.load().last_tick.as_secs_f64().into()
+    }),
+    (OBSERVATIONS, |s| s.recorder.pushed().into()),
+    (OBSERVATIONS_DROPPED, |s| s.recorder.dropped().into()),
+    (LOAD_REPORTS_INVALID, |s| {
+        s.bad_load_reports.load(Ordering::Relaxed).into()
+    }),
+    (IN_FLIGHT, |s| s.in_flight.load(Ordering::Relaxed).into()),
+    (CONNECTIONS, |s| {
+        s.connections.load(Ordering::Relaxed).into()
+    }),
 ];
 
-const RELOADS: Family<1> = Family::counter(
-    "augur_reloads_total",
-    "Config reloads by outcome.",
-    ["outcome"],
-);
-const CONFIG_GENERATION: Family<0> = Family::gauge(
-    "augur_config_generation",
-    "Generation of the running config (1 at start).",
-    [],
-);
-const ACCESS_LOG_DROPPED: Family<0> = Family::counter(
-    "augur_access_log_dropped_total",
-    "Access log lines dropped because the writer was behind.",
-    [],
-);
+families! {
+    /// Config reloads by outcome.
+    RELOADS: Counter augur_reloads_total{outcome};
+    /// Generation of the running config (1 at start).
+    CONFIG_GENERATION: Gauge augur_config_generation{};
+    /// Access log lines dropped because the writer was behind.
+    ACCESS_LOG_DROPPED: Counter augur_access_log_dropped_total{};
+}
 
 /// The `/metrics` document.
 pub fn metrics(shared: &Shared) -> String {
@@ -275,7 +173,7 @@ pub fn metrics(shared: &Shared) -> String {
     });
     predictor(&mut doc, shared, &rt);
     for (family, figure) in &PROCESS {
-        doc.family(family, |s| s.sample([], figure(shared, &rt)));
+        doc.family(family, |s| s.sample([], figure(shared)));
     }
     doc.family(&RELOADS, |s| {
         s.sample(["ok"], shared.reloads_ok.load(Ordering::Relaxed));
@@ -322,16 +220,13 @@ fn traffic(doc: &mut Exposition, rt: &Runtime) {
             }
         });
     }
-    doc.family(&UPSTREAM_RETRIES, |s| {
-        for u in &rt.upstreams {
-            s.sample([&u.name], u.stats.retries.load(Ordering::Relaxed));
-        }
-    });
-    doc.family(&UPSTREAM_NO_BACKEND, |s| {
-        for u in &rt.upstreams {
-            s.sample([&u.name], u.stats.no_backend.load(Ordering::Relaxed));
-        }
-    });
+    for (family, figure) in &UPSTREAM_COUNTS {
+        doc.family(family, |s| {
+            for u in &rt.upstreams {
+                s.sample([&u.name], figure(&u.stats).load(Ordering::Relaxed));
+            }
+        });
+    }
 }
 
 /// The predictor's view of each backend and of each upstream with standby planning.

@@ -27,7 +27,7 @@ use augur_tunnel::{AllowedIps, DropReason, EngineConfig, Node, StackConfig};
 use serde_json::{json, Value};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::exposition::{Exposition, Family, Number};
+use crate::exposition::{families, Exposition, Family, Number};
 
 pub use link::TunnelState;
 pub use stream::TunnelStream;
@@ -198,94 +198,45 @@ impl Tunnels {
 /// A tunnel's figure, read with its node locked.
 type Figure = fn(&Tunnel, &Node) -> Number;
 
-const FIGURES: [(Family<1>, Figure); 10] = [
-    (
-        Family::gauge(
-            "augur_tunnel_up",
-            "Whether the tunnel has a session and the peer answers.",
-            ["tunnel"],
-        ),
-        |t, _| (t.state() == TunnelState::Up).into(),
-    ),
-    (
-        Family::gauge(
-            "augur_tunnel_handshake_age_seconds",
-            "Time since the current session was keyed (-1: none).",
-            ["tunnel"],
-        ),
-        |_, n| seconds_or_minus_one(n.engine.handshake_age()),
-    ),
-    (
-        Family::gauge(
-            "augur_tunnel_last_received_seconds",
-            "Time since the peer last sent anything authenticated (-1: never).",
-            ["tunnel"],
-        ),
-        |t, _| seconds_or_minus_one(t.last_rx_age()),
-    ),
-    (
-        Family::gauge(
-            "augur_tunnel_rtt_seconds",
-            "Round-trip time of the last handshake (-1: none).",
-            ["tunnel"],
-        ),
-        |_, n| seconds_or_minus_one(n.engine.rtt()),
-    ),
-    (
-        Family::counter(
-            "augur_tunnel_handshakes_total",
-            "Sessions keyed.",
-            ["tunnel"],
-        ),
-        |_, n| n.engine.stats.handshakes.into(),
-    ),
-    (
-        Family::gauge(
-            "augur_tunnel_connections",
-            "TCP connections inside the tunnel.",
-            ["tunnel"],
-        ),
-        |_, n| n.stack.connections().into(),
-    ),
-    (
-        Family::counter(
-            "augur_tunnel_received_bytes_total",
-            "Bytes of datagrams received.",
-            ["tunnel"],
-        ),
-        |_, n| n.engine.stats.rx_bytes.into(),
-    ),
-    (
-        Family::counter(
-            "augur_tunnel_sent_bytes_total",
-            "Bytes of datagrams sent.",
-            ["tunnel"],
-        ),
-        |_, n| n.engine.stats.tx_bytes.into(),
-    ),
-    (
-        Family::counter(
-            "augur_tunnel_received_packets_total",
-            "Inner packets delivered to the stack.",
-            ["tunnel"],
-        ),
-        |_, n| n.engine.stats.rx_packets.into(),
-    ),
-    (
-        Family::counter(
-            "augur_tunnel_sent_packets_total",
-            "Inner packets encrypted and sent.",
-            ["tunnel"],
-        ),
-        |_, n| n.engine.stats.tx_packets.into(),
-    ),
-];
+families! {
+    /// Whether the tunnel has a session and the peer answers.
+    UP: Gauge augur_tunnel_up{tunnel};
+    /// Time since the current session was keyed (-1: none).
+    HANDSHAKE_AGE: Gauge augur_tunnel_handshake_age_seconds{tunnel};
+    /// Time since the peer last sent anything authenticated (-1: never).
+    LAST_RECEIVED: Gauge augur_tunnel_last_received_seconds{tunnel};
+    /// Round-trip time of the last handshake (-1: none).
+    RTT: Gauge augur_tunnel_rtt_seconds{tunnel};
+    /// Sessions keyed.
+    HANDSHAKES: Counter augur_tunnel_handshakes_total{tunnel};
+    /// TCP connections inside the tunnel.
+    CONNECTIONS: Gauge augur_tunnel_connections{tunnel};
+    /// Bytes of datagrams received.
+    RECEIVED_BYTES: Counter augur_tunnel_received_bytes_total{tunnel};
+    /// Bytes of datagrams sent.
+    SENT_BYTES: Counter augur_tunnel_sent_bytes_total{tunnel};
+    /// Inner packets delivered to the stack.
+    RECEIVED_PACKETS: Counter augur_tunnel_received_packets_total{tunnel};
+    /// Inner packets encrypted and sent.
+    SENT_PACKETS: Counter augur_tunnel_sent_packets_total{tunnel};
+    /// Datagrams or inner packets dropped, by reason.
+    DROPPED: Counter augur_tunnel_dropped_total{tunnel, reason};
+}
 
-const DROPPED: Family<2> = Family::counter(
-    "augur_tunnel_dropped_total",
-    "Datagrams or inner packets dropped, by reason.",
-    ["tunnel", "reason"],
-);
+const FIGURES: [(Family<1>, Figure); 10] = [
+    (UP, |t, _| (t.state() == TunnelState::Up).into()),
+    (HANDSHAKE_AGE, |_, n| {
+        seconds_or_minus_one(n.engine.handshake_age())
+    }),
+    (LAST_RECEIVED, |t, _| seconds_or_minus_one(t.last_rx_age())),
+    (RTT, |_, n| seconds_or_minus_one(n.engine.rtt())),
+    (HANDSHAKES, |_, n| n.engine.stats.handshakes.into()),
+    (CONNECTIONS, |_, n| n.stack.connections().into()),
+    (RECEIVED_BYTES, |_, n| n.engine.stats.rx_bytes.into()),
+    (SENT_BYTES, |_, n| n.engine.stats.tx_bytes.into()),
+    (RECEIVED_PACKETS, |_, n| n.engine.stats.rx_packets.into()),
+    (SENT_PACKETS, |_, n| n.engine.stats.tx_packets.into()),
+];
 
 /// A duration in seconds, or -1 when there is none (so the series never disappears).
 fn seconds_or_minus_one(d: Option<Duration>) -> Number {
