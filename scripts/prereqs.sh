@@ -2,7 +2,9 @@
 # Installs what building and testing augur needs on a fresh Debian machine, when missing:
 # cmake (Pingora's zlib-ng), a C compiler, curl (HTTPS/HTTP/2 test client), wireguard-tools
 # (`wg`: the keys test checks augur's keys against it), wireguard-go and iproute2 (the tunnel
-# interop test runs a WireGuard we did not write in a network namespace).
+# interop test runs a WireGuard we did not write in a network namespace), prometheus
+# (`promtool`: the metrics test checks /metrics with it; under systemd the package also
+# enables a Prometheus server, which `systemctl disable --now prometheus` stops).
 set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
@@ -12,6 +14,7 @@ command -v kill >/dev/null || need+=(procps)
 command -v wg >/dev/null || need+=(wireguard-tools)
 command -v wireguard-go >/dev/null || need+=(wireguard-go)
 command -v ip >/dev/null || need+=(iproute2)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing: ${need[*]}"

@@ -8,6 +8,7 @@ mod health;
 mod http;
 mod keys;
 mod lifecycle;
+mod metrics;
 mod policies;
 mod predictor;
 mod reload;

@@ -1,13 +1,14 @@
 //! Backend health in `/status` and `/metrics`.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use augur_config::CheckKind;
 use augur_predictor::{HealthState, Member};
 use serde_json::{json, Value};
 
+use crate::admin::backends;
 use crate::clock;
+use crate::exposition::{families, Exposition, Family};
 use crate::runtime::{Runtime, UpstreamTable};
 
 /// A backend's `health` object in `/status`: state, since when and why, the ejection's time
@@ -52,70 +53,53 @@ fn seconds(nanos: u64) -> f64 {
     (nanos as f64 / 1e9 * 1000.0).round() / 1000.0
 }
 
-/// Health series for `/metrics`.
-pub fn write_metrics(out: &mut String, rt: &Runtime) {
-    let _ = writeln!(
-        out,
-        "# HELP augur_backend_up Whether a backend takes traffic (not down by checks, not ejected)."
-    );
-    let _ = writeln!(out, "# TYPE augur_backend_up gauge");
-    for u in rt.upstreams.iter() {
-        for (b, m) in u.backends.iter().zip(u.members.iter()) {
-            let up = u8::from(m.live.health.state() == HealthState::Up);
-            let _ = writeln!(
-                out,
-                "augur_backend_up{{upstream=\"{}\",backend=\"{}\"}} {up}",
-                u.name, b.label
+families! {
+    /// Whether a backend takes traffic (not down by checks, not ejected).
+    BACKEND_UP: Gauge augur_backend_up{upstream, backend};
+    /// Backend health changes, by the state changed into.
+    BACKEND_CHANGES: Counter augur_backend_health_changes_total{upstream, backend, to};
+    /// Backends of an upstream ejected by outlier detection now.
+    UPSTREAM_EJECTED: Gauge augur_upstream_ejected_backends{upstream};
+    /// 1 while too few backends are healthy and health is ignored.
+    UPSTREAM_PANIC: Gauge augur_upstream_panic{upstream};
+    /// Retries not made because the retry budget was spent.
+    RETRIES_OVER_BUDGET: Counter augur_upstream_retries_over_budget_total{upstream};
+}
+
+/// An upstream's health figure.
+type UpstreamFigure = fn(&UpstreamTable) -> u64;
+
+const UPSTREAM_HEALTH: [(Family<1>, UpstreamFigure); 3] = [
+    (UPSTREAM_EJECTED, |u| u64::from(u.health.ejected())),
+    (UPSTREAM_PANIC, |u| u64::from(u.health.panic())),
+    (RETRIES_OVER_BUDGET, |u| {
+        u.stats.retries_over_budget.load(Ordering::Relaxed)
+    }),
+];
+
+/// Writes the health families of `/metrics`.
+pub fn metrics(doc: &mut Exposition, rt: &Runtime) {
+    doc.family(&BACKEND_UP, |s| {
+        for (u, b, m) in backends(rt) {
+            s.sample(
+                [&u.name, &b.label],
+                m.live.health.state() == HealthState::Up,
             );
         }
-    }
-    let name = "augur_backend_health_changes_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Backend health changes, by the state changed into."
-    );
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for u in rt.upstreams.iter() {
-        for (b, m) in u.backends.iter().zip(u.members.iter()) {
+    });
+    doc.family(&BACKEND_CHANGES, |s| {
+        for (u, b, m) in backends(rt) {
             let t = m.live.health.figures().transitions;
             for (to, n) in ["up", "down", "ejected"].iter().zip(t) {
-                let _ = writeln!(
-                    out,
-                    "{name}{{upstream=\"{}\",backend=\"{}\",to=\"{to}\"}} {n}",
-                    u.name, b.label
-                );
+                s.sample([&u.name, &b.label, to], n);
             }
         }
-    }
-    for (name, help, kind, pick) in [
-        (
-            "augur_upstream_ejected_backends",
-            "Backends of an upstream ejected by outlier detection now.",
-            "gauge",
-            0,
-        ),
-        (
-            "augur_upstream_panic",
-            "1 while too few backends are healthy and health is ignored.",
-            "gauge",
-            1,
-        ),
-        (
-            "augur_upstream_retries_over_budget_total",
-            "Retries not made because the retry budget was spent.",
-            "counter",
-            2,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for u in rt.upstreams.iter() {
-            let v = match pick {
-                0 => u64::from(u.health.ejected()),
-                1 => u64::from(u.health.panic()),
-                _ => u.stats.retries_over_budget.load(Ordering::Relaxed),
-            };
-            let _ = writeln!(out, "{name}{{upstream=\"{}\"}} {v}", u.name);
-        }
+    });
+    for (family, figure) in &UPSTREAM_HEALTH {
+        doc.family(family, |s| {
+            for u in rt.upstreams.iter() {
+                s.sample([&u.name], figure(u));
+            }
+        });
     }
 }

@@ -8,6 +8,7 @@ mod clock;
 mod demo;
 mod dial;
 mod drain;
+mod exposition;
 mod health;
 mod health_report;
 mod http_proxy;

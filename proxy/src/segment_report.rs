@@ -1,7 +1,6 @@
 //! Segmentation in the admin API: the `segmentation` object of `/status` and the
 //! `augur_segment_*` series of `/metrics`.
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
@@ -9,6 +8,7 @@ use serde_json::{json, Value};
 use augur_config::{ListenerKind, Route};
 use augur_segmenter::Counts;
 
+use crate::exposition::{families, Exposition};
 use crate::runtime::Runtime;
 
 /// The HTTP routes of a listener (none for TCP).
@@ -126,14 +126,6 @@ pub fn status(rt: &Runtime) -> Value {
     })
 }
 
-/// A Prometheus label value, escaped (segment names are free text).
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// The four decisions of a reading, with their label values.
 fn by_decision(c: Counts) -> [(&'static str, u64); 4] {
     [
@@ -144,95 +136,58 @@ fn by_decision(c: Counts) -> [(&'static str, u64); 4] {
     ]
 }
 
-/// Appends the `augur_segment_*` series to a `/metrics` document. Listener × segment pairs
-/// (and routes) that never saw a connection are left out.
-pub fn metrics(rt: &Runtime, out: &mut String) {
-    let table = &rt.segments;
-    let name = "augur_segment_connections_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Connections decided at accept, by listener, the segment the source was \
-         attributed to (empty: in no segment) and decision."
-    );
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for row in table.connection_counts() {
-        if row.counts == Counts::default() {
-            continue;
-        }
-        for (decision, n) in by_decision(row.counts) {
-            let _ = writeln!(
-                out,
-                "{name}{{listener=\"{}\",segment=\"{}\",decision=\"{decision}\"}} {n}",
-                label(row.listener),
-                label(row.segment.unwrap_or("")),
-            );
-        }
-    }
-    let name = "augur_segment_route_requests_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Requests decided by a route's own allow list, by decision."
-    );
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for row in table.route_counts() {
-        if row.counts == Counts::default() {
-            continue;
-        }
-        for (decision, n) in by_decision(row.counts) {
-            let _ = writeln!(
-                out,
-                "{name}{{listener=\"{}\",route=\"{}\",decision=\"{decision}\"}} {n}",
-                label(row.listener),
-                row.route,
-            );
-        }
-    }
-    let name = "augur_segment_revoked_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Requests refused and TCP sessions closed because a reload stopped \
-         admitting their source while the connection was open."
-    );
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for l in &rt.listeners {
-        let _ = writeln!(
-            out,
-            "{name}{{listener=\"{}\"}} {}",
-            label(&l.name),
-            l.stats.revoked.load(Ordering::Relaxed)
-        );
-    }
-    let name = "augur_segment_denial_log_lines_suppressed";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Denial log lines held back by the rate limit and not yet reported by a \
-         later line."
-    );
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    for l in &rt.listeners {
-        let _ = writeln!(
-            out,
-            "{name}{{listener=\"{}\"}} {}",
-            label(&l.name),
-            table.suppressed_log_lines(l.segment_index)
-        );
-    }
-    let name = "augur_segment_learned_flows_dropped_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Learn-mode flows not recorded because the flow table was full."
-    );
-    let _ = writeln!(out, "# TYPE {name} counter");
-    let _ = writeln!(out, "{name} {}", table.flows().dropped());
+families! {
+    /// Connections decided at accept, by listener, the segment the source was attributed to
+    /// (empty: in no segment) and decision.
+    CONNECTIONS: Counter augur_segment_connections_total{listener, segment, decision};
+    /// Requests decided by a route's own allow list, by decision.
+    ROUTE_REQUESTS: Counter augur_segment_route_requests_total{listener, route, decision};
+    /// Requests refused and TCP sessions closed because a reload stopped admitting their source
+    /// while the connection was open.
+    REVOKED: Counter augur_segment_revoked_total{listener};
+    /// Denial log lines held back by the rate limit and not yet reported by a later line.
+    DENIAL_LOG_LINES_SUPPRESSED: Gauge augur_segment_denial_log_lines_suppressed{listener};
+    /// Learn-mode flows not recorded because the flow table was full.
+    LEARNED_FLOWS_DROPPED: Counter augur_segment_learned_flows_dropped_total{};
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-        assert_eq!(label("office"), "office");
-    }
+/// Writes the `augur_segment_*` families of `/metrics`. Listener × segment pairs (and routes)
+/// that never saw a connection are left out.
+pub fn metrics(doc: &mut Exposition, rt: &Runtime) {
+    let table = &rt.segments;
+    doc.family(&CONNECTIONS, |s| {
+        for row in table.connection_counts() {
+            if row.counts == Counts::default() {
+                continue;
+            }
+            let segment = row.segment.unwrap_or("");
+            for (decision, n) in by_decision(row.counts) {
+                s.sample([row.listener, segment, decision], n);
+            }
+        }
+    });
+    doc.family(&ROUTE_REQUESTS, |s| {
+        for row in table.route_counts() {
+            if row.counts == Counts::default() {
+                continue;
+            }
+            let route = row.route.to_string();
+            for (decision, n) in by_decision(row.counts) {
+                s.sample([row.listener, &route, decision], n);
+            }
+        }
+    });
+    doc.family(&REVOKED, |s| {
+        for l in &rt.listeners {
+            s.sample([&l.name], l.stats.revoked.load(Ordering::Relaxed));
+        }
+    });
+    doc.family(&DENIAL_LOG_LINES_SUPPRESSED, |s| {
+        for l in &rt.listeners {
+            s.sample([&l.name], table.suppressed_log_lines(l.segment_index));
+        }
+    });
+    doc.family(&LEARNED_FLOWS_DROPPED, |s| {
+        s.sample([], table.flows().dropped());
+    });
 }

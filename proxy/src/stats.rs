@@ -3,7 +3,6 @@
 //! Like a backend's `Live`, these are keyed by a stable name and carried from one runtime
 //! table to the next, so a reload does not reset what Prometheus has scraped.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -40,18 +39,22 @@ impl LatencyHistogram {
         self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
-    /// Writes the histogram in Prometheus text format under `name` with `labels`.
-    pub fn write_prometheus(&self, out: &mut String, name: &str, labels: &str) {
+    /// `(upper bound, cumulative count)` per bucket, the last bound `f64::INFINITY`, as a
+    /// Prometheus histogram exposes them.
+    pub fn buckets(&self) -> [(f64, u64); LATENCY_BUCKETS.len() + 1] {
         let mut cumulative = 0;
-        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+        std::array::from_fn(|i| {
             cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+            (
+                LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
+                cumulative,
+            )
+        })
+    }
+
+    /// Sum of the observations, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
     }
 }
 
@@ -98,12 +101,11 @@ mod tests {
         h.record(Duration::from_millis(3));
         h.record(Duration::from_secs(20));
         assert_eq!(h.count(), 3);
-        let mut out = String::new();
-        h.write_prometheus(&mut out, "lat", "u=\"a\"");
-        assert!(out.contains("lat_bucket{u=\"a\",le=\"0.0005\"} 1\n"));
-        assert!(out.contains("lat_bucket{u=\"a\",le=\"0.005\"} 2\n"));
-        assert!(out.contains("lat_bucket{u=\"a\",le=\"10\"} 2\n"));
-        assert!(out.contains("lat_bucket{u=\"a\",le=\"+Inf\"} 3\n"));
-        assert!(out.contains("lat_count{u=\"a\"} 3\n"));
+        let buckets = h.buckets();
+        assert_eq!(buckets[0], (0.0005, 1));
+        assert_eq!(buckets[3], (0.005, 2));
+        assert_eq!(buckets[13], (10.0, 2));
+        assert_eq!(buckets[14], (f64::INFINITY, 3));
+        assert!((h.sum_seconds() - 20.0033).abs() < 1e-9);
     }
 }

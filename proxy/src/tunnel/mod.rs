@@ -13,7 +13,6 @@ mod driver;
 mod link;
 mod stream;
 
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -27,6 +26,8 @@ use augur_config::Endpoint;
 use augur_tunnel::{AllowedIps, DropReason, EngineConfig, Node, StackConfig};
 use serde_json::{json, Value};
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::exposition::{families, Exposition, Family, Number};
 
 pub use link::TunnelState;
 pub use stream::TunnelStream;
@@ -169,107 +170,77 @@ impl Tunnels {
         Value::Array(self.list.iter().map(|t| t.status()).collect())
     }
 
-    /// Every tunnel's figures in Prometheus text format.
-    pub fn write_metrics(&self, out: &mut String) {
+    /// Writes every tunnel's families of `/metrics` (none without tunnels).
+    pub fn metrics(&self, doc: &mut Exposition) {
         if self.list.is_empty() {
             return;
         }
-        type Figure = fn(&Tunnel, &Node) -> f64;
-        let figures: [(&str, &str, &str, Figure); 10] = [
-            (
-                "augur_tunnel_up",
-                "Whether the tunnel has a session and the peer answers.",
-                "gauge",
-                |t, _| f64::from(u8::from(t.state() == TunnelState::Up)),
-            ),
-            (
-                "augur_tunnel_handshake_age_seconds",
-                "Time since the current session was keyed (-1: none).",
-                "gauge",
-                |_, n| n.engine.handshake_age().map_or(-1.0, |d| d.as_secs_f64()),
-            ),
-            (
-                "augur_tunnel_last_received_seconds",
-                "Time since the peer last sent anything authenticated (-1: never).",
-                "gauge",
-                |t, _| t.last_rx_age().map_or(-1.0, |d| d.as_secs_f64()),
-            ),
-            (
-                "augur_tunnel_rtt_seconds",
-                "Round-trip time of the last handshake (-1: none).",
-                "gauge",
-                |_, n| n.engine.rtt().map_or(-1.0, |d| d.as_secs_f64()),
-            ),
-            (
-                "augur_tunnel_handshakes_total",
-                "Sessions keyed.",
-                "counter",
-                |_, n| n.engine.stats.handshakes as f64,
-            ),
-            (
-                "augur_tunnel_connections",
-                "TCP connections inside the tunnel.",
-                "gauge",
-                |_, n| n.stack.connections() as f64,
-            ),
-            (
-                "augur_tunnel_received_bytes_total",
-                "Bytes of datagrams received.",
-                "counter",
-                |_, n| n.engine.stats.rx_bytes as f64,
-            ),
-            (
-                "augur_tunnel_sent_bytes_total",
-                "Bytes of datagrams sent.",
-                "counter",
-                |_, n| n.engine.stats.tx_bytes as f64,
-            ),
-            (
-                "augur_tunnel_received_packets_total",
-                "Inner packets delivered to the stack.",
-                "counter",
-                |_, n| n.engine.stats.rx_packets as f64,
-            ),
-            (
-                "augur_tunnel_sent_packets_total",
-                "Inner packets encrypted and sent.",
-                "counter",
-                |_, n| n.engine.stats.tx_packets as f64,
-            ),
-        ];
-        for (name, help, kind, figure) in figures {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (family, figure) in &FIGURES {
+            doc.family(family, |s| {
+                for t in &self.list {
+                    s.sample([t.name()], figure(t, &t.link.lock()));
+                }
+            });
+        }
+        doc.family(&DROPPED, |s| {
             for t in &self.list {
-                let value = figure(t, &t.link.lock());
-                let _ = writeln!(out, "{name}{{tunnel=\"{}\"}} {value}", t.name());
+                let node = t.link.lock();
+                for r in DropReason::ALL {
+                    s.sample([t.name(), r.label()], node.engine.stats.dropped(r));
+                }
+                let send_errors = t.link.send_errors.load(Ordering::Relaxed);
+                s.sample([t.name(), "send_error"], send_errors);
             }
-        }
-        let name = "augur_tunnel_dropped_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Datagrams or inner packets dropped, by reason."
-        );
-        let _ = writeln!(out, "# TYPE {name} counter");
-        for t in &self.list {
-            let node = t.link.lock();
-            for r in DropReason::ALL {
-                let n = node.engine.stats.dropped(r);
-                let _ = writeln!(
-                    out,
-                    "{name}{{tunnel=\"{}\",reason=\"{}\"}} {n}",
-                    t.name(),
-                    r.label()
-                );
-            }
-            let n = t.link.send_errors.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}{{tunnel=\"{}\",reason=\"send_error\"}} {n}",
-                t.name()
-            );
-        }
+        });
     }
+}
+
+/// A tunnel's figure, read with its node locked.
+type Figure = fn(&Tunnel, &Node) -> Number;
+
+families! {
+    /// Whether the tunnel has a session and the peer answers.
+    UP: Gauge augur_tunnel_up{tunnel};
+    /// Time since the current session was keyed (-1: none).
+    HANDSHAKE_AGE: Gauge augur_tunnel_handshake_age_seconds{tunnel};
+    /// Time since the peer last sent anything authenticated (-1: never).
+    LAST_RECEIVED: Gauge augur_tunnel_last_received_seconds{tunnel};
+    /// Round-trip time of the last handshake (-1: none).
+    RTT: Gauge augur_tunnel_rtt_seconds{tunnel};
+    /// Sessions keyed.
+    HANDSHAKES: Counter augur_tunnel_handshakes_total{tunnel};
+    /// TCP connections inside the tunnel.
+    CONNECTIONS: Gauge augur_tunnel_connections{tunnel};
+    /// Bytes of datagrams received.
+    RECEIVED_BYTES: Counter augur_tunnel_received_bytes_total{tunnel};
+    /// Bytes of datagrams sent.
+    SENT_BYTES: Counter augur_tunnel_sent_bytes_total{tunnel};
+    /// Inner packets delivered to the stack.
+    RECEIVED_PACKETS: Counter augur_tunnel_received_packets_total{tunnel};
+    /// Inner packets encrypted and sent.
+    SENT_PACKETS: Counter augur_tunnel_sent_packets_total{tunnel};
+    /// Datagrams or inner packets dropped, by reason.
+    DROPPED: Counter augur_tunnel_dropped_total{tunnel, reason};
+}
+
+const FIGURES: [(Family<1>, Figure); 10] = [
+    (UP, |t, _| (t.state() == TunnelState::Up).into()),
+    (HANDSHAKE_AGE, |_, n| {
+        seconds_or_minus_one(n.engine.handshake_age())
+    }),
+    (LAST_RECEIVED, |t, _| seconds_or_minus_one(t.last_rx_age())),
+    (RTT, |_, n| seconds_or_minus_one(n.engine.rtt())),
+    (HANDSHAKES, |_, n| n.engine.stats.handshakes.into()),
+    (CONNECTIONS, |_, n| n.stack.connections().into()),
+    (RECEIVED_BYTES, |_, n| n.engine.stats.rx_bytes.into()),
+    (SENT_BYTES, |_, n| n.engine.stats.tx_bytes.into()),
+    (RECEIVED_PACKETS, |_, n| n.engine.stats.rx_packets.into()),
+    (SENT_PACKETS, |_, n| n.engine.stats.tx_packets.into()),
+];
+
+/// A duration in seconds, or -1 when there is none (so the series never disappears).
+fn seconds_or_minus_one(d: Option<Duration>) -> Number {
+    d.map_or(-1.0, |d| d.as_secs_f64()).into()
 }
 
 /// Opens a TCP connection to `addr` inside the tunnel of `link`.

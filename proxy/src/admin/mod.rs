@@ -1,0 +1,163 @@
+//! The admin listener: `GET /status` (JSON), `GET /metrics` (Prometheus text), `GET /demand`
+//! (what `predictor.peers` poll), `POST /reload`, `GET /segments/suggest` (learn mode's
+//! proposed policy, YAML), `POST /events`, `POST /upstreams/NAME/drain|undrain`.
+//!
+//! This module routes requests; `status` builds the JSON documents and `metrics` the
+//! Prometheus one.
+
+mod metrics;
+mod status;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
+
+use augur_predictor::Member;
+
+use crate::reload::reload;
+use crate::runtime::{BackendEntry, Runtime, UpstreamTable};
+use crate::state::Shared;
+
+pub use metrics::metrics;
+pub use status::{demand, status};
+
+/// Largest request body the admin endpoints read.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The admin HTTP application.
+pub struct Admin {
+    shared: Arc<Shared>,
+}
+
+impl Admin {
+    /// Admin app over the process's shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Admin { shared }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_owned();
+        match (method, path.as_str()) {
+            (Method::GET, "/status") => reply(
+                StatusCode::OK,
+                "application/json",
+                status(&self.shared).to_string(),
+            ),
+            (Method::GET, "/demand") => reply(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                demand(&self.shared),
+            ),
+            (Method::GET, "/metrics") => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                metrics(&self.shared),
+            ),
+            (Method::GET, "/segments/suggest") => reply(
+                StatusCode::OK,
+                "application/yaml; charset=utf-8",
+                self.shared.runtime.load().segments.suggest(),
+            ),
+            (Method::POST, p) if p.starts_with("/upstreams/") && (p.ends_with("/drain") || p.ends_with("/undrain")) => {
+                let on = p.ends_with("/drain");
+                let name = p
+                    .trim_start_matches("/upstreams/")
+                    .trim_end_matches(if on { "/drain" } else { "/undrain" });
+                match read_body(session).await {
+                    Ok(body) => outcome(crate::drain::apply(&self.shared, name, &body, on)),
+                    Err(too_large) => too_large,
+                }
+            }
+            (Method::POST, "/events") => match read_body(session).await {
+                Ok(body) => outcome(crate::drain::announce(&self.shared, &body)),
+                Err(too_large) => too_large,
+            },
+            (Method::POST, "/reload") => {
+                let shared = Arc::clone(&self.shared);
+                let result = tokio::task::spawn_blocking(move || reload(&shared))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+                match result {
+                    Ok(changes) => reply(
+                        StatusCode::OK,
+                        "application/json",
+                        json!({"ok": true, "changes": changes}).to_string(),
+                    ),
+                    Err(error) => reply(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "application/json",
+                        json!({"ok": false, "error": error}).to_string(),
+                    ),
+                }
+            }
+            (_, "/status" | "/metrics" | "/demand" | "/reload" | "/segments/suggest") => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed\n".into(),
+            ),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found; try GET /status, GET /metrics, GET /demand, GET /segments/suggest, POST /reload, POST /upstreams/NAME/drain\n".into(),
+            ),
+        }
+    }
+}
+
+/// The request body, or the 413 answer once it passes [`MAX_BODY`].
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = session.read_request_body().await {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "text/plain",
+                "body too large\n".into(),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A state-changing endpoint's answer: its document, or `{"error": ..}` with its status code.
+fn outcome(result: Result<Value, (u16, String)>) -> Response<Vec<u8>> {
+    match result {
+        Ok(v) => reply(StatusCode::OK, "application/json", v.to_string()),
+        Err((code, message)) => reply(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            "application/json",
+            json!({ "error": message }).to_string(),
+        ),
+    }
+}
+
+fn reply(code: StatusCode, content_type: &str, body: String) -> Response<Vec<u8>> {
+    let body = body.into_bytes();
+    Response::builder()
+        .status(code)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+/// Every backend of the running config with its upstream and member, in config order (the
+/// order of `/status` and of each `/metrics` family).
+pub fn backends(rt: &Runtime) -> impl Iterator<Item = (&UpstreamTable, &BackendEntry, &Member)> {
+    rt.upstreams.iter().flat_map(|u| {
+        u.backends
+            .iter()
+            .zip(u.members.iter())
+            .map(move |(b, m)| (u, b, m))
+    })
+}

@@ -1,0 +1,210 @@
+//! The JSON side of the admin listener: `GET /status`, and `GET /demand` (what peers poll).
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use augur_config::ListenerKind;
+use augur_predictor::{Eligibility, STATUS_CLASSES};
+
+use crate::state::Shared;
+
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A backend's state for `/status`: the decision picks make (`augur_predictor::eligibility`),
+/// with a drained backend that has nothing left in flight shown as drained.
+fn backend_state(shared: &Shared, m: &augur_predictor::Member) -> &'static str {
+    match augur_predictor::eligibility(m, &shared.snapshot.load()) {
+        Eligibility::Draining if m.live.in_flight() == 0 => "drained",
+        e => e.as_str(),
+    }
+}
+
+/// A float for JSON: `null` when not finite.
+fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+/// The predictor's figures for one backend.
+fn predicted(shared: &Shared, id: augur_predictor::BackendId) -> Value {
+    let snapshot = shared.snapshot.load();
+    let view = shared.predictor_view.load();
+    let f = snapshot.get(id);
+    let mut v = json!({
+        "latency_ms": num(f.latency_ms),
+        "observed_latency_ms": num(f.observed_latency_ms),
+        "utilization": num(f.utilization),
+        "anomaly_penalty": num(f.anomaly_penalty),
+        "error_rate": num(f.error_rate),
+        "warmth": num(f.warmth),
+        "eligibility": f.eligibility.as_str(),
+    });
+    if let Some(Some(r)) = view.reports.get(id as usize) {
+        v["rate_per_second"] = num(r.rate);
+        v["forecast_mae_ms"] = r.mae_ms.map_or(Value::Null, num);
+        v["forecast_mape"] = r.mape.map_or(Value::Null, num);
+        v["anomalies"] = json!(r.anomalies);
+        v["season_ticks"] = json!(r.period);
+        v["model"] = json!(r.model);
+    }
+    v
+}
+
+/// The `/status` document.
+pub fn status(shared: &Shared) -> Value {
+    let rt = shared.runtime.load();
+    let last_reload = shared.last_reload.load();
+    let listeners: Vec<Value> = rt
+        .config
+        .listeners
+        .iter()
+        .map(|l| {
+            let (protocol, routes) = match &l.kind {
+                ListenerKind::Http { routes } => ("http", Some(routes)),
+                ListenerKind::Https { routes, .. } => ("https", Some(routes)),
+                ListenerKind::Tcp { .. } => ("tcp", None),
+            };
+            let mut v = json!({"name": l.name, "bind": l.bind.to_string(), "protocol": protocol});
+            if let Some(routes) = routes {
+                v["routes"] = routes
+                    .iter()
+                    .map(|r| json!({"host": r.host, "path_prefix": r.path_prefix, "upstream": rt.config.upstreams[r.upstream].name}))
+                    .collect();
+            }
+            if let ListenerKind::Tcp { upstream, .. } = l.kind {
+                v["upstream"] = json!(rt.config.upstreams[upstream].name);
+            }
+            if let Some(t) = rt.listeners.iter().find(|t| t.name == l.name) {
+                let by_class: serde_json::Map<String, Value> = STATUS_CLASSES
+                    .iter()
+                    .zip(&t.stats.by_class)
+                    .map(|(c, n)| ((*c).to_owned(), json!(n.load(Ordering::Relaxed))))
+                    .collect();
+                v["requests"] = Value::Object(by_class);
+                v["unrouted"] = json!(t.stats.unrouted.load(Ordering::Relaxed));
+            }
+            v
+        })
+        .collect();
+    let upstreams: Vec<Value> = rt
+        .upstreams
+        .iter()
+        .map(|u| {
+            let backends: Vec<Value> = u
+                .backends
+                .iter()
+                .zip(u.members.iter())
+                .map(|(b, m)| {
+                    let f = m.live.figures();
+                    json!({
+                        "addr": b.label, "weight": m.weight, "cost": m.cost, "local": m.local,
+                        "state": backend_state(shared, m),
+                        "in_flight": f.in_flight, "requests": f.requests, "errors": f.errors,
+                        "connect_failures": f.connect_failures,
+                        "health": crate::health_report::backend(m),
+                        "predicted": predicted(shared, m.id),
+                        "via": b.via.as_ref().map(|t| t.name()),
+                    })
+                })
+                .collect();
+            let view = shared.predictor_view.load();
+            let seen = view.concurrency.iter().find(|c| c.upstream == u.name);
+            let capacity = view
+                .pools
+                .iter()
+                .find(|p| p.upstream == u.name)
+                .map(|p| {
+                    json!({
+                        "concurrency": seen.map(|c| num(c.own)),
+                        "peer_concurrency": seen.map(|c| num(c.peers)),
+                        "predicted_demand": num(p.demand),
+                        "active_capacity": p.active_capacity,
+                        "total_capacity": p.total_capacity,
+                        "demand_exceeds_capacity": p.demand_exceeds_capacity,
+                    })
+                });
+            json!({
+                "name": u.name, "policy": u.policy.name(), "capacity": capacity, "retries": u.stats.retries.load(Ordering::Relaxed),
+                "no_backend": u.stats.no_backend.load(Ordering::Relaxed),
+                "health": crate::health_report::upstream(u), "backends": backends,
+            })
+        })
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        "uptime_seconds": shared.started.elapsed().as_secs_f64(),
+        "draining": shared.draining.load(Ordering::Relaxed),
+        "in_flight": shared.in_flight.load(Ordering::Relaxed),
+        "connections": shared.connections.load(Ordering::Relaxed),
+        "peers": shared.peers.status(),
+        "config": {
+            "path": shared.config_path.as_ref().map(|p| p.display().to_string()),
+            "hash": rt.version.hash,
+            "generation": rt.version.generation,
+            "loaded_at_unix": unix_secs(rt.version.loaded_at),
+        },
+        "last_reload": last_reload.as_ref().as_ref().map(|r| json!({
+            "at_unix": unix_secs(r.at), "ok": r.ok, "error": r.error, "changes": r.changes,
+        })),
+        "reloads": {"ok": shared.reloads_ok.load(Ordering::Relaxed), "failed": shared.reloads_failed.load(Ordering::Relaxed)},
+        "predictor": predictor_status(shared),
+        "segmentation": crate::segment_report::status(&rt),
+        "listeners": listeners,
+        "upstreams": upstreams,
+        "tunnels": shared.tunnels.status(),
+    })
+}
+
+fn predictor_status(shared: &Shared) -> Value {
+    let snapshot = shared.snapshot.load();
+    let view = shared.predictor_view.load();
+    let rt = shared.runtime.load();
+    // Backends under an anomaly penalty now, with how many anomalies each has had.
+    let anomalous: Vec<Value> = super::backends(&rt)
+        .filter(|(_, _, m)| snapshot.get(m.id).anomaly_penalty > 1.05)
+        .map(|(u, b, m)| {
+            let anomalies = view
+                .reports
+                .get(m.id as usize)
+                .and_then(|r| r.as_ref())
+                .map(|r| r.anomalies);
+            json!({
+                "upstream": u.name,
+                "backend": b.label,
+                "penalty": num(snapshot.get(m.id).anomaly_penalty),
+                "anomalies": anomalies,
+            })
+        })
+        .collect();
+    let age = crate::clock::now_nanos().saturating_sub(snapshot.built_at_nanos);
+    json!({
+        "snapshot_version": snapshot.version,
+        "snapshot_age_ms": if snapshot.version == 0 { Value::Null } else { num(age as f64 / 1e6) },
+        "ticks": view.ticks,
+        "last_tick_us": view.last_tick.as_micros() as u64,
+        "observations": shared.recorder.pushed(),
+        "observations_dropped": shared.recorder.dropped(),
+        "invalid_load_reports": shared.bad_load_reports.load(Ordering::Relaxed),
+        "anomalous": anomalous,
+    })
+}
+
+/// `GET /demand`: per upstream with standby planning, the concurrency this instance sees
+/// itself (`NAME CONCURRENCY` lines), what peers (`predictor.peers`) poll.
+pub fn demand(shared: &Shared) -> String {
+    let mut out = String::new();
+    for c in &shared.predictor_view.load().concurrency {
+        let _ = writeln!(out, "{} {}", c.upstream, c.own_last_second);
+    }
+    out
+}
