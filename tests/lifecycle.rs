@@ -89,14 +89,10 @@ fn upgrade_hands_over_listeners_without_failing_a_request() {
     for _ in 0..20 {
         assert_eq!(get(addr, "x", "/").status, 200);
     }
-    let (ok, failures) = load.finish();
+    let ok = load.finish_clean("during the upgrade");
     let _ = new.kill();
     let _ = new.wait();
     assert!(ok > 50, "the load loop made progress: {ok}");
-    assert!(
-        failures.is_empty(),
-        "failed requests during the upgrade: {failures:?}"
-    );
 }
 
 #[test]

@@ -71,12 +71,8 @@ fn reload_under_load_changes_backends_and_policy_with_zero_failures() {
             > 0
     );
 
-    let (ok, failures) = load.finish();
+    let ok = load.finish_clean("during reloads");
     assert!(ok > 20, "the load loop made progress: {ok}");
-    assert!(
-        failures.is_empty(),
-        "failed requests during reloads: {failures:?}"
-    );
 }
 
 #[test]

@@ -216,9 +216,7 @@ fn augur_reaches_wireguard_go_and_drops_sources_outside_allowed_ips() {
     // wireguard-go does not know where augur is: augur starts the handshake.
     let wg = WgPeer::start(1, &augur_public, None);
     let (augur, http, tcp) = augur_for("wg-go-1", &dir, &wg, udp, true);
-    let r = get(http, "api", "/");
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(backend_of(&r), "wg-go");
+    assert_answered_by(&get(http, "api", "/"), "wg-go");
     let r = get(http, "api", "/?size=5000000");
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 5_000_000);
@@ -285,7 +283,5 @@ fn wireguard_go_starts_the_handshake() {
         || augur.status()["upstreams"][0]["backends"][0]["health"]["state"].clone(),
         |state| state == "up",
     );
-    let r = get(http, "api", "/");
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(backend_of(&r), "wg-go");
+    assert_answered_by(&get(http, "api", "/"), "wg-go");
 }

@@ -61,16 +61,19 @@ impl Config {
         self
     }
 
+    /// Another tunnel.
     pub fn tunnel(mut self, tunnel: Tunnel) -> Config {
         self.tunnels.push(tunnel);
         self
     }
 
+    /// Another listener.
     pub fn listener(mut self, listener: Listener) -> Config {
         self.listeners.push(listener);
         self
     }
 
+    /// Another upstream.
     pub fn upstream(mut self, upstream: Upstream) -> Config {
         self.upstreams.push(upstream);
         self
@@ -139,6 +142,7 @@ impl Listener {
         }
     }
 
+    /// An HTTP listener (add its routes).
     pub fn http(name: &str, bind: SocketAddr) -> Listener {
         Listener::new(name, bind, "http")
     }
@@ -199,11 +203,13 @@ impl Route {
         }
     }
 
+    /// Only requests for this host.
     pub fn host(mut self, host: &str) -> Route {
         self.matches.push(format!("host: {host}"));
         self
     }
 
+    /// Only requests whose path starts with `prefix`.
     pub fn path(mut self, prefix: &str) -> Route {
         self.matches.push(format!("path_prefix: {prefix}"));
         self

@@ -18,6 +18,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+/// The augur binary under test.
 pub const AUGUR: &str = env!("CARGO_BIN_EXE_augur");
 
 /// A fresh directory for one test's files.
@@ -67,24 +68,18 @@ fn accepts(addr: SocketAddr) -> std::io::Result<()> {
 
 /// Waits until `addr` accepts a TCP connection.
 pub fn wait_listening(addr: SocketAddr, what: &str) {
-    let what = format!("{what} to listen on {addr}");
-    let _ = eventually_within(
-        Duration::from_secs(30),
-        &what,
-        || accepts(addr),
-        |r| r.is_ok(),
-    );
+    wait_accepting(addr, &format!("{what} to listen on {addr}"), true);
 }
 
 /// Waits until nothing accepts on `addr` any more.
 pub fn wait_closed(addr: SocketAddr, what: &str) {
-    let what = format!("{what} to stop listening on {addr}");
-    let _ = eventually_within(
-        Duration::from_secs(30),
-        &what,
-        || accepts(addr),
-        |r| r.is_err(),
-    );
+    wait_accepting(addr, &format!("{what} to stop listening on {addr}"), false);
+}
+
+/// Waits until whether `addr` accepts connections is `accepting`.
+fn wait_accepting(addr: SocketAddr, what: &str, accepting: bool) {
+    let limit = Duration::from_secs(30);
+    let _ = eventually_within(limit, what, || accepts(addr), |r| r.is_ok() == accepting);
 }
 
 /// Sends a signal by name ("TERM", "HUP", "QUIT", "INT", "KILL") to a process.
@@ -112,10 +107,12 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// A backend named `name` on a free loopback port, answering at once.
     pub fn start(name: &str) -> Backend {
         Backend::start_with_delay(name, Duration::ZERO)
     }
 
+    /// A backend that waits `delay` before each answer.
     pub fn start_with_delay(name: &str, delay: Duration) -> Backend {
         Backend::start_at(name, loopback(), delay)
     }
@@ -235,6 +232,7 @@ impl Augur {
         }
     }
 
+    /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -307,10 +305,12 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body as text (lossy).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The body parsed as JSON; panics with the body if it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
@@ -456,6 +456,12 @@ pub fn augur_cmd(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Checks that `r` is a 200 from the backend named `backend`.
+pub fn assert_answered_by(r: &Response, backend: &str) {
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(backend_of(r), backend, "{r:?}");
+}
+
 /// Which backend answered (from the `x-backend` header).
 pub fn backend_of(r: &Response) -> String {
     r.header("x-backend").unwrap_or("").to_owned()
@@ -469,6 +475,7 @@ pub struct RequestLoop {
 }
 
 impl RequestLoop {
+    /// Starts sending `GET path` to `addr`.
     pub fn start(addr: SocketAddr, path: &'static str) -> RequestLoop {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
@@ -490,6 +497,19 @@ impl RequestLoop {
         }
     }
 
+    /// Stops the loop and checks that none of its requests failed (`during` says when they
+    /// ran, for the message); returns how many succeeded, at least one.
+    pub fn finish_clean(self, during: &str) -> u64 {
+        let (ok, failures) = self.finish();
+        assert!(
+            failures.is_empty(),
+            "failed requests {during}: {failures:?}"
+        );
+        assert!(ok > 0, "no request succeeded {during}");
+        ok
+    }
+
+    /// Stops the loop: (successes, failures).
     pub fn finish(mut self) -> (u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         self.handle

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// How to get what is missing; the test command (`scripts/test.sh`) runs it first.
-const HOW: &str = "scripts/prereqs.sh installs it on Debian (run as root or with sudo)";
+const HOW: &str = "scripts/prereqs.sh installs them on Debian (run as root or with sudo)";
 
 /// The Debian package that provides `tool`.
 fn package_of(tool: &str) -> &str {
@@ -37,7 +37,7 @@ pub fn require_tools(tools: &[&str]) {
         .collect();
     assert!(
         missing.is_empty(),
-        "this test needs {} on PATH, which is not there: {HOW}",
+        "this test needs these on PATH, and they are missing: {}; {HOW}",
         missing.join(", ")
     );
 }
