@@ -112,6 +112,18 @@ fn serve(conn: TcpStream, name: &str, mode: &Mutex<Mode>, checks: &AtomicU64) {
     }
 }
 
+/// augur with listener `web` (returned) sending everything to upstream `u`: `backends`, and
+/// the upstream's `keys`.
+fn front(test: &str, backends: &[SocketAddr], keys: &[(&str, &str)]) -> (SocketAddr, Augur) {
+    let web = loopback();
+    let upstream = keys
+        .iter()
+        .fold(Upstream::new("u", backends), |u, (key, value)| {
+            u.with(key, value)
+        });
+    (web, Augur::start(test, &Config::web(web, upstream)))
+}
+
 /// `health` of the backend at `addr` in `/status`.
 fn health_of(augur: &Augur, addr: SocketAddr) -> serde_json::Value {
     backend_status(augur, addr)["health"].clone()
@@ -198,15 +210,18 @@ fn p99(samples: &[&Sample]) -> Duration {
 fn a_killed_backend_costs_no_request_is_taken_out_and_is_served_again_after_restart() {
     let [a, b, c] = ["a", "b", "c"].map(Backend::start);
     let c_addr = c.addr;
-    let web = loopback();
-    let upstream = Upstream::new("u", &[a.addr, b.addr, c_addr])
-        .with("policy", "round_robin")
-        .with("retries", 2)
-        .with(
-            "health_check",
-            "{ kind: tcp, interval: 200ms, timeout: 100ms, rise: 2, fall: 2 }",
-        );
-    let augur = Augur::start("health-kill", &Config::web(web, upstream));
+    let (web, augur) = front(
+        "health-kill",
+        &[a.addr, b.addr, c_addr],
+        &[
+            ("policy", "round_robin"),
+            ("retries", "2"),
+            (
+                "health_check",
+                "{ kind: tcp, interval: 200ms, timeout: 100ms, rise: 2, fall: 2 }",
+            ),
+        ],
+    );
     let requests = RequestLoop::start(web, "/");
     eventually("c serving", || requests_of(&augur, c_addr), |n| *n > 20);
 
@@ -250,16 +265,19 @@ fn a_killed_backend_costs_no_request_is_taken_out_and_is_served_again_after_rest
 fn a_black_hole_is_detected_taken_out_and_the_tail_recovers() {
     let [a, b] = ["a", "b"].map(Backend::start);
     let hole = Faulty::start("hole");
-    let web = loopback();
-    let upstream = Upstream::new("u", &[a.addr, b.addr, hole.addr])
-        .with("policy", "round_robin")
-        .with("read_timeout", "500ms")
-        .with("retries", 2)
-        .with(
-            "health_check",
-            "{ kind: http, path: /healthz, interval: 300ms, timeout: 250ms, rise: 2, fall: 2 }",
-        );
-    let augur = Augur::start("health-hole", &Config::web(web, upstream));
+    let (web, augur) = front(
+        "health-hole",
+        &[a.addr, b.addr, hole.addr],
+        &[
+            ("policy", "round_robin"),
+            ("read_timeout", "500ms"),
+            ("retries", "2"),
+            (
+                "health_check",
+                "{ kind: http, path: /healthz, interval: 300ms, timeout: 250ms, rise: 2, fall: 2 }",
+            ),
+        ],
+    );
     let requests = TimedLoop::start(web);
     eventually(
         "the hole serving",
@@ -374,14 +392,17 @@ fn a_flapping_backend_does_not_flap_the_upstream() {
     let a = Backend::start("a");
     let flappy = Faulty::start("flappy");
     flappy.set(Mode::Flapping);
-    let web = loopback();
-    let upstream = Upstream::new("u", &[a.addr, flappy.addr])
-        .with("policy", "round_robin")
-        .with(
-            "health_check",
-            "{ kind: http, path: /healthz, interval: 100ms, timeout: 80ms, rise: 2, fall: 3 }",
-        );
-    let augur = Augur::start("health-flap", &Config::web(web, upstream));
+    let (web, augur) = front(
+        "health-flap",
+        &[a.addr, flappy.addr],
+        &[
+            ("policy", "round_robin"),
+            (
+                "health_check",
+                "{ kind: http, path: /healthz, interval: 100ms, timeout: 80ms, rise: 2, fall: 3 }",
+            ),
+        ],
+    );
     // Two of every three checks fail, never three in a row: with fall 3 it stays up.
     eventually("30 checks", || flappy.checks(), |n| *n >= 30);
     let health = health_of(&augur, flappy.addr);
@@ -412,15 +433,18 @@ fn a_flapping_backend_does_not_flap_the_upstream() {
 fn with_every_backend_down_clients_get_quick_502s_without_a_retry_storm() {
     let [a, b] = ["a", "b"].map(Backend::start);
     let (a_addr, b_addr) = (a.addr, b.addr);
-    let web = loopback();
-    let upstream = Upstream::new("u", &[a.addr, b.addr])
-        .with("retries", 2)
-        .with("retry_budget", "{ ratio: 0.2, min_per_second: 1 }")
-        .with(
-            "health_check",
-            "{ kind: tcp, interval: 200ms, timeout: 100ms, rise: 1, fall: 2 }",
-        );
-    let augur = Augur::start("health-down", &Config::web(web, upstream));
+    let (web, augur) = front(
+        "health-down",
+        &[a.addr, b.addr],
+        &[
+            ("retries", "2"),
+            ("retry_budget", "{ ratio: 0.2, min_per_second: 1 }"),
+            (
+                "health_check",
+                "{ kind: tcp, interval: 200ms, timeout: 100ms, rise: 1, fall: 2 }",
+            ),
+        ],
+    );
     for _ in 0..20 {
         assert_eq!(get(web, "localhost", "/").status, 200);
     }

@@ -158,15 +158,15 @@ impl Listener {
         Listener::new(name, bind, "tcp").with("upstream", upstream)
     }
 
-    /// Another key (`allow`, `segment_mode`, `idle_timeout`).
-    pub fn with(self, key: &str, value: impl Display) -> Listener {
-        self.lines(&format!("    {key}: {value}\n"))
-    }
-
     /// Keys as written, indented four spaces (what `augur segments suggest` prints).
     pub fn lines(mut self, yaml: &str) -> Listener {
         self.keys.push_str(yaml);
         self
+    }
+
+    /// Another key (`allow`, `segment_mode`, `idle_timeout`).
+    pub fn with(self, key: &str, value: impl Display) -> Listener {
+        self.lines(&format!("    {key}: {value}\n"))
     }
 
     /// The next route (first match wins).
