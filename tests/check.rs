@@ -1,22 +1,31 @@
 //! `augur check`, `--help`, `--version`, and every example config.
 
+use std::path::Path;
+
 use crate::support::*;
+
+/// Writes `yaml` to `name` in `dir` and runs `augur check` on it: (the file's path as
+/// printed, exit code, stdout).
+fn check(dir: &Path, name: &str, yaml: &str) -> (String, i32, String) {
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    let (code, out, _) = augur_cmd(&["check", "-c", path.to_str().unwrap()]);
+    (path.display().to_string(), code, out)
+}
 
 #[test]
 fn check_accepts_a_good_file_and_locates_every_problem_in_a_bad_one() {
     let dir = temp_dir("check");
-    let good = dir.join("good.yaml");
-    std::fs::write(
-        &good,
+    let (_, code, out) = check(
+        &dir,
+        "good.yaml",
         "listeners:\n  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }\nupstreams:\n  - { name: api, backends: [ { addr: 127.0.0.1:9001 } ] }\n",
-    )
-    .unwrap();
-    let (code, out, _) = augur_cmd(&["check", "-c", good.to_str().unwrap()]);
+    );
     assert_eq!((code, out.trim()), (0, "ok"));
 
-    let bad = dir.join("bad.yaml");
-    std::fs::write(
-        &bad,
+    let (file, code, out) = check(
+        &dir,
+        "bad.yaml",
         "listeners:
   - name: web
     bind: 127.0.0.1:8080
@@ -28,11 +37,8 @@ upstreams:
     backends:
       - addr: 10.0.0.1:80a
 ",
-    )
-    .unwrap();
-    let (code, out, _) = augur_cmd(&["check", "-c", bad.to_str().unwrap()]);
+    );
     assert_eq!(code, 1, "{out}");
-    let file = bad.display().to_string();
     assert!(
         out.contains(&format!("{file}:6:19: listeners[0].routes[0].upstream: "))
             && out.contains("\"api\""),
@@ -43,18 +49,13 @@ upstreams:
         "{out}"
     );
 
-    let typo = dir.join("typo.yaml");
-    std::fs::write(
-        &typo,
+    let (typo, code, out) = check(
+        &dir,
+        "typo.yaml",
         "listeners:\n  - name: web\n    bnd: 127.0.0.1:8080\n",
-    )
-    .unwrap();
-    let (code, out, _) = augur_cmd(&["check", "-c", typo.to_str().unwrap()]);
-    assert_eq!(code, 1);
-    assert!(
-        out.contains(&format!("{}:3:5: listeners[0]", typo.display())),
-        "{out}"
     );
+    assert_eq!(code, 1);
+    assert!(out.contains(&format!("{typo}:3:5: listeners[0]")), "{out}");
     assert!(out.contains("did you mean `bind`"), "{out}");
 
     let (code, out, err) = augur_cmd(&["check", "-c", dir.join("missing.yaml").to_str().unwrap()]);

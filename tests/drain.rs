@@ -1,36 +1,23 @@
 //! Drains for rolling updates: no new requests, in-flight ones finish, undrain restores.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 
 use crate::support::*;
 
 #[test]
 fn drained_backends_get_no_new_requests_and_finish_what_they_have() {
-    let (a, b, c) = (
-        Backend::start("a"),
-        Backend::start("b"),
-        Backend::start("c"),
-    );
-    let s = Backend::start("s");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let [a, b, c, s] = ["a", "b", "c", "s"].map(Backend::start);
+    let addr = loopback();
     let augur = Augur::start(
         "drain",
-        &format!(
-            "listeners:
-  - name: web
-    bind: {addr}
-    protocol: http
-    routes:
-      - {{ match: {{ path_prefix: /slow }}, upstream: slow }}
-      - {{ upstream: u }}
-upstreams:
-  - {{ name: u, policy: round_robin, backends: [ {{ addr: {} }}, {{ addr: {} }}, {{ addr: {} }} ] }}
-  - {{ name: slow, read_timeout: 10s, backends: [ {{ addr: {} }} ] }}
-",
-            a.addr, b.addr, c.addr, s.addr
-        ),
-        &[addr],
+        &Config::new()
+            .listener(
+                Listener::http("web", addr)
+                    .route(Route::to("slow").path("/slow"))
+                    .route(Route::to("u")),
+            )
+            .upstream(Upstream::new("u", &[a.addr, b.addr, c.addr]).with("policy", "round_robin"))
+            .upstream(Upstream::new("slow", &[s.addr]).with("read_timeout", "10s")),
     );
     let config = augur.config.to_str().unwrap().to_owned();
 
@@ -60,8 +47,9 @@ upstreams:
 
     // A named drain with a request in flight: it finishes, then the backend shows drained.
     let slow = std::thread::spawn(move || get(addr, "x", "/slow?delay_ms=800"));
-    eventually("the slow request in flight", || {
-        (augur.status()["upstreams"][1]["backends"][0]["in_flight"] == 1).then_some(())
+    let slow_backend = || augur.status()["upstreams"][1]["backends"][0].clone();
+    eventually("the slow request in flight", slow_backend, |b| {
+        b["in_flight"] == 1
     });
     let r = request(
         augur.admin,
@@ -86,8 +74,8 @@ upstreams:
         200,
         "the request in flight finished"
     );
-    eventually("drained with nothing in flight", || {
-        (augur.status()["upstreams"][1]["backends"][0]["state"] == "drained").then_some(())
+    eventually("drained with nothing in flight", slow_backend, |b| {
+        b["state"] == "drained"
     });
 
     // Undrain everything.

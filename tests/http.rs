@@ -1,44 +1,23 @@
 //! HTTP and HTTPS proxying: routing, forwarding headers, retries, errors, HTTP/2.
 
-use std::net::SocketAddr;
-use std::process::Command;
-
 use crate::support::*;
-
-fn listener_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
 
 #[test]
 fn routes_by_host_and_path_and_forwards_headers() {
-    let api = Backend::start("api");
-    let web = Backend::start("web");
-    let admin_b = Backend::start("admin-b");
-    let addr = listener_addr();
+    let [api, web, admin_b] = ["api", "web", "admin-b"].map(Backend::start);
+    let addr = loopback();
     let augur = Augur::start(
         "routes",
-        &format!(
-            "listeners:
-  - name: web
-    bind: {addr}
-    protocol: http
-    routes:
-      - match: {{ host: api.example.com, path_prefix: /v1 }}
-        upstream: api
-      - match: {{ path_prefix: /admin }}
-        upstream: admin
-      - upstream: web
-upstreams:
-  - name: api
-    backends: [ {{ addr: {} }} ]
-  - name: admin
-    backends: [ {{ addr: {} }} ]
-  - name: web
-    backends: [ {{ addr: {} }} ]
-",
-            api.addr, admin_b.addr, web.addr
-        ),
-        &[addr],
+        &Config::new()
+            .listener(
+                Listener::http("web", addr)
+                    .route(Route::to("api").host("api.example.com").path("/v1"))
+                    .route(Route::to("admin").path("/admin"))
+                    .route(Route::to("web")),
+            )
+            .upstream(Upstream::new("api", &[api.addr]))
+            .upstream(Upstream::new("admin", &[admin_b.addr]))
+            .upstream(Upstream::new("web", &[web.addr])),
     );
     let r = get(addr, "api.example.com", "/v1/users");
     assert_eq!((r.status, backend_of(&r).as_str()), (200, "api"));
@@ -68,47 +47,39 @@ upstreams:
         b"",
     );
     assert_eq!(r.json()["x_forwarded_for"], "203.0.113.9, 127.0.0.1");
-    eventually("api's two requests counted", || {
-        (augur.status()["upstreams"][0]["backends"][0]["requests"] == 2).then_some(())
-    });
+    eventually(
+        "api's two requests counted",
+        || augur.status()["upstreams"][0]["backends"][0]["requests"].clone(),
+        |n| *n == 2,
+    );
 }
 
 #[test]
 fn unmatched_request_gets_404() {
     let b = Backend::start("b");
-    let addr = listener_addr();
+    let addr = loopback();
     let augur = Augur::start(
         "unrouted",
-        &format!(
-            "listeners:
-  - name: web
-    bind: {addr}
-    protocol: http
-    routes: [ {{ match: {{ path_prefix: /only }}, upstream: u }} ]
-upstreams:
-  - name: u
-    backends: [ {{ addr: {} }} ]
-",
-            b.addr
-        ),
-        &[addr],
+        &Config::new()
+            .listener(Listener::http("web", addr).route(Route::to("u").path("/only")))
+            .upstream(Upstream::new("u", &[b.addr])),
     );
     let r = get(addr, "x", "/other");
     assert_eq!(r.status, 404);
     assert!(r.text().contains("no route"));
-    eventually("the unrouted request counted", || {
-        augur
-            .metrics()
-            .contains("augur_listener_unrouted_total{listener=\"web\"} 1")
-            .then_some(())
-    });
+    let unrouted = "augur_listener_unrouted_total{listener=\"web\"} 1";
+    eventually(
+        "the unrouted request counted",
+        || augur.metrics(),
+        |m| m.contains(unrouted),
+    );
 }
 
 #[test]
 fn request_bodies_are_streamed_through() {
     let b = Backend::start("b");
-    let addr = listener_addr();
-    let _augur = Augur::start("body", &one_upstream(addr, "", &[b.addr]), &[addr]);
+    let addr = loopback();
+    let _augur = Augur::start("body", &Config::web(addr, Upstream::new("u", &[b.addr])));
     let body = vec![b'z'; 5 * 1024 * 1024];
     let r = request(addr, "POST", "/upload", "x", &[], &body);
     assert_eq!(r.status, 200);
@@ -123,16 +94,11 @@ fn refused_connections_are_retried_on_another_backend() {
     let live = Backend::start("live");
     let dead1 = dead_addr();
     let dead2 = dead_addr();
-    let addr = listener_addr();
-    let augur = Augur::start(
-        "retry",
-        &one_upstream(
-            addr,
-            "policy: round_robin, retries: 2, ",
-            &[dead1, live.addr, dead2],
-        ),
-        &[addr],
-    );
+    let addr = loopback();
+    let upstream = Upstream::new("u", &[dead1, live.addr, dead2])
+        .with("policy", "round_robin")
+        .with("retries", 2);
+    let augur = Augur::start("retry", &Config::web(addr, upstream));
     for _ in 0..30 {
         let r = get(addr, "x", "/");
         assert_eq!((r.status, backend_of(&r).as_str()), (200, "live"));
@@ -152,54 +118,35 @@ fn refused_connections_are_retried_on_another_backend() {
         "augur_backend_connect_failures_total{{upstream=\"u\",backend=\"{dead1}\"}}"
     )));
     // Retries give back every in-flight slot they took.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let slots = || {
         let status = augur.status();
-        let slots: Vec<u64> = status["upstreams"][0]["backends"]
+        let backends = status["upstreams"][0]["backends"]
             .as_array()
             .unwrap()
-            .iter()
-            .map(|b| b["in_flight"].as_u64().unwrap())
-            .collect();
-        if slots == [0, 0, 0] && status["in_flight"] == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "in-flight slots leaked: {slots:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+            .iter();
+        let slots: Vec<u64> = backends.map(|b| b["in_flight"].as_u64().unwrap()).collect();
+        (slots, status["in_flight"].clone())
+    };
+    eventually(
+        "every in-flight slot given back",
+        slots,
+        |(slots, total)| slots == &[0, 0, 0] && *total == 0,
+    );
 }
 
 #[test]
 fn all_backends_down_gives_502_and_a_slow_backend_gives_504() {
     let slow = Backend::start_with_delay("slow", std::time::Duration::from_millis(2000));
-    let addr = listener_addr();
-    let _augur = Augur::start(
-        "down",
-        &format!(
-            "listeners:
-  - name: web
-    bind: {addr}
-    protocol: http
-    routes:
-      - {{ match: {{ path_prefix: /slow }}, upstream: slow }}
-      - {{ upstream: dead }}
-upstreams:
-  - name: dead
-    retries: 1
-    backends: [ {{ addr: {} }}, {{ addr: {} }} ]
-  - name: slow
-    read_timeout: 200ms
-    backends: [ {{ addr: {} }} ]
-",
-            dead_addr(),
-            dead_addr(),
-            slow.addr
-        ),
-        &[addr],
-    );
+    let addr = loopback();
+    let config = Config::new()
+        .listener(
+            Listener::http("web", addr)
+                .route(Route::to("slow").path("/slow"))
+                .route(Route::to("dead")),
+        )
+        .upstream(Upstream::new("dead", &[dead_addr(), dead_addr()]).with("retries", 1))
+        .upstream(Upstream::new("slow", &[slow.addr]).with("read_timeout", "200ms"));
+    let _augur = Augur::start("down", &config);
     let r = get(addr, "x", "/");
     assert_eq!(r.status, 502);
     assert!(
@@ -219,42 +166,16 @@ upstreams:
 #[test]
 fn https_with_http1_and_http2() {
     let b = Backend::start("b");
-    let addr = listener_addr();
-    let dir = temp_dir("tls-certs");
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-    std::fs::write(dir.join("server.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), cert.key_pair.serialize_pem()).unwrap();
+    let addr = loopback();
+    let (cert, key) = tls_cert(&temp_dir("tls-certs"));
     let _augur = Augur::start(
         "https",
-        &format!(
-            "listeners:
-  - name: tls
-    bind: {addr}
-    protocol: https
-    tls: {{ cert: {}, key: {} }}
-    routes: [ {{ upstream: u }} ]
-upstreams:
-  - {{ name: u, backends: [ {{ addr: {} }} ] }}
-",
-            dir.join("server.pem").display(),
-            dir.join("server.key").display(),
-            b.addr
-        ),
-        &[addr],
+        &Config::new()
+            .listener(Listener::https("tls", addr, &cert, &key).route(Route::to("u")))
+            .upstream(Upstream::new("u", &[b.addr])),
     );
     for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
-        let out = Command::new("curl")
-            .args(["-sS", "--cacert"])
-            .arg(dir.join("server.pem"))
-            .args([
-                flag,
-                "--resolve",
-                &format!("localhost:{}:127.0.0.1", addr.port()),
-            ])
-            .args(["-w", "\n%{http_version} %{http_code}"])
-            .arg(format!("https://localhost:{}/secure", addr.port()))
-            .output()
-            .expect("curl");
+        let out = curl_https(&cert, addr, "/secure", &[flag]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -273,40 +194,31 @@ upstreams:
 #[test]
 fn access_log_writes_one_json_line_per_request() {
     let b = Backend::start("b");
-    let addr = listener_addr();
-    let augur = Augur::start_with(
+    let addr = loopback();
+    let log = temp_dir("accesslog-file").join("access.log");
+    let _augur = Augur::start(
         "accesslog",
-        |dir| format!("  access_log: {{ path: {}, format: json }}\n", dir.join("access.log").display()),
-        &format!(
-            "listeners:
-  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ match: {{ path_prefix: /api }}, upstream: u }} ] }}
-upstreams:
-  - {{ name: u, backends: [ {{ addr: {} }} ] }}
-",
-            b.addr
-        ),
-        &[addr],
+        &Config::new()
+            .server(
+                "access_log",
+                format!("{{ path: {}, format: json }}", log.display()),
+            )
+            .listener(Listener::http("web", addr).route(Route::to("u").path("/api")))
+            .upstream(Upstream::new("u", &[b.addr])),
     );
     assert_eq!(get(addr, "example.com", "/api/one").status, 200);
     assert_eq!(get(addr, "example.com", "/nowhere").status, 404);
-    let path = augur.dir.join("access.log");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let lines = loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect();
-        if lines.len() >= 2 {
-            break lines;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "access log has {} lines",
-            lines.len()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
+    let lines = eventually(
+        "both requests in the access log",
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines = text
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("JSON line"));
+            lines.collect::<Vec<serde_json::Value>>()
+        },
+        |lines| lines.len() >= 2,
+    );
     let api = lines
         .iter()
         .find(|l| l["path"] == "/api/one")
@@ -329,11 +241,10 @@ upstreams:
 fn a_client_leaving_mid_request_is_not_an_error() {
     use std::io::Write;
     let slow = Backend::start_with_delay("slow-leave", std::time::Duration::from_millis(300));
-    let addr = listener_addr();
+    let addr = loopback();
     let augur = Augur::start(
         "client-leaves",
-        &one_upstream(addr, "", &[slow.addr]),
-        &[addr],
+        &Config::web(addr, Upstream::new("u", &[slow.addr])),
     );
     for _ in 0..3 {
         let mut conn = std::net::TcpStream::connect(addr).unwrap();
@@ -341,11 +252,15 @@ fn a_client_leaving_mid_request_is_not_an_error() {
             .unwrap();
         drop(conn);
     }
-    eventually("the abandoned requests to finish", || {
-        let status = augur.status();
-        let done = status["upstreams"][0]["backends"][0]["requests"].as_u64();
-        (status["in_flight"] == 0 && done >= Some(3)).then_some(())
-    });
+    eventually(
+        "the abandoned requests to finish",
+        || {
+            let status = augur.status();
+            let done = status["upstreams"][0]["backends"][0]["requests"].clone();
+            (status["in_flight"].clone(), done)
+        },
+        |(in_flight, done)| *in_flight == 0 && done.as_u64() >= Some(3),
+    );
     let log = augur.log();
     assert!(!log.contains("ERROR"), "{log}");
 }

@@ -17,6 +17,7 @@ fn wg_pubkey(private: &str) -> String {
 
 #[test]
 fn keys_agree_with_wireguard_tools_both_ways() {
+    require_tools(&["wg"]);
     for _ in 0..5 {
         // A key from augur, read by both.
         let (code, ours, err) = augur_cmd(&["keygen"]);

@@ -1,6 +1,5 @@
 //! Selection policies on a real proxy: latency-aware ones steer away from a slow backend.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::*;
@@ -8,16 +7,9 @@ use crate::support::*;
 fn share_of_fast(policy: &str) -> (usize, usize) {
     let fast = Backend::start("fast");
     let slow = Backend::start_with_delay("slow", Duration::from_millis(40));
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let _augur = Augur::start(
-        &format!("policy-{policy}"),
-        &one_upstream(
-            addr,
-            &format!("policy: {policy}, "),
-            &[fast.addr, slow.addr],
-        ),
-        &[addr],
-    );
+    let addr = loopback();
+    let upstream = Upstream::new("u", &[fast.addr, slow.addr]).with("policy", policy);
+    let _augur = Augur::start(&format!("policy-{policy}"), &Config::web(addr, upstream));
     let total = 60;
     let fast_hits = (0..total)
         .filter(|_| {

@@ -1,14 +1,15 @@
 //! The predictor loop end to end: observations in, forecasts and load reports in `/status`.
 
-use std::net::SocketAddr;
-
 use crate::support::*;
 
 #[test]
 fn forecasts_and_load_reports_reach_status_and_metrics() {
     let b = Backend::start("b");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let augur = Augur::start("predictor", &one_upstream(addr, "", &[b.addr]), &[addr]);
+    let addr = loopback();
+    let augur = Augur::start(
+        "predictor",
+        &Config::web(addr, Upstream::new("u", &[b.addr])),
+    );
     for _ in 0..20 {
         let r = get(addr, "x", "/?orca=70");
         assert_eq!(r.status, 200);
@@ -20,21 +21,26 @@ fn forecasts_and_load_reports_reach_status_and_metrics() {
     }
     // Reports are averaged per tick and smoothed across ticks: keep them coming until the
     // snapshot has converged on them.
-    let status = eventually("the report and a forecast in the snapshot", || {
+    let report_and_status = || {
         let r = get(addr, "x", "/?orca=70");
         assert_eq!(
             r.header("endpoint-load-metrics"),
             None,
             "load reports are stripped"
         );
-        let s = augur.status();
-        let p = &s["upstreams"][0]["backends"][0]["predicted"];
-        let seen = p["utilization"]
-            .as_f64()
-            .is_some_and(|u| (u - 0.7).abs() < 0.05)
-            && p["latency_ms"].as_f64().is_some_and(|l| l > 0.0);
-        seen.then_some(s)
-    });
+        augur.status()
+    };
+    let status = eventually(
+        "the report and a forecast in the snapshot",
+        report_and_status,
+        |s| {
+            let p = &s["upstreams"][0]["backends"][0]["predicted"];
+            p["utilization"]
+                .as_f64()
+                .is_some_and(|u| (u - 0.7).abs() < 0.05)
+                && p["latency_ms"].as_f64().is_some_and(|l| l > 0.0)
+        },
+    );
     assert_eq!(status["upstreams"][0]["policy"], "predictive");
     assert!(status["predictor"]["snapshot_version"].as_u64().unwrap() > 0);
     assert!(status["predictor"]["observations"].as_u64().unwrap() >= 20);
@@ -43,9 +49,11 @@ fn forecasts_and_load_reports_reach_status_and_metrics() {
     assert!(status["predictor"]["anomalous"].is_array());
 
     assert_eq!(get(addr, "x", "/?orca_bad=1").status, 200);
-    eventually("the malformed report counted", || {
-        (augur.status()["predictor"]["invalid_load_reports"] == 1).then_some(())
-    });
+    eventually(
+        "the malformed report counted",
+        || augur.status()["predictor"]["invalid_load_reports"].clone(),
+        |n| *n == 1,
+    );
     let metrics = augur.metrics();
     for name in [
         "augur_backend_predicted_latency_ms{upstream=\"u\"",
@@ -61,30 +69,28 @@ fn forecasts_and_load_reports_reach_status_and_metrics() {
 #[test]
 fn a_sudden_slowdown_is_flagged_as_an_anomaly() {
     let b = Backend::start("b");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let augur = Augur::start("anomaly", &one_upstream(addr, "", &[b.addr]), &[addr]);
+    let addr = loopback();
+    let augur = Augur::start("anomaly", &Config::web(addr, Upstream::new("u", &[b.addr])));
     let steady = RequestLoop::start(addr, "/");
     // Let the detector see a steady series first (it needs 8 ticks of residuals).
-    eventually("a settled forecast", || {
-        let s = augur.status();
-        let p = &s["upstreams"][0]["backends"][0]["predicted"];
-        (s["predictor"]["ticks"].as_u64() > Some(20) && p["forecast_mae_ms"].is_number())
-            .then_some(())
-    });
+    eventually(
+        "a settled forecast",
+        || augur.status(),
+        |s| {
+            let p = &s["upstreams"][0]["backends"][0]["predicted"];
+            s["predictor"]["ticks"].as_u64() > Some(20) && p["forecast_mae_ms"].is_number()
+        },
+    );
     for _ in 0..3 {
         assert_eq!(get(addr, "x", "/?delay_ms=300").status, 200);
     }
-    let listed = eventually("the backend listed as anomalous", || {
-        let s = augur.status();
-        let list = s["predictor"]["anomalous"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        (!list.is_empty()).then_some(list)
-    });
+    let listed = eventually(
+        "the backend listed as anomalous",
+        || augur.status()["predictor"]["anomalous"].clone(),
+        |list| list.as_array().is_some_and(|l| !l.is_empty()),
+    );
     assert_eq!(listed[0]["backend"], b.addr.to_string());
     assert!(listed[0]["penalty"].as_f64().unwrap() > 1.05);
     assert!(listed[0]["anomalies"].as_u64().unwrap() >= 1);
-    let (_, failures) = steady.finish();
-    assert!(failures.is_empty(), "{failures:?}");
+    steady.finish_clean("around the slowdown");
 }

@@ -4,7 +4,6 @@
 
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
@@ -91,22 +90,28 @@ fn connections(listener: &str, segment: &str, decision: &str) -> String {
 
 /// Waits until a metrics sample reaches `at_least`.
 fn wait_metric(augur: &Augur, series: &str, at_least: u64) -> u64 {
-    eventually(&format!("{series} >= {at_least}"), || {
-        let v = sample(&augur.metrics(), series);
-        (v >= at_least).then_some(v)
-    })
+    let what = format!("{series} >= {at_least}");
+    eventually(
+        &what,
+        || sample(&augur.metrics(), series),
+        |v| *v >= at_least,
+    )
+}
+
+/// Waits until augur's log has a line containing `text`; returns the log.
+fn wait_logged(augur: &Augur, text: &str) -> String {
+    let what = format!("a log line with {text:?}");
+    eventually(&what, || augur.log(), |log| log.contains(text))
 }
 
 /// HTTPS GET through curl from `src`; returns (curl succeeded, stdout).
 fn curl_from(src: &str, cert: &std::path::Path, addr: SocketAddr) -> (bool, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "--interface", src, "--cacert"])
-        .arg(cert)
-        .args(["--resolve", &format!("localhost:{}:127.0.0.1", addr.port())])
-        .args(["-w", "\n%{http_code}"])
-        .arg(format!("https://localhost:{}/tls", addr.port()))
-        .output()
-        .expect("curl");
+    let out = curl_https(
+        cert,
+        addr,
+        "/tls",
+        &["--max-time", "10", "--interface", src],
+    );
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -121,66 +126,42 @@ fn echo(conn: &mut TcpStream, payload: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(got)
 }
 
-fn port_on(ip: &str) -> SocketAddr {
-    SocketAddr::new(self::ip(ip), free_port())
-}
-
 #[test]
 fn segments_are_enforced_at_accept_on_http_https_tcp_and_both_families() {
     let b = Backend::start("b");
     let echo_addr = echo_server();
-    let dir = temp_dir("segments-tls");
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-    let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server.key"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let web = port_on("127.0.0.1");
-    let tls = port_on("127.0.0.1");
-    let db = port_on("127.0.0.1");
+    let (cert_path, key_path) = tls_cert(&temp_dir("segments-tls"));
+    let [web, tls, db] = [(); 3].map(|_| loopback());
     let dual = SocketAddr::new(ip("::"), free_port());
+    let only_office = "[office]";
     let augur = Augur::start(
         "segments-accept",
-        &format!(
-            "segments:
-  - name: office
-    sources: [{OFFICE}/32, \"::1/128\", 10.1.0.0/16]
-  - name: monitoring
-    sources: [{MONITORING}]
-  - name: lab
-    sources: [{STRANGER}]
-listeners:
-  - name: web
-    bind: {web}
-    protocol: http
-    allow: [office, monitoring]
-    routes:
-      - {{ match: {{ path_prefix: /admin }}, upstream: u, allow: [office] }}
-      - {{ upstream: u }}
-  - name: tls
-    bind: {tls}
-    protocol: https
-    tls: {{ cert: {}, key: {} }}
-    allow: [office]
-    routes: [ {{ upstream: u }} ]
-  - name: db
-    bind: {db}
-    protocol: tcp
-    upstream: echo
-    allow: [office]
-  - name: dual
-    bind: \"{dual}\"
-    protocol: http
-    allow: [office]
-    routes: [ {{ upstream: u }} ]
-upstreams:
-  - {{ name: u, backends: [ {{ addr: {} }} ] }}
-  - {{ name: echo, backends: [ {{ addr: {echo_addr} }} ] }}
-",
-            cert_path.display(),
-            key_path.display(),
-            b.addr
-        ),
-        &[web, tls, db],
+        &Config::new()
+            .segment(
+                "office",
+                &[&format!("{OFFICE}/32"), "::1/128", "10.1.0.0/16"],
+            )
+            .segment("monitoring", &[MONITORING])
+            .segment("lab", &[STRANGER])
+            .listener(
+                Listener::http("web", web)
+                    .with("allow", "[office, monitoring]")
+                    .route(Route::to("u").path("/admin").with("allow", only_office))
+                    .route(Route::to("u")),
+            )
+            .listener(
+                Listener::https("tls", tls, &cert_path, &key_path)
+                    .with("allow", only_office)
+                    .route(Route::to("u")),
+            )
+            .listener(Listener::tcp("db", db, "echo").with("allow", only_office))
+            .listener(
+                Listener::http("dual", dual)
+                    .with("allow", only_office)
+                    .route(Route::to("u")),
+            )
+            .upstream(Upstream::new("u", &[b.addr]))
+            .upstream(Upstream::new("echo", &[echo_addr])),
     );
 
     // HTTP: both allowed segments are served; a host in no allowed segment is closed at
@@ -284,36 +265,26 @@ upstreams:
     assert!(seg["listeners"][0]["connections"]["denied"].as_u64() >= Some(4));
 
     // Denials are logged with their fields (rate-limited; a handful here).
-    let log = eventually("a denial log line", || {
-        let log = augur.log();
-        log.contains("segment denial").then_some(log)
-    });
+    let log = wait_logged(&augur, "segment denial");
     assert!(log.contains(STRANGER), "{log}");
 }
 
 #[test]
 fn audit_mode_lets_sources_through_and_counts_would_deny() {
     let b = Backend::start("b");
-    let web = port_on("127.0.0.1");
+    let web = loopback();
     let augur = Augur::start(
         "segments-audit",
-        &format!(
-            "segments:
-  - {{ name: office, sources: [{OFFICE}] }}
-  - {{ name: lab, sources: [{STRANGER}] }}
-listeners:
-  - name: web
-    bind: {web}
-    protocol: http
-    allow: [office]
-    segment_mode: audit
-    routes: [ {{ upstream: u }} ]
-upstreams:
-  - {{ name: u, backends: [ {{ addr: {} }} ] }}
-",
-            b.addr
-        ),
-        &[web],
+        &Config::new()
+            .segment("office", &[OFFICE])
+            .segment("lab", &[STRANGER])
+            .listener(
+                Listener::http("web", web)
+                    .with("allow", "[office]")
+                    .with("segment_mode", "audit")
+                    .route(Route::to("u")),
+            )
+            .upstream(Upstream::new("u", &[b.addr])),
     );
     for _ in 0..3 {
         assert_eq!(get_from(STRANGER, web, "/", "").unwrap().status, 200);
@@ -331,39 +302,31 @@ upstreams:
         augur.status()["segmentation"]["listeners"][0]["mode"],
         "audit"
     );
-    eventually("a would-deny log line", || {
-        augur.log().contains("would_deny").then_some(())
-    });
+    wait_logged(&augur, "would_deny");
 }
 
 #[test]
 fn learned_segments_pasted_and_reloaded_admit_the_observed_sources_only() {
     let b = Backend::start("b");
     let echo_addr = echo_server();
-    let web = port_on("127.0.0.1");
-    let db = port_on("127.0.0.1");
-    let config = |segments: &str, web_extra: &str, db_extra: &str| {
-        format!(
-            "{segments}listeners:
-  - name: web
-    bind: {web}
-    protocol: http
-{web_extra}    routes:
-      - {{ match: {{ path_prefix: /api }}, upstream: u }}
-      - {{ upstream: u }}
-  - name: db
-    bind: {db}
-    protocol: tcp
-    upstream: echo
-{db_extra}upstreams:
-  - {{ name: u, backends: [ {{ addr: {} }} ] }}
-  - {{ name: echo, backends: [ {{ addr: {echo_addr} }} ] }}
-",
-            b.addr
-        )
+    let web = loopback();
+    let db = loopback();
+    // The listeners' own keys and the `segments:` block are YAML as augur suggests them.
+    let config = |segments: &str, web_keys: &str, db_keys: &str| {
+        Config::new()
+            .section(segments)
+            .listener(
+                Listener::http("web", web)
+                    .lines(web_keys)
+                    .route(Route::to("u").path("/api"))
+                    .route(Route::to("u")),
+            )
+            .listener(Listener::tcp("db", db, "echo").lines(db_keys))
+            .upstream(Upstream::new("u", &[b.addr]))
+            .upstream(Upstream::new("echo", &[echo_addr]))
     };
     let learn = "    segment_mode: learn\n";
-    let augur = Augur::start("segments-learn", &config("", learn, learn), &[web, db]);
+    let augur = Augur::start("segments-learn", &config("", learn, learn));
     // Two networks use the HTTP listener, one the TCP listener; nothing is refused.
     for _ in 0..3 {
         assert_eq!(get_from(OFFICE, web, "/api/v1", "").unwrap().status, 200);
@@ -374,11 +337,14 @@ fn learned_segments_pasted_and_reloaded_admit_the_observed_sources_only() {
     drop(conn);
 
     // The CLI asks the admin listener, and prints the same as GET /segments/suggest.
-    let suggestion = eventually("the flows to be recorded", || {
+    let suggest = || {
         let (code, out, err) =
             augur_cmd(&["segments", "suggest", "-c", augur.config.to_str().unwrap()]);
         assert_eq!(code, 0, "augur segments suggest: {err}");
-        (out.contains("127.0.2.0/24") && out.contains("127.0.5.0/24")).then_some(out)
+        out
+    };
+    let suggestion = eventually("the flows to be recorded", suggest, |out| {
+        out.contains("127.0.2.0/24") && out.contains("127.0.5.0/24")
     });
     let r = get(augur.admin, "localhost", "/segments/suggest");
     assert_eq!(r.status, 200);
@@ -425,31 +391,25 @@ fn reload_revokes_live_keepalive_connections_and_tcp_relays_of_dropped_networks(
     // Long enough for the reload to happen while a request waits on it.
     let slow = Backend::start_with_delay("slow", Duration::from_secs(2));
     let echo_addr = echo_server();
-    let web = port_on("127.0.0.1");
-    let db = port_on("127.0.0.1");
+    let web = loopback();
+    let db = loopback();
     let config = |allow: &str| {
-        format!(
-            "segments:
-  - {{ name: office, sources: [{OFFICE}] }}
-  - {{ name: monitoring, sources: [{MONITORING}] }}
-listeners:
-  - name: web
-    bind: {web}
-    protocol: http
-    allow: [{allow}]
-    routes:
-      - {{ match: {{ path_prefix: /slow }}, upstream: slow }}
-      - {{ upstream: u }}
-  - {{ name: db, bind: {db}, protocol: tcp, upstream: echo, allow: [{allow}] }}
-upstreams:
-  - {{ name: u, backends: [ {{ addr: {} }} ] }}
-  - {{ name: slow, backends: [ {{ addr: {} }} ] }}
-  - {{ name: echo, backends: [ {{ addr: {echo_addr} }} ] }}
-",
-            b.addr, slow.addr
-        )
+        let allow = format!("[{allow}]");
+        Config::new()
+            .segment("office", &[OFFICE])
+            .segment("monitoring", &[MONITORING])
+            .listener(
+                Listener::http("web", web)
+                    .with("allow", &allow)
+                    .route(Route::to("slow").path("/slow"))
+                    .route(Route::to("u")),
+            )
+            .listener(Listener::tcp("db", db, "echo").with("allow", &allow))
+            .upstream(Upstream::new("u", &[b.addr]))
+            .upstream(Upstream::new("slow", &[slow.addr]))
+            .upstream(Upstream::new("echo", &[echo_addr]))
     };
-    let augur = Augur::start("segments-revoke", &config("office, monitoring"), &[web, db]);
+    let augur = Augur::start("segments-revoke", &config("office, monitoring"));
     // Live keep-alive HTTP connections from both networks: idle ones, and one from the
     // dropped network whose request is in flight during the reload.
     let keep_alive = |src: &str| {
@@ -465,10 +425,11 @@ upstreams:
     let mut monitoring_busy = keep_alive(MONITORING);
     send_get(monitoring_busy.get_mut(), "/slow", "").unwrap();
     // In flight at the backend: past the per-request checks, waiting for its answer.
-    eventually("the slow request at its backend", || {
-        let st = augur.status();
-        (st["upstreams"][1]["backends"][0]["in_flight"].as_u64() == Some(1)).then_some(())
-    });
+    eventually(
+        "the slow request at its backend",
+        || augur.status()["upstreams"][1]["backends"][0]["in_flight"].clone(),
+        |n| *n == 1,
+    );
     let mut relays: Vec<TcpStream> = [OFFICE, MONITORING]
         .into_iter()
         .map(|src| {
@@ -574,20 +535,17 @@ fn flood(src: &'static str, addr: SocketAddr, n: usize) -> usize {
 #[test]
 fn a_flood_of_denied_connects_neither_starves_allowed_clients_nor_grows_memory() {
     let b = Backend::start("b");
-    let web = port_on("127.0.0.1");
+    let web = loopback();
     let augur = Augur::start(
         "segments-flood",
-        &format!(
-            "segments:
-  - {{ name: office, sources: [{OFFICE}] }}
-listeners:
-  - {{ name: web, bind: {web}, protocol: http, allow: [office], routes: [ {{ upstream: u }} ] }}
-upstreams:
-  - {{ name: u, backends: [ {{ addr: {} }} ] }}
-",
-            b.addr
-        ),
-        &[web],
+        &Config::new()
+            .segment("office", &[OFFICE])
+            .listener(
+                Listener::http("web", web)
+                    .with("allow", "[office]")
+                    .route(Route::to("u")),
+            )
+            .upstream(Upstream::new("u", &[b.addr])),
     );
     let up = Instant::now();
     // Warm up (allocator arenas, worker buffers), then take the baseline.

@@ -1,43 +1,27 @@
 //! The L4 TCP relay.
 
-use std::net::SocketAddr;
-
 use crate::support::*;
 
 #[test]
 fn tcp_relay_carries_bytes_both_ways_and_retries_refused_backends() {
-    let echo = echo_server();
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let addr = loopback();
+    let upstream = Upstream::new("pg", &[dead_addr(), echo_server()]).with("policy", "round_robin");
     let augur = Augur::start(
         "tcp",
-        &format!(
-            "listeners:
-  - {{ name: db, bind: {addr}, protocol: tcp, upstream: pg }}
-upstreams:
-  - name: pg
-    policy: round_robin
-    backends: [ {{ addr: {} }}, {{ addr: {echo} }} ]
-",
-            dead_addr()
-        ),
-        &[addr],
+        &Config::new()
+            .listener(Listener::tcp("db", addr, "pg"))
+            .upstream(upstream),
     );
     // (The readiness probe was a session too, accepted at some point: count at least.)
     let payload: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
     for _ in 0..4 {
-        let got = echo_round_trip(addr, &payload);
-        assert!(
-            got == payload,
-            "echoed {} bytes, sent {}",
-            got.len(),
-            payload.len()
-        );
+        assert_echoes(addr, &payload);
     }
-    let status = eventually("four relayed sessions counted, none in flight", || {
-        let s = augur.status();
-        (s["upstreams"][0]["backends"][1]["requests"].as_u64() >= Some(4) && s["in_flight"] == 0)
-            .then_some(s)
-    });
+    let status = eventually(
+        "four relayed sessions counted, none in flight",
+        || augur.status(),
+        |s| s["upstreams"][0]["backends"][1]["requests"].as_u64() >= Some(4) && s["in_flight"] == 0,
+    );
     assert!(
         status["upstreams"][0]["backends"][0]["connect_failures"]
             .as_u64()
@@ -50,19 +34,12 @@ upstreams:
 fn an_idle_tcp_session_is_closed_after_idle_timeout_and_a_busy_one_is_not() {
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
-    let echo = echo_server();
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let addr = loopback();
     let _augur = Augur::start(
         "tcp-idle",
-        &format!(
-            "listeners:
-  - {{ name: db, bind: {addr}, protocol: tcp, upstream: pg, idle_timeout: 1s }}
-upstreams:
-  - name: pg
-    backends: [ {{ addr: {echo} }} ]
-"
-        ),
-        &[addr],
+        &Config::new()
+            .listener(Listener::tcp("db", addr, "pg").with("idle_timeout", "1s"))
+            .upstream(Upstream::new("pg", &[echo_server()])),
     );
     let round_trip = |conn: &mut std::net::TcpStream| {
         conn.write_all(b"ping").unwrap();

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::*;
@@ -22,6 +22,7 @@ pub fn keypair(dir: &Path, name: &str) -> String {
     public
 }
 
+/// A UDP port free on loopback just now (for a tunnel's listen port).
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -49,103 +50,126 @@ fn remote(
         Ok(private) => run_with_stdin(AUGUR, &["pubkey"], &private).1,
         Err(_) => keypair(dir, "remote.key"),
     };
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let body = format!(
-        "tunnels:
-  - name: dc
-    private_key_file: {dir}/remote.key
-    address: 10.20.1.10
-    listen_port: {udp}
-    peer:
-      public_key: \"{peer_public}\"
-      allowed_ips: [10.20.255.1/32]
-    forward:
-      - {{ port: 8080, to: {http} }}
-      - {{ port: 9000, to: {tcp} }}
-listeners:
-  - {{ name: web, bind: {listen}, protocol: http, routes: [ {{ upstream: local }} ] }}
-upstreams:
-  - name: local
-    backends: [ {{ addr: {http} }} ]
-",
-        dir = dir.display()
-    );
-    let augur = Augur::start(&format!("{test}-remote"), &body, &[listen]);
+    let key = dir.join("remote.key");
+    let tunnel = Tunnel::new("dc", &key, "10.20.1.10", peer_public, "10.20.255.1/32")
+        .with("listen_port", udp)
+        .forward(8080, http)
+        .forward(9000, tcp);
+    let config = Config::web(loopback(), Upstream::new("local", &[http])).tunnel(tunnel);
+    let augur = Augur::start(&format!("{test}-remote"), &config);
     Remote { augur, public }
 }
 
-/// The local side: augur with tunnel `dc-east` to the remote's `udp`, an HTTP listener whose
-/// upstream is `backends` (YAML list entries), and a TCP listener to 10.20.1.10:9000.
-fn local(
-    test: &str,
-    dir: &Path,
-    udp: u16,
-    remote_public: &str,
-    backends: &str,
-) -> (Augur, SocketAddr, SocketAddr) {
-    local_with(test, dir, udp, remote_public, backends, CHECKS)
+/// The near side's `api` upstream: the far backend, 10.20.1.10:8080 through `dc-east`.
+fn far_api() -> Upstream {
+    Upstream::new("api", &[])
+        .with("policy", "round_robin")
+        .with("connect_timeout", "2s")
+        .backend("10.20.1.10:8080", "via: dc-east")
 }
 
-/// [`local`] with the `api` upstream's `checks` line (YAML, or empty for none).
-fn local_with(
-    test: &str,
+/// The near side: tunnel `dc-east` to the remote's `udp` (key `local.key` in `dir`), an HTTP
+/// listener `http` to upstream `api`, and a TCP listener `tcp` to 10.20.1.10:9000.
+fn near_config(
     dir: &Path,
     udp: u16,
     remote_public: &str,
-    backends: &str,
-    checks: &str,
-) -> (Augur, SocketAddr, SocketAddr) {
-    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let body = format!(
-        "tunnels:
-  - name: dc-east
-    private_key_file: {dir}/local.key
-    address: 10.20.255.1
-    peer:
-      public_key: \"{remote_public}\"
-      endpoint: localhost:{udp}            # a host name, resolved at start
-      allowed_ips: [10.20.0.0/16]
-      persistent_keepalive: 5s
-listeners:
-  - {{ name: web, bind: {http}, protocol: http, routes: [ {{ upstream: api }} ] }}
-  - {{ name: db, bind: {tcp}, protocol: tcp, upstream: pg }}
-upstreams:
-  - name: api
-    policy: round_robin
-    connect_timeout: 2s
-    {checks}
-    backends: {backends}
-  - name: pg
-    backends: [ {{ addr: 10.20.1.10:9000, via: dc-east }} ]
-",
-        dir = dir.display()
-    );
-    let augur = Augur::start_with(test, |_| String::new(), &body, &[http, tcp]);
-    (augur, http, tcp)
+    api: &Upstream,
+    (http, tcp): (SocketAddr, SocketAddr),
+) -> Config {
+    let key = dir.join("local.key");
+    let tunnel = Tunnel::new(
+        "dc-east",
+        &key,
+        "10.20.255.1",
+        remote_public,
+        "10.20.0.0/16",
+    )
+    // A host name, resolved at start.
+    .peer_with("endpoint", format!("localhost:{udp}"))
+    .peer_with("persistent_keepalive", "5s");
+    let pg = Upstream::new("pg", &[]).backend("10.20.1.10:9000", "via: dc-east");
+    Config::web(http, api.clone())
+        .tunnel(tunnel)
+        .listener(Listener::tcp("db", tcp, "pg"))
+        .upstream(pg)
+}
+
+/// Two augurs joined by a tunnel: the remote one forwards to `far_http` and `far_tcp`, the
+/// near one sends `api` (HTTP) and `pg` (TCP) through it.
+struct Link {
+    dir: PathBuf,
+    udp: u16,
+    local_public: String,
+    far_http: SocketAddr,
+    far_tcp: SocketAddr,
+    far: Option<Remote>,
+    near: Augur,
+    /// The near side's HTTP and TCP listeners.
+    http: SocketAddr,
+    tcp: SocketAddr,
+}
+
+impl Link {
+    fn start(test: &str, far_http: SocketAddr, far_tcp: SocketAddr, api: &Upstream) -> Link {
+        Link::start_dialing(test, far_http, far_tcp, api, None)
+    }
+
+    /// [`Link::start`], the near side first dialing `dial` instead of the remote's port.
+    fn start_dialing(
+        test: &str,
+        far_http: SocketAddr,
+        far_tcp: SocketAddr,
+        api: &Upstream,
+        dial: Option<u16>,
+    ) -> Link {
+        let udp = free_udp_port();
+        let dir = temp_dir(&format!("{test}-keys"));
+        let local_public = keypair(&dir, "local.key");
+        let far = remote(test, &dir, udp, &local_public, far_http, far_tcp);
+        let listeners = (loopback(), loopback());
+        let config = near_config(&dir, dial.unwrap_or(udp), &far.public, api, listeners);
+        let near = Augur::start(test, &config);
+        Link {
+            dir,
+            udp,
+            local_public,
+            far_http,
+            far_tcp,
+            far: Some(far),
+            near,
+            http: listeners.0,
+            tcp: listeners.1,
+        }
+    }
+
+    /// The remote data centre comes back (same key, same port).
+    fn restart_far(&mut self, test: &str) {
+        let far = remote(
+            test,
+            &self.dir,
+            self.udp,
+            &self.local_public,
+            self.far_http,
+            self.far_tcp,
+        );
+        self.far = Some(far);
+    }
+
+    fn far(&self) -> &Remote {
+        self.far.as_ref().expect("the remote side runs")
+    }
 }
 
 #[test]
 fn http_and_tcp_cross_a_tunnel_between_two_augurs() {
     let backend = Backend::start("far");
-    let echo = echo_server();
-    let udp = free_udp_port();
-    let dir = temp_dir("tunnel-keys");
-    let local_public = keypair(&dir, "local.key");
-    let far = remote("tunnel", &dir, udp, &local_public, backend.addr, echo);
-    let (near, http, tcp) = local(
-        "tunnel",
-        &dir,
-        udp,
-        &far.public,
-        "[ { addr: 10.20.1.10:8080, via: dc-east } ]",
-    );
+    let link = Link::start("tunnel", backend.addr, echo_server(), &far_api());
+    let (near, http) = (&link.near, link.http);
 
     // Small requests, on pooled connections inside the tunnel.
     for _ in 0..20 {
-        let r = get(http, "api", "/");
-        assert_eq!(r.status, 200, "{}", r.text());
-        assert_eq!(backend_of(&r), "far");
+        assert_answered_by(&get(http, "api", "/"), "far");
     }
     // A large response, intact.
     let r = get(http, "api", "/?size=6000000");
@@ -157,13 +181,7 @@ fn http_and_tcp_cross_a_tunnel_between_two_augurs() {
     let payload: Vec<u8> = (0..4_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
-    let got = echo_round_trip(tcp, &payload);
-    assert!(
-        got == payload,
-        "echo through the tunnel damaged ({} of {} bytes)",
-        got.len(),
-        payload.len()
-    );
+    assert_echoes(link.tcp, &payload);
 
     let status = near.status();
     let t = &status["tunnels"][0];
@@ -174,7 +192,7 @@ fn http_and_tcp_cross_a_tunnel_between_two_augurs() {
     assert_eq!(t["dropped"]["source_not_allowed"], 0);
     assert_eq!(status["upstreams"][0]["backends"][0]["via"], "dc-east");
     // The far side learned our endpoint from the handshake.
-    let far_status = far.augur.status();
+    let far_status = link.far().augur.status();
     assert!(far_status["tunnels"][0]["endpoint"]
         .as_str()
         .unwrap()
@@ -189,41 +207,23 @@ fn http_and_tcp_cross_a_tunnel_between_two_augurs() {
 /// Two data centres: a near backend, and a far one through tunnel `dc-east` to a remote
 /// augur, both in upstream `api` (with `checks`, YAML or empty).
 struct TwoSites {
-    far_backend: Backend,
+    _far_backend: Backend,
     _near_backend: Backend,
-    echo: SocketAddr,
-    udp: u16,
-    dir: std::path::PathBuf,
-    local_public: String,
-    far: Option<Remote>,
-    near: Augur,
-    http: SocketAddr,
+    link: Link,
 }
 
 impl TwoSites {
-    fn start(test: &str, checks: &str) -> TwoSites {
-        let far_backend = Backend::start("far");
-        let near_backend = Backend::start("near");
-        let echo = echo_server();
-        let udp = free_udp_port();
-        let dir = temp_dir(&format!("{test}-keys"));
-        let local_public = keypair(&dir, "local.key");
-        let far = remote(test, &dir, udp, &local_public, far_backend.addr, echo);
-        let backends = format!(
-            "[ {{ addr: 10.20.1.10:8080, via: dc-east }}, {{ addr: {} }} ]",
-            near_backend.addr
-        );
-        let (near, http, _) = local_with(test, &dir, udp, &far.public, &backends, checks);
+    fn start(test: &str, checks: Option<&str>) -> TwoSites {
+        let [far_backend, near_backend] = ["far", "near"].map(Backend::start);
+        let mut api = far_api().backend(near_backend.addr, "");
+        if let Some(checks) = checks {
+            api = api.with("health_check", checks);
+        }
+        let link = Link::start(test, far_backend.addr, echo_server(), &api);
         TwoSites {
-            far_backend,
+            _far_backend: far_backend,
             _near_backend: near_backend,
-            echo,
-            udp,
-            dir,
-            local_public,
-            far: Some(far),
-            near,
-            http,
+            link,
         }
     }
 
@@ -231,50 +231,38 @@ impl TwoSites {
     fn far_answers(&self, n: usize) -> usize {
         (0..n)
             .filter(|_| {
-                let r = get(self.http, "api", "/");
+                let r = get(self.link.http, "api", "/");
                 assert_eq!(r.status, 200, "{}", r.text());
                 backend_of(&r) == "far"
             })
             .count()
     }
 
-    /// The remote data centre comes back (same key, same port).
-    fn restart_far(&mut self, test: &str) {
-        let far = remote(
-            test,
-            &self.dir,
-            self.udp,
-            &self.local_public,
-            self.far_backend.addr,
-            self.echo,
-        );
-        self.far = Some(far);
-    }
-
     fn tunnel_state(&self) -> serde_json::Value {
-        self.near.status()["tunnels"][0]["state"].clone()
+        self.link.near.status()["tunnels"][0]["state"].clone()
     }
 
     fn far_status(&self) -> serde_json::Value {
-        self.near.status()["upstreams"][0]["backends"][0].clone()
+        self.link.near.status()["upstreams"][0]["backends"][0].clone()
     }
 }
 
-const CHECKS: &str =
-    "health_check: { kind: http, path: /, interval: 500ms, timeout: 400ms, rise: 1, fall: 2 }";
+const CHECKS: &str = "{ kind: http, path: /, interval: 500ms, timeout: 400ms, rise: 1, fall: 2 }";
 
 #[test]
 fn a_tunnel_that_goes_down_fails_over_and_comes_back() {
-    let mut sites = TwoSites::start("tunnel-down", CHECKS);
+    let mut sites = TwoSites::start("tunnel-down", Some(CHECKS));
     assert!(sites.far_answers(10) > 0, "the far backend takes traffic");
 
     // The remote data centre goes away: requests keep succeeding on the near backend, and
     // the tunnel is declared down.
-    sites.far = None;
-    eventually_within(Duration::from_secs(30), "tunnel down", || {
+    sites.link.far = None;
+    let thirty = Duration::from_secs(30);
+    let state_while_serving = || {
         let _ = sites.far_answers(2);
-        (sites.tunnel_state() == "down").then_some(())
-    });
+        sites.tunnel_state()
+    };
+    eventually_within(thirty, "tunnel down", state_while_serving, |s| s == "down");
     assert_eq!(
         sites.far_answers(10),
         0,
@@ -282,13 +270,11 @@ fn a_tunnel_that_goes_down_fails_over_and_comes_back() {
     );
 
     // It comes back: the tunnel is up again and the far backend returns to the rotation.
-    sites.restart_far("tunnel-down-again");
-    eventually_within(Duration::from_secs(30), "tunnel up again", || {
-        (sites.tunnel_state() == "up").then_some(())
-    });
-    eventually_within(Duration::from_secs(30), "far backend back", || {
-        (sites.far_answers(4) > 0).then_some(())
-    });
+    sites.link.restart_far("tunnel-down-again");
+    let state = || sites.tunnel_state();
+    eventually_within(thirty, "tunnel up again", state, |s| s == "up");
+    let answers = || sites.far_answers(4);
+    eventually_within(thirty, "far backend back", answers, |n| *n > 0);
 }
 
 /// With no health checks and no request failing first, a backend behind a tunnel that is
@@ -296,19 +282,17 @@ fn a_tunnel_that_goes_down_fails_over_and_comes_back() {
 /// and it comes back when the tunnel does.
 #[test]
 fn a_down_tunnel_takes_its_backends_out_before_any_request_fails() {
-    let mut sites = TwoSites::start("tunnel-path", "");
+    let mut sites = TwoSites::start("tunnel-path", None);
     assert!(sites.far_answers(10) > 0, "the far backend takes traffic");
 
     // The remote data centre goes away while no request is sent: the keepalive goes
     // unanswered and the tunnel is declared down, which takes the far backend out.
-    sites.far = None;
-    eventually_within(Duration::from_secs(30), "tunnel down", || {
-        (sites.tunnel_state() == "down").then_some(())
-    });
-    let health = eventually_within(Duration::from_secs(5), "far backend down", || {
-        let b = sites.far_status();
-        (b["health"]["state"] == "down").then_some(b)
-    });
+    sites.link.far = None;
+    let thirty = Duration::from_secs(30);
+    let state = || sites.tunnel_state();
+    eventually_within(thirty, "tunnel down", state, |s| s == "down");
+    let far = || sites.far_status();
+    let health = eventually("far backend down", far, |b| b["health"]["state"] == "down");
     assert_eq!(health["health"]["reason"], "its tunnel is down", "{health}");
     let failures = health["connect_failures"].as_u64().unwrap();
     assert_eq!(sites.far_answers(10), 0);
@@ -319,15 +303,14 @@ fn a_down_tunnel_takes_its_backends_out_before_any_request_fails() {
     );
 
     // It comes back: so does the far backend.
-    sites.restart_far("tunnel-path-again");
-    let back = eventually_within(Duration::from_secs(30), "far backend back", || {
-        let b = sites.far_status();
-        (b["health"]["state"] == "up").then_some(b)
+    sites.link.restart_far("tunnel-path-again");
+    let far = || sites.far_status();
+    let back = eventually_within(thirty, "far backend back", far, |b| {
+        b["health"]["state"] == "up"
     });
     assert_eq!(back["health"]["reason"], "its tunnel is up again", "{back}");
-    eventually_within(Duration::from_secs(30), "far backend takes traffic", || {
-        (sites.far_answers(4) > 0).then_some(())
-    });
+    let answers = || sites.far_answers(4);
+    eventually_within(thirty, "far backend takes traffic", answers, |n| *n > 0);
 }
 
 /// A client uploading as fast as it can into a backend that never reads is slowed down, not
@@ -348,26 +331,9 @@ fn a_fast_upload_into_a_stalled_backend_is_held_back_not_buffered() {
             held.push(conn);
         }
     });
-    let udp = free_udp_port();
-    let dir = temp_dir("tunnel-bp-keys");
-    let local_public = keypair(&dir, "local.key");
-    let far = remote(
-        "tunnel-bp",
-        &dir,
-        udp,
-        &local_public,
-        backend.addr,
-        sink_addr,
-    );
-    let (near, _, tcp) = local(
-        "tunnel-bp",
-        &dir,
-        udp,
-        &far.public,
-        "[ { addr: 10.20.1.10:8080, via: dc-east } ]",
-    );
+    let link = Link::start("tunnel-bp", backend.addr, sink_addr, &far_api());
     let written = Arc::new(AtomicU64::new(0));
-    let conn = TcpStream::connect(tcp).unwrap();
+    let conn = TcpStream::connect(link.tcp).unwrap();
     let mut writer = conn.try_clone().unwrap();
     let counter = Arc::clone(&written);
     std::thread::spawn(move || {
@@ -377,18 +343,24 @@ fn a_fast_upload_into_a_stalled_backend_is_held_back_not_buffered() {
         }
     });
     // Wait for the writer to level off: no progress over a whole second.
-    let plateau = eventually_within(Duration::from_secs(30), "the upload to level off", || {
+    let progress = || {
         let before = written.load(Ordering::Relaxed);
+        // The second over which progress is measured, not a wait for anything.
         std::thread::sleep(Duration::from_secs(1));
-        let after = written.load(Ordering::Relaxed);
-        (before > 0 && after == before).then_some(after)
-    });
+        (before, written.load(Ordering::Relaxed))
+    };
+    let (_, plateau) = eventually_within(
+        Duration::from_secs(30),
+        "the upload to level off (bytes written a second apart)",
+        progress,
+        |(before, after)| *before > 0 && after == before,
+    );
     assert!(
         plateau < 64 << 20,
         "{} MiB accepted from a client whose backend reads nothing",
         plateau >> 20
     );
-    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", near.pid()))
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", link.near.pid()))
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -402,7 +374,7 @@ fn a_fast_upload_into_a_stalled_backend_is_held_back_not_buffered() {
 /// its own 10.20.1.10:8080, and pooled connections never cross between them.
 #[test]
 fn two_tunnels_with_overlapping_subnets() {
-    let (backend_a, backend_b) = (Backend::start("dc-a"), Backend::start("dc-b"));
+    let [backend_a, backend_b] = ["dc-a", "dc-b"].map(Backend::start);
     let echo = echo_server();
     let (dir_a, dir_b) = (temp_dir("tunnel-two-a"), temp_dir("tunnel-two-b"));
     let local_dir = temp_dir("tunnel-two-local");
@@ -424,42 +396,29 @@ fn two_tunnels_with_overlapping_subnets() {
         backend_b.addr,
         echo,
     );
-    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let http = loopback();
+    let key = local_dir.join("local.key");
     let tunnel = |name: &str, udp: u16, public: &str| {
-        format!(
-            "  - name: {name}
-    private_key_file: {dir}/local.key
-    address: 10.20.255.1
-    peer:
-      public_key: \"{public}\"
-      endpoint: 127.0.0.1:{udp}
-      allowed_ips: [10.20.0.0/16]
-",
-            dir = local_dir.display()
-        )
+        Tunnel::new(name, &key, "10.20.255.1", public, "10.20.0.0/16")
+            .peer_with("endpoint", format!("127.0.0.1:{udp}"))
     };
-    let body = format!(
-        "tunnels:
-{}{}listeners:
-  - name: web
-    bind: {http}
-    protocol: http
-    routes:
-      - {{ match: {{ host: a }}, upstream: a }}
-      - {{ match: {{ host: b }}, upstream: b }}
-upstreams:
-  - {{ name: a, backends: [ {{ addr: 10.20.1.10:8080, via: dc-a }} ] }}
-  - {{ name: b, backends: [ {{ addr: 10.20.1.10:8080, via: dc-b }} ] }}
-",
-        tunnel("dc-a", udp_a, &far_a.public),
-        tunnel("dc-b", udp_b, &far_b.public),
-    );
-    let near = Augur::start("tunnel-two", &body, &[http]);
+    let through = |name: &str, tunnel: &str| {
+        Upstream::new(name, &[]).backend("10.20.1.10:8080", &format!("via: {tunnel}"))
+    };
+    let config = Config::new()
+        .tunnel(tunnel("dc-a", udp_a, &far_a.public))
+        .tunnel(tunnel("dc-b", udp_b, &far_b.public))
+        .listener(
+            Listener::http("web", http)
+                .route(Route::to("a").host("a"))
+                .route(Route::to("b").host("b")),
+        )
+        .upstream(through("a", "dc-a"))
+        .upstream(through("b", "dc-b"));
+    let near = Augur::start("tunnel-two", &config);
     for _ in 0..10 {
         for (host, expect) in [("a", "dc-a"), ("b", "dc-b")] {
-            let r = get(http, host, "/");
-            assert_eq!(r.status, 200, "{}", r.text());
-            assert_eq!(backend_of(&r), expect);
+            assert_answered_by(&get(http, host, "/"), expect);
         }
     }
     let status = near.status();
@@ -467,41 +426,41 @@ upstreams:
     assert_eq!(status["tunnels"][1]["state"], "up");
 }
 
+/// Requests on `http` until one is answered 200 (at most `limit`), which it returns.
+fn first_ok(http: SocketAddr, limit: Duration, what: &str) -> Response {
+    eventually_within(limit, what, || get(http, "api", "/"), |r| r.status == 200)
+}
+
 /// A reload that changes only the peer's endpoint is applied to the running tunnel.
 #[test]
 fn a_new_peer_endpoint_is_picked_up_on_reload() {
     let backend = Backend::start("far-moved");
-    let echo = echo_server();
-    let udp = free_udp_port();
-    let dir = temp_dir("tunnel-moved-keys");
-    let local_public = keypair(&dir, "local.key");
-    let far = remote("tunnel-moved", &dir, udp, &local_public, backend.addr, echo);
     // First pointed at a port where nothing answers.
     let wrong = free_udp_port();
-    let (near, http, _) = local(
+    let link = Link::start_dialing(
         "tunnel-moved",
-        &dir,
-        wrong,
-        &far.public,
-        "[ { addr: 10.20.1.10:8080, via: dc-east } ]",
+        backend.addr,
+        echo_server(),
+        &far_api(),
+        Some(wrong),
     );
-    let r = get(http, "api", "/");
+    let r = get(link.http, "api", "/");
     assert_ne!(r.status, 200, "nothing answers at the first endpoint");
-    let text = std::fs::read_to_string(&near.config).unwrap();
-    std::fs::write(
-        &near.config,
-        text.replace(&format!("localhost:{wrong}"), &format!("localhost:{udp}")),
-    )
-    .unwrap();
-    let r = near.reload();
+    let listeners = (link.http, link.tcp);
+    let right = near_config(
+        &link.dir,
+        link.udp,
+        &link.far().public,
+        &far_api(),
+        listeners,
+    );
+    link.near.write_config(&right);
+    let r = link.near.reload();
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = eventually_within(
+    let r = first_ok(
+        link.http,
         Duration::from_secs(20),
         "requests through the moved peer",
-        || {
-            let r = get(http, "api", "/");
-            (r.status == 200).then_some(r)
-        },
     );
     assert_eq!(backend_of(&r), "far-moved");
 }
@@ -511,48 +470,19 @@ fn a_new_peer_endpoint_is_picked_up_on_reload() {
 #[test]
 fn the_listening_side_upgrades_without_losing_the_tunnel() {
     let backend = Backend::start("far-upgraded");
-    let echo = echo_server();
-    let udp = free_udp_port();
-    let dir = temp_dir("tunnel-upgrade-keys");
-    let local_public = keypair(&dir, "local.key");
-    let mut far = remote(
-        "tunnel-upgrade",
-        &dir,
-        udp,
-        &local_public,
-        backend.addr,
-        echo,
-    );
-    let (_near, http, _) = local(
-        "tunnel-upgrade",
-        &dir,
-        udp,
-        &far.public,
-        "[ { addr: 10.20.1.10:8080, via: dc-east } ]",
-    );
-    assert_eq!(get(http, "api", "/").status, 200);
-    let mut successor = Augur::spawn(&far.augur.dir, &far.augur.config, true);
-    let sock = far.augur.dir.join("upgrade.sock");
-    eventually_within(Duration::from_secs(30), "the successor", || {
-        assert!(
-            successor.try_wait().unwrap().is_none(),
-            "the successor exited: {}",
-            far.augur.log()
-        );
-        sock.exists().then_some(())
-    });
-    signal(far.augur.pid(), "QUIT");
-    wait_exit(&mut far.augur.child, Duration::from_secs(30));
-    let r = eventually_within(
+    let mut link = Link::start("tunnel-upgrade", backend.addr, echo_server(), &far_api());
+    assert_eq!(get(link.http, "api", "/").status, 200);
+    let far = &mut link.far.as_mut().expect("the remote side runs").augur;
+    let mut successor = far.start_successor();
+    signal(far.pid(), "QUIT");
+    wait_exit(&mut far.child, Duration::from_secs(30));
+    let r = first_ok(
+        link.http,
         Duration::from_secs(40),
         "requests through the successor",
-        || {
-            let r = get(http, "api", "/");
-            (r.status == 200).then_some(r)
-        },
     );
     assert_eq!(backend_of(&r), "far-upgraded");
-    let status = request(far.augur.admin, "GET", "/status", "x", &[], b"").json();
+    let status = request(far.admin, "GET", "/status", "x", &[], b"").json();
     assert_eq!(status["pid"], successor.id());
     let _ = successor.kill();
     let _ = successor.wait();

@@ -1,7 +1,8 @@
 //! Interop with a WireGuard we did not write: Debian's wireguard-go (with wireguard-tools) in a
 //! network namespace that the test creates, joined to the host by a veth pair, serving HTTP on
 //! its tunnel address. augur dials it through its userspace tunnel. Needs root, `ip`,
-//! `wireguard-go` and `wg` (the test command installs them).
+//! `wireguard-go`, `wg` and `python3` (the test command installs them); without them the tests
+//! fail saying which is missing.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -29,12 +30,7 @@ fn run(args: &[&str]) {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (the test command installs iproute2, wireguard-go, wireguard-tools)",
-                args[0]
-            )
-        });
+        .unwrap_or_else(|e| panic!("{}", cannot_run(args[0], &e)));
     assert!(
         out.status.success(),
         "{args:?} failed: {}",
@@ -49,7 +45,7 @@ fn remove_links_on(ip: Ipv4Addr) {
     let out = Command::new("ip")
         .args(["-o", "addr", "show", "to", &format!("{a}.{b}.{c}.0/24")])
         .output()
-        .expect("run ip");
+        .unwrap_or_else(|e| panic!("{}", cannot_run("ip", &e)));
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         if let Some(dev) = line.split_whitespace().nth(1) {
             let dev = dev.split('@').next().unwrap_or(dev);
@@ -64,6 +60,8 @@ impl WgPeer {
     /// `tag` makes names and the veth subnet unique among tests running at once.
     /// `augur_endpoint`: where wireguard-go may reach augur (so it can initiate too).
     pub fn start(tag: u8, augur_public: &str, augur_endpoint: Option<SocketAddr>) -> WgPeer {
+        require_tools(&["ip", "wireguard-go", "wg", "python3"]);
+        require_namespaces();
         let id = std::process::id() % 10_000;
         let ns = format!("augur-wg-{id}-{tag}");
         let iface = format!("wg{id}x{tag}");
@@ -90,21 +88,27 @@ impl WgPeer {
         peer.exec(&["ip", "addr", "add", &format!("{ns_ip}/24"), "dev", "eth0"]);
         peer.exec(&["ip", "link", "set", "eth0", "up"]);
         peer.exec(&["ip", "link", "set", "lo", "up"]);
-        let wg = Command::new("ip")
+        let wg_log = peer.dir.join("wireguard-go.log");
+        let log = std::fs::File::create(&wg_log).expect("wireguard-go log file");
+        let mut wg = Command::new("ip")
             .args(["netns", "exec", &ns, "wireguard-go", &iface])
             .env("WG_PROCESS_FOREGROUND", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("log clone"))
+            .stderr(log)
             .spawn()
-            .expect("spawn wireguard-go (the test command installs it)");
-        peer.children.push(wg);
-        eventually("wireguard-go's interface", || {
-            Command::new("ip")
-                .args(["-n", &ns, "link", "show", &iface])
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
+            .unwrap_or_else(|e| panic!("{}", cannot_run("ip", &e)));
+        let interface = || {
+            if let Some(status) = wg.try_wait().expect("try_wait") {
+                let log = std::fs::read_to_string(&wg_log).unwrap_or_default();
+                panic!("wireguard-go exited ({status}) before making {iface}: {log}");
+            }
+            let show = ["-n", &ns, "link", "show", &iface];
+            Command::new("ip").args(show).output().map(|o| o.status)
+        };
+        let _ = eventually("wireguard-go's interface", interface, |shown| {
+            shown.as_ref().is_ok_and(|s| s.success())
         });
+        peer.children.push(wg);
         let key = peer.dir.join("wg.key");
         let mut set = vec![
             "wg".to_owned(),
@@ -184,38 +188,23 @@ fn augur_for(
     udp: u16,
     endpoint: bool,
 ) -> (Augur, SocketAddr, SocketAddr) {
-    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let endpoint = if endpoint {
-        format!("endpoint: {}", wg.endpoint())
-    } else {
-        String::new()
+    let (http, tcp) = (loopback(), loopback());
+    let key = dir.join("augur.key");
+    let mut tunnel = Tunnel::new("far", &key, "10.20.255.1", &wg.public, "10.20.0.0/16")
+        .with("listen_port", udp);
+    if endpoint {
+        tunnel = tunnel.peer_with("endpoint", wg.endpoint());
+    }
+    let far = |name: &str| {
+        Upstream::new(name, &[])
+            .with("connect_timeout", "3s")
+            .backend("10.20.1.10:8080", "via: far")
     };
-    let body = format!(
-        "tunnels:
-  - name: far
-    private_key_file: {dir}/augur.key
-    address: 10.20.255.1
-    listen_port: {udp}
-    peer:
-      public_key: \"{public}\"
-      {endpoint}
-      allowed_ips: [10.20.0.0/16]
-listeners:
-  - {{ name: web, bind: {http}, protocol: http, routes: [ {{ upstream: api }} ] }}
-  - {{ name: raw, bind: {tcp}, protocol: tcp, upstream: raw }}
-upstreams:
-  - name: api
-    connect_timeout: 3s
-    backends: [ {{ addr: 10.20.1.10:8080, via: far }} ]
-  - name: raw
-    connect_timeout: 3s
-    backends: [ {{ addr: 10.20.1.10:8080, via: far }} ]
-",
-        dir = dir.display(),
-        public = wg.public,
-    );
-    let augur = Augur::start(test, &body, &[http, tcp]);
+    let config = Config::web(http, far("api"))
+        .tunnel(tunnel)
+        .listener(Listener::tcp("raw", tcp, "raw"))
+        .upstream(far("raw"));
+    let augur = Augur::start(test, &config);
     (augur, http, tcp)
 }
 
@@ -227,9 +216,7 @@ fn augur_reaches_wireguard_go_and_drops_sources_outside_allowed_ips() {
     // wireguard-go does not know where augur is: augur starts the handshake.
     let wg = WgPeer::start(1, &augur_public, None);
     let (augur, http, tcp) = augur_for("wg-go-1", &dir, &wg, udp, true);
-    let r = get(http, "api", "/");
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(backend_of(&r), "wg-go");
+    assert_answered_by(&get(http, "api", "/"), "wg-go");
     let r = get(http, "api", "/?size=5000000");
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 5_000_000);
@@ -250,9 +237,11 @@ fn augur_reaches_wireguard_go_and_drops_sources_outside_allowed_ips() {
         "-c",
         "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('10.99.0.5',0));s.sendto(b'x',('10.20.255.1',9))",
     ]);
-    eventually_within(Duration::from_secs(10), "a dropped spoofed source", || {
-        (augur.status()["tunnels"][0]["dropped"]["source_not_allowed"] == 1).then_some(())
-    });
+    eventually(
+        "a dropped spoofed source",
+        || augur.status()["tunnels"][0]["dropped"]["source_not_allowed"].clone(),
+        |n| *n == 1,
+    );
     let metrics = augur.metrics();
     assert!(
         metrics
@@ -277,7 +266,8 @@ fn wireguard_go_starts_the_handshake() {
     eventually_within(
         Duration::from_secs(15),
         "a handshake from wireguard-go",
-        || (augur.status()["tunnels"][0]["state"] == "up").then_some(()),
+        || augur.status()["tunnels"][0]["state"].clone(),
+        |state| state == "up",
     );
     let status = augur.status();
     assert_eq!(
@@ -287,10 +277,11 @@ fn wireguard_go_starts_the_handshake() {
     );
     // Until then the backend had no way to it (nowhere to send): it is back with the
     // health sweep that follows.
-    eventually_within(Duration::from_secs(5), "the backend reachable", || {
-        (augur.status()["upstreams"][0]["backends"][0]["health"]["state"] == "up").then_some(())
-    });
-    let r = get(http, "api", "/");
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(backend_of(&r), "wg-go");
+    eventually_within(
+        Duration::from_secs(5),
+        "the backend reachable",
+        || augur.status()["upstreams"][0]["backends"][0]["health"]["state"].clone(),
+        |state| state == "up",
+    );
+    assert_answered_by(&get(http, "api", "/"), "wg-go");
 }

@@ -3,13 +3,26 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod client;
+mod config;
+mod poll;
+mod prereqs;
+
+pub use client::{
+    assert_answered_by, backend_of, get, read_response, request, try_get, RequestLoop, Response,
+};
+pub use config::{Config, Listener, Route, Tunnel, Upstream};
+pub use poll::{eventually, eventually_within, poll_until};
+pub use prereqs::{cannot_run, require_namespaces, require_tools};
+
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+/// The augur binary under test.
 pub const AUGUR: &str = env!("CARGO_BIN_EXE_augur");
 
 /// A fresh directory for one test's files.
@@ -42,30 +55,35 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A loopback address on a free port, for a listener the test configures.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 /// A loopback address on a port nothing listens on (connections are refused).
 pub fn dead_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+    loopback()
+}
+
+/// Whether a TCP connection to `addr` is accepted now.
+fn accepts(addr: SocketAddr) -> std::io::Result<()> {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).map(drop)
 }
 
 /// Waits until `addr` accepts a TCP connection.
 pub fn wait_listening(addr: SocketAddr, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} never listened on {addr}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_accepting(addr, &format!("{what} to listen on {addr}"), true);
 }
 
 /// Waits until nothing accepts on `addr` any more.
 pub fn wait_closed(addr: SocketAddr, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-        assert!(Instant::now() < deadline, "{what} still listens on {addr}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_accepting(addr, &format!("{what} to stop listening on {addr}"), false);
+}
+
+/// Waits until whether `addr` accepts connections is `accepting`.
+fn wait_accepting(addr: SocketAddr, what: &str, accepting: bool) {
+    let limit = Duration::from_secs(30);
+    let _ = eventually_within(limit, what, || accepts(addr), |r| r.is_ok() == accepting);
 }
 
 /// Sends a signal by name ("TERM", "HUP", "QUIT", "INT", "KILL") to a process.
@@ -80,18 +98,9 @@ pub fn signal(pid: u32, name: &str) {
 
 /// Waits for a child to exit, at most `limit`.
 pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "process {} did not exit within {limit:?}",
-            child.id()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let what = format!("process {} to exit", child.id());
+    let status = || child.try_wait().expect("try_wait");
+    eventually_within(limit, &what, status, Option::is_some).expect("exited")
 }
 
 /// A built-in HTTP backend process (`augur backend`), killed on drop.
@@ -102,12 +111,14 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// A backend named `name` on a free loopback port, answering at once.
     pub fn start(name: &str) -> Backend {
         Backend::start_with_delay(name, Duration::ZERO)
     }
 
+    /// A backend that waits `delay` before each answer.
     pub fn start_with_delay(name: &str, delay: Duration) -> Backend {
-        Backend::start_at(name, SocketAddr::from(([127, 0, 0, 1], free_port())), delay)
+        Backend::start_at(name, loopback(), delay)
     }
 
     /// A backend on a given address (a restart on the address a killed one had).
@@ -144,45 +155,22 @@ pub struct Augur {
 }
 
 impl Augur {
-    /// Writes the config (a `server:` and `admin:` section are added in front of `body`),
-    /// starts `augur run`, and waits for the admin listener and every `ready` address.
-    pub fn start(test: &str, body: &str, ready: &[SocketAddr]) -> Augur {
-        Self::start_with(test, |_| String::new(), body, ready)
-    }
-
-    /// Like `start`, with extra `server:` keys (indented two spaces) made from the test's dir.
-    pub fn start_with(
-        test: &str,
-        server_extra: impl Fn(&Path) -> String,
-        body: &str,
-        ready: &[SocketAddr],
-    ) -> Augur {
+    /// Writes `config` (with the harness's `server:` and `admin:` sections), starts
+    /// `augur run`, and waits for the admin listener and every listener.
+    pub fn start(test: &str, config: &Config) -> Augur {
         let dir = temp_dir(test);
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let config = dir.join("augur.yaml");
-        let text = Self::full_config(&dir, admin, body).replacen(
-            "admin:",
-            &format!("{}admin:", server_extra(&dir)),
-            1,
-        );
-        std::fs::write(&config, text).expect("write config");
-        let child = Self::spawn(&dir, &config, false);
+        let admin = loopback();
+        let path = dir.join("augur.yaml");
+        std::fs::write(&path, config.render(&dir, admin)).expect("write config");
+        let child = Self::spawn(&dir, &path, false);
         let mut augur = Augur {
             dir,
-            config,
+            config: path,
             admin,
             child,
         };
-        augur.wait_ready(ready);
+        augur.wait_ready(&config.binds());
         augur
-    }
-
-    pub fn full_config(dir: &Path, admin: SocketAddr, body: &str) -> String {
-        format!(
-            "server:\n  grace_period: 5s\n  upgrade_sock: {}\n  pid_file: {}\n  log_level: info\nadmin:\n  bind: {admin}\n{body}",
-            dir.join("upgrade.sock").display(),
-            dir.join("augur.pid").display(),
-        )
     }
 
     /// Starts `augur run` on `config`, logging to a file in `dir`.
@@ -204,38 +192,58 @@ impl Augur {
             .expect("spawn augur")
     }
 
+    /// Starts `augur run --upgrade` on this one's config and waits until the successor listens
+    /// on the upgrade socket (it is then ready for SIGQUIT to this one).
+    pub fn start_successor(&self) -> Child {
+        let mut successor = Self::spawn(&self.dir, &self.config, true);
+        let sock = self.dir.join("upgrade.sock");
+        let what = format!("the successor to open {}", sock.display());
+        let opened = || {
+            if let Some(status) = successor.try_wait().expect("try_wait") {
+                let log = std::fs::read_to_string(self.dir.join("augur-upgrade.log"));
+                panic!(
+                    "the successor exited early ({status}); log:\n{}",
+                    log.unwrap_or_default()
+                );
+            }
+            sock.exists()
+        };
+        eventually_within(Duration::from_secs(30), &what, opened, |open| *open);
+        successor
+    }
+
     /// Waits until the admin listener answers `/status` and every address in `ready` accepts.
     pub fn wait_ready(&mut self, ready: &[SocketAddr]) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("augur exited early ({status}); log:\n{}", self.log());
+        let (admin, log) = (self.admin, self.dir.join("augur.log"));
+        let child = &mut self.child;
+        let status = || {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("augur exited early ({status}); log:\n{log}");
             }
-            if let Ok(r) = try_request(self.admin, "GET", "/status", "localhost", &[], b"") {
-                if r.status == 200 {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "augur never became ready; log:\n{}",
+            try_get(admin, "/status").map(|r| r.status)
+        };
+        let ready_in = Duration::from_secs(30);
+        if let Err(last) = poll_until(ready_in, status, |s| matches!(s, Ok(200))) {
+            panic!(
+                "augur's admin listener never answered /status within {ready_in:?} \
+                 (last: {last:?}); log:\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(10));
         }
         for addr in ready {
             wait_listening(*addr, "augur listener");
         }
     }
 
+    /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Replaces the config body (keeping the same server and admin sections).
-    pub fn write_config(&self, body: &str) {
-        std::fs::write(&self.config, Self::full_config(&self.dir, self.admin, body))
-            .expect("write config");
+    /// Replaces the config file (keeping the same server and admin sections).
+    pub fn write_config(&self, config: &Config) {
+        std::fs::write(&self.config, config.render(&self.dir, self.admin)).expect("write config");
     }
 
     /// `POST /reload` on the admin listener.
@@ -268,130 +276,6 @@ impl Drop for Augur {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A parsed HTTP/1.1 response.
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-}
-
-/// One request on a new connection; panics on transport errors.
-pub fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    host: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Response {
-    try_request(addr, method, path, host, headers, body)
-        .unwrap_or_else(|e| panic!("{method} {path} to {addr}: {e}"))
-}
-
-/// `GET path` with `Host: host` on a new connection.
-pub fn get(addr: SocketAddr, host: &str, path: &str) -> Response {
-    request(addr, "GET", path, host, &[], b"")
-}
-
-/// One request on a new connection.
-pub fn try_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    host: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<Response> {
-    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    conn.write_all(head.as_bytes())?;
-    conn.write_all(body)?;
-    read_response(&mut BufReader::new(conn))
-}
-
-/// Reads one response (Content-Length, chunked, or until close).
-pub fn read_response<R: BufRead>(r: &mut R) -> std::io::Result<Response> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed before a response",
-        ));
-    }
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(&format!("bad status line {line:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line)?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let (k, v) = l.split_once(':').ok_or_else(|| bad("bad header"))?;
-        headers.push((k.trim().to_owned(), v.trim().to_owned()));
-    }
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let mut body = Vec::new();
-    if let Some(len) = find("content-length") {
-        let len: usize = len.parse().map_err(|_| bad("bad content-length"))?;
-        body.resize(len, 0);
-        r.read_exact(&mut body)?;
-    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            line.clear();
-            r.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim(), 16).map_err(|_| bad("bad chunk size"))?;
-            let mut chunk = vec![0; size + 2];
-            r.read_exact(&mut chunk)?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else if status != 204 && status != 304 {
-        r.read_to_end(&mut body)?;
-    }
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
 }
 
 /// A TCP echo server on loopback, for the L4 relay tests; runs until the test process ends.
@@ -430,86 +314,6 @@ pub fn augur_cmd(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Which backend answered (from the `x-backend` header).
-pub fn backend_of(r: &Response) -> String {
-    r.header("x-backend").unwrap_or("").to_owned()
-}
-
-/// A request loop on its own thread: GETs on new connections until stopped; returns the
-/// number of successes and the failures (status or error) it saw.
-pub struct RequestLoop {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    handle: Option<std::thread::JoinHandle<(u64, Vec<String>)>>,
-}
-
-impl RequestLoop {
-    pub fn start(addr: SocketAddr, path: &'static str) -> RequestLoop {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let mut ok = 0;
-            let mut failures = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
-                match try_request(addr, "GET", path, "localhost", &[], b"") {
-                    Ok(r) if r.status == 200 => ok += 1,
-                    Ok(r) => failures.push(format!("status {}: {}", r.status, r.text())),
-                    Err(e) => failures.push(format!("error: {e}")),
-                }
-            }
-            (ok, failures)
-        });
-        RequestLoop {
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    pub fn finish(mut self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle
-            .take()
-            .expect("joined once")
-            .join()
-            .expect("request loop panicked")
-    }
-}
-
-/// Polls `probe` until it returns `Some`, for figures recorded after a response is sent
-/// (counters are updated in the request's logging step, just after the client has its reply).
-pub fn eventually<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
-    eventually_within(Duration::from_secs(10), what, probe)
-}
-
-/// `eventually` with its own deadline.
-pub fn eventually_within<T>(
-    limit: Duration,
-    what: &str,
-    mut probe: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// The most common test config: one HTTP listener on `addr` routing everything to upstream
-/// `u` with these backends; `settings` are extra upstream keys (`"policy: round_robin, "`).
-pub fn one_upstream(addr: SocketAddr, settings: &str, backends: &[SocketAddr]) -> String {
-    let list: Vec<String> = backends
-        .iter()
-        .map(|b| format!("{{ addr: {b} }}"))
-        .collect();
-    format!(
-        "listeners:\n  - {{ name: web, bind: {addr}, protocol: http, routes: [ {{ upstream: u }} ] }}\n\
-         upstreams:\n  - {{ name: u, {settings}backends: [ {} ] }}\n",
-        list.join(", ")
-    )
-}
-
 /// Runs `program args` with `input` on stdin: (exit code, stdout trimmed, stderr).
 pub fn run_with_stdin(program: &str, args: &[&str], input: &str) -> (i32, String, String) {
     let mut child = Command::new(program)
@@ -518,7 +322,7 @@ pub fn run_with_stdin(program: &str, args: &[&str], input: &str) -> (i32, String
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e} (the test command installs wireguard-tools)"));
+        .unwrap_or_else(|e| panic!("{}", cannot_run(program, &e)));
     child
         .stdin
         .take()
@@ -534,8 +338,8 @@ pub fn run_with_stdin(program: &str, args: &[&str], input: &str) -> (i32, String
 }
 
 /// Sends `payload` on a new connection to `addr` (an echo behind it) while reading what comes
-/// back, half-closes, and returns everything read until the far end closes.
-pub fn echo_round_trip(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
+/// back, half-closes, and checks that everything came back intact before the far end closed.
+pub fn assert_echoes(addr: SocketAddr, payload: &[u8]) {
     let mut conn = TcpStream::connect(addr).unwrap();
     let mut reader = conn.try_clone().unwrap();
     let expected = payload.len();
@@ -546,5 +350,35 @@ pub fn echo_round_trip(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
     });
     conn.write_all(payload).unwrap();
     conn.shutdown(Shutdown::Write).unwrap();
-    reading.join().unwrap()
+    let got = reading.join().unwrap();
+    assert!(
+        got == payload,
+        "echo through {addr} damaged: {} bytes back of {} sent",
+        got.len(),
+        payload.len()
+    );
+}
+
+/// A self-signed certificate for `localhost` and its key, written to `dir`: (cert, key).
+pub fn tls_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let paths = (dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&paths.0, cert.cert.pem()).expect("write cert");
+    std::fs::write(&paths.1, cert.key_pair.serialize_pem()).expect("write key");
+    paths
+}
+
+/// `curl` for `https://localhost:PORT{path}` (resolved to `addr`) trusting `cert`, with more
+/// `args`; its output ends with a line "HTTP_VERSION STATUS".
+pub fn curl_https(cert: &Path, addr: SocketAddr, path: &str, args: &[&str]) -> Output {
+    let port = addr.port();
+    Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(cert)
+        .args(args)
+        .args(["--resolve", &format!("localhost:{port}:{}", addr.ip())])
+        .args(["-w", "\n%{http_version} %{http_code}"])
+        .arg(format!("https://localhost:{port}{path}"))
+        .output()
+        .unwrap_or_else(|e| panic!("{}", cannot_run("curl", &e)))
 }
