@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use crate::support::{eventually, free_port, get, run_with_stdin, Augur, Backend};
+use crate::support::{
+    eventually, free_port, get, run_with_stdin, Augur, Backend, Config, Listener, Route, Upstream,
+};
 
 /// An upstream and a listener named with a double quote and a backslash (the config allows
 /// both) are escaped in every family, so the scrape still parses.
@@ -13,20 +15,19 @@ fn metrics_escape_quotes_and_backslashes_in_names() {
     let backend = Backend::start("m1");
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     // Single-quoted YAML: the backslashes reach the config as written.
-    let body = format!(
-        "listeners:\n  - {{ name: 'edge \"1\" \\ x', bind: {addr}, protocol: http, \
-         routes: [ {{ upstream: 'we\"ird\\name' }} ] }}\n\
-         upstreams:\n  - {{ name: 'we\"ird\\name', backends: [ {{ addr: {} }} ] }}\n",
-        backend.addr
-    );
-    let augur = Augur::start("metrics-escaping", &body, &[addr]);
+    let upstream_name = "'we\"ird\\name'";
+    let config = Config::new()
+        .listener(Listener::http("'edge \"1\" \\ x'", addr).route(Route::to(upstream_name)))
+        .upstream(Upstream::new(upstream_name, &[backend.addr]));
+    let augur = Augur::start("metrics-escaping", &config);
     assert_eq!(get(addr, "localhost", "/").status, 200);
     let listener =
         "augur_listener_requests_total{listener=\"edge \\\"1\\\" \\\\ x\",class=\"2xx\"} 1\n";
-    let text = eventually("the request counted", || {
-        let text = augur.metrics();
-        text.contains(listener).then_some(text)
-    });
+    let text = eventually(
+        "the request counted",
+        || augur.metrics(),
+        |text| text.contains(listener),
+    );
     let upstream = "upstream=\"we\\\"ird\\\\name\"";
     for line in [
         format!(
