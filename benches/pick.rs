@@ -3,25 +3,19 @@
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use augur_predictor::{
-    BackendId, Forecast, LeastConn, Live, Member, P2cLeastRequest, P2cPeakEwma, PickContext,
-    Policy, Predictive, PredictiveParams, Random, RoundRobin, Snapshot, Tried,
+    BackendId, Forecast, LeastConn, Member, P2cLeastRequest, P2cPeakEwma, PickContext, Policy,
+    Predictive, PredictiveParams, Random, RoundRobin, Snapshot, Tried,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 fn members(n: u32) -> Vec<Member> {
     (0..n)
         .map(|i| Member {
-            id: i as BackendId,
             weight: 1 + i % 4,
             cost: f64::from(i % 3) * 0.2,
-            local: true,
-            standby: false,
-            capacity: None,
-            warmup_nanos: 0,
-            live: Arc::new(Live::default()),
+            ..Member::new(i as BackendId)
         })
         .collect()
 }

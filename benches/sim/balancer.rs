@@ -2,10 +2,8 @@
 //! this instance sees), its own policy object, and its own `Predictor` fed only by its own
 //! observations, ticked on the virtual clock.
 
-use std::sync::Arc;
-
 use augur_predictor::{
-    Attempt, BackendId, Exchange, Live, Member, PickContext, Policy, PredictiveParams, Predictor,
+    Attempt, BackendId, Exchange, Member, PickContext, Policy, PredictiveParams, Predictor,
     PredictorSettings, Snapshot, Tried,
 };
 
@@ -125,16 +123,7 @@ impl Balancer {
 }
 
 fn member(backend: usize) -> Member {
-    Member {
-        id: backend as BackendId,
-        weight: 1,
-        cost: 0.0,
-        local: true,
-        standby: false,
-        capacity: None,
-        warmup_nanos: 0,
-        live: Arc::new(Live::default()),
-    }
+    Member::new(backend as BackendId)
 }
 
 #[cfg(test)]

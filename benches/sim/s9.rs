@@ -13,7 +13,7 @@
 //! warm-up has passed.
 
 use augur_predictor::{
-    BackendId, CapacityPlanner, Eligibility, Pool, PoolMember, PredictorSettings, Standby,
+    BackendId, CapacityPlanner, Eligibility, Pool, PoolMember, PredictorSettings, Scaling, Standby,
 };
 
 use crate::balancer::{Balancer, PolicyKind};
@@ -275,8 +275,10 @@ impl Hooks for Activation<'_> {
                 let pool = Pool {
                     name: "s9",
                     members: &self.members,
-                    activate_at: ACTIVATE_AT,
-                    min_hold_nanos: MIN_HOLD,
+                    scaling: Scaling {
+                        activate_at: ACTIVATE_AT,
+                        min_hold_nanos: MIN_HOLD,
+                    },
                 };
                 let all: &[Balancer] = balancers;
                 // Requests in flight to the serving members, as the proxy samples them.

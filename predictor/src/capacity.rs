@@ -42,6 +42,13 @@ pub struct Pool<'a> {
     pub name: &'a str,
     /// Members in config order (standby ones are woken in this order, put to sleep in reverse).
     pub members: &'a [PoolMember],
+    /// When standby members wake, and how long they keep a state.
+    pub scaling: Scaling,
+}
+
+/// An upstream's scaling settings (`scale:` in the config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scaling {
     /// Share of active capacity that predicted demand may reach before a standby wakes.
     pub activate_at: f64,
     /// Shortest time in a state, ns.
@@ -282,7 +289,7 @@ impl CapacityPlanner {
             planner
                 .states
                 .get(&id)
-                .is_none_or(|&(_, since)| now.saturating_sub(since) >= pool.min_hold_nanos)
+                .is_none_or(|&(_, since)| now.saturating_sub(since) >= pool.scaling.min_hold_nanos)
         };
         let transition = |backend: BackendId, wake: bool, demand: f64| Transition {
             upstream: pool.name.to_owned(),
@@ -302,7 +309,7 @@ impl CapacityPlanner {
         });
         if let Some(m) = sleeping {
             let needed = at(m.warmup_nanos).max(over_horizon);
-            if needed > pool.activate_at * active_capacity {
+            if needed > pool.scaling.activate_at * active_capacity {
                 let ready_at = now.saturating_add(m.warmup_nanos);
                 self.states
                     .insert(m.id, (Standby::Warming { ready_at }, now));
@@ -355,8 +362,10 @@ mod tests {
         Pool {
             name: "api",
             members,
-            activate_at: 0.9,
-            min_hold_nanos: 30 * SEC,
+            scaling: Scaling {
+                activate_at: 0.9,
+                min_hold_nanos: 30 * SEC,
+            },
         }
     }
 

@@ -30,7 +30,7 @@ mod testing;
 
 pub use attempt::{Attempt, Exchange, Verdicts};
 pub use capacity::{
-    CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Standby, Transition,
+    CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Scaling, Standby, Transition,
 };
 pub use eligibility::eligibility;
 pub use health::{

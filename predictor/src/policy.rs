@@ -32,6 +32,23 @@ pub struct Member {
     pub live: Arc<Live>,
 }
 
+impl Member {
+    /// Backend `id` with weight 1, free, local, not standby, no capacity given, and fresh
+    /// counters: the plain member tests, benches and the simulator start from.
+    pub fn new(id: BackendId) -> Member {
+        Member {
+            id,
+            weight: 1,
+            cost: 0.0,
+            local: true,
+            standby: false,
+            capacity: None,
+            warmup_nanos: 0,
+            live: Arc::new(Live::default()),
+        }
+    }
+}
+
 /// What a pick may consult besides the members: the time and the predictor's newest view.
 #[derive(Debug, Clone, Copy)]
 pub struct PickContext<'a> {

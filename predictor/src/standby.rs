@@ -5,7 +5,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::capacity::{CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Transition};
+use crate::capacity::{
+    CapacityPlanner, DemandEvent, Pool, PoolMember, PoolReport, Scaling, Transition,
+};
 use crate::policy::Member;
 use crate::snapshot::{Eligibility, Snapshot};
 
@@ -16,10 +18,8 @@ pub struct PlannedUpstream<'a> {
     pub name: &'a str,
     /// Its members, in config order (standby ones wake in this order).
     pub members: &'a [Member],
-    /// Share of active capacity that predicted demand may reach before a standby wakes.
-    pub activate_at: f64,
-    /// Shortest time in a state, ns.
-    pub min_hold_nanos: u64,
+    /// When standby members wake, and how long they keep a state.
+    pub scaling: Scaling,
     /// Concurrency that fresh peer instances report for it.
     pub peers: f64,
 }
@@ -101,8 +101,7 @@ impl StandbyPlanning {
             .map(|(i, members)| Pool {
                 name: upstreams[*i].name,
                 members,
-                activate_at: upstreams[*i].activate_at,
-                min_hold_nanos: upstreams[*i].min_hold_nanos,
+                scaling: upstreams[*i].scaling,
             })
             .collect();
         let seen = std::cell::RefCell::new(Vec::with_capacity(pools.len()));
@@ -226,8 +225,10 @@ mod tests {
         PlannedUpstream {
             name: "api",
             members,
-            activate_at: 0.9,
-            min_hold_nanos: 0,
+            scaling: Scaling {
+                activate_at: 0.9,
+                min_hold_nanos: 0,
+            },
             peers,
         }
     }

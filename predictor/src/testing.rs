@@ -1,8 +1,5 @@
 //! Helpers shared by the crate's unit tests.
 
-use std::sync::Arc;
-
-use crate::live::Live;
 use crate::policy::Member;
 use crate::snapshot::BackendId;
 
@@ -12,14 +9,8 @@ pub fn members_weighted(weights: &[u32]) -> Vec<Member> {
         .iter()
         .enumerate()
         .map(|(id, &weight)| Member {
-            id: id as BackendId,
             weight,
-            cost: 0.0,
-            local: true,
-            standby: false,
-            capacity: None,
-            warmup_nanos: 0,
-            live: Arc::new(Live::default()),
+            ..Member::new(id as BackendId)
         })
         .collect()
 }

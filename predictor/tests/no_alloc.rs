@@ -1,11 +1,10 @@
 //! Proves that picking a backend allocates nothing, for every policy (the request-path promise).
 
 use std::alloc::System;
-use std::sync::Arc;
 
 use augur_predictor::{
-    BackendId, Forecast, LeastConn, Live, Member, P2cLeastRequest, P2cPeakEwma, PickContext,
-    Policy, Predictive, PredictiveParams, Random, RoundRobin, Snapshot, Tried,
+    BackendId, Forecast, LeastConn, Member, P2cLeastRequest, P2cPeakEwma, PickContext, Policy,
+    Predictive, PredictiveParams, Random, RoundRobin, Snapshot, Tried,
 };
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -16,14 +15,10 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 fn picks_do_not_allocate() {
     let members: Vec<Member> = (0..16)
         .map(|i| Member {
-            id: i as BackendId,
             weight: 1 + i % 4,
             cost: f64::from(i % 3) * 0.2,
             local: i < 12,
-            standby: false,
-            capacity: None,
-            warmup_nanos: 0,
-            live: Arc::new(Live::default()),
+            ..Member::new(i as BackendId)
         })
         .collect();
     let snapshot = Snapshot {

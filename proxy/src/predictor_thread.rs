@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use augur_predictor::{
     BackendReport, DemandEvent, PlannedUpstream, PoolConcurrency, PoolReport, Predictor,
-    PredictorSettings, Snapshot, StandbyPlanning,
+    PredictorSettings, Scaling, Snapshot, StandbyPlanning,
 };
 use serde_json::json;
 
@@ -157,8 +157,10 @@ fn plan(
         .map(|(config, table)| PlannedUpstream {
             name: &table.name,
             members: &table.members,
-            activate_at: config.scale.activate_at,
-            min_hold_nanos: config.scale.min_hold.as_nanos() as u64,
+            scaling: Scaling {
+                activate_at: config.scale.activate_at,
+                min_hold_nanos: config.scale.min_hold.as_nanos() as u64,
+            },
             peers: peers.concurrency(&table.name),
         })
         .collect();
