@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use augur_config::ListenerKind;
 use augur_predictor::{Eligibility, STATUS_CLASSES};
 
-use crate::reload::reload;
+use crate::drain::{DrainError, EventError};
+use crate::reload::{reload, ReloadError};
 use crate::state::Shared;
 
 /// The admin HTTP application.
@@ -71,10 +72,10 @@ impl ServeHttp for Admin {
                 }
                 match crate::drain::apply(&self.shared, name, &body, on) {
                     Ok(v) => reply(StatusCode::OK, "application/json", v.to_string()),
-                    Err((code, message)) => reply(
-                        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+                    Err(e) => reply(
+                        refusal_status(Refusal::Drain(&e)),
                         "application/json",
-                        json!({ "error": message }).to_string(),
+                        json!({ "error": e.to_string() }).to_string(),
                     ),
                 }
             }
@@ -88,10 +89,10 @@ impl ServeHttp for Admin {
                 }
                 match crate::drain::announce(&self.shared, &body) {
                     Ok(v) => reply(StatusCode::OK, "application/json", v.to_string()),
-                    Err((code, message)) => reply(
-                        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+                    Err(e) => reply(
+                        refusal_status(Refusal::Event(&e)),
                         "application/json",
-                        json!({ "error": message }).to_string(),
+                        json!({ "error": e.to_string() }).to_string(),
                     ),
                 }
             }
@@ -99,7 +100,7 @@ impl ServeHttp for Admin {
                 let shared = Arc::clone(&self.shared);
                 let result = tokio::task::spawn_blocking(move || reload(&shared))
                     .await
-                    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+                    .unwrap_or_else(|e| Err(ReloadError::Failed(e.to_string())));
                 match result {
                     Ok(changes) => reply(
                         StatusCode::OK,
@@ -107,9 +108,9 @@ impl ServeHttp for Admin {
                         json!({"ok": true, "changes": changes}).to_string(),
                     ),
                     Err(error) => reply(
-                        StatusCode::UNPROCESSABLE_ENTITY,
+                        refusal_status(Refusal::Reload(&error)),
                         "application/json",
-                        json!({"ok": false, "error": error}).to_string(),
+                        json!({"ok": false, "error": error.to_string()}).to_string(),
                     ),
                 }
             }
@@ -124,6 +125,45 @@ impl ServeHttp for Admin {
                 "not found; try GET /status, GET /metrics, GET /demand, GET /segments/suggest, POST /reload, POST /upstreams/NAME/drain\n".into(),
             ),
         }
+    }
+}
+
+/// A refused drain, event or reload, for [`refusal_status`].
+enum Refusal<'a> {
+    Drain(&'a DrainError),
+    Event(&'a EventError),
+    Reload(&'a ReloadError),
+}
+
+/// The HTTP status of every refusal of a state-changing request, decided here only: the
+/// request is wrong (400), names nothing known (404), or cannot be carried out (422).
+fn refusal_status(refusal: Refusal<'_>) -> StatusCode {
+    match refusal {
+        Refusal::Drain(
+            DrainError::Body(_)
+            | DrainError::CountAndBackends
+            | DrainError::NothingChosen
+            | DrainError::UndrainCount,
+        )
+        | Refusal::Event(
+            EventError::Body(_)
+            | EventError::Time(_)
+            | EventError::Duration(_)
+            | EventError::EndOrDuration
+            | EventError::EndBeforeStart
+            | EventError::Multiplier(_),
+        ) => StatusCode::BAD_REQUEST,
+        Refusal::Drain(DrainError::UnknownUpstream(_) | DrainError::UnknownBackend { .. })
+        | Refusal::Event(EventError::UnknownUpstream(_)) => StatusCode::NOT_FOUND,
+        Refusal::Drain(DrainError::WouldLeaveNone { .. })
+        | Refusal::Reload(
+            ReloadError::NoFile
+            | ReloadError::Read { .. }
+            | ReloadError::Invalid(_)
+            | ReloadError::NeedsNewProcess { .. }
+            | ReloadError::Endpoint { .. },
+        ) => StatusCode::UNPROCESSABLE_ENTITY,
+        Refusal::Reload(ReloadError::Failed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
