@@ -39,8 +39,9 @@ use client::{Budget, Limits, Request};
 use demo::backend;
 use runtime::content_hash;
 
-/// How long the CLI waits for the admin listener: to connect, and for its whole answer.
+/// How long the CLI waits to connect to the admin listener.
 const ADMIN_CONNECT: Duration = Duration::from_secs(2);
+/// How long the CLI waits for the admin listener's whole answer (a reload can take a while).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Caps on an admin answer the CLI reads (the learned-segments YAML can be long).
 const ADMIN_LIMITS: Limits = Limits {
