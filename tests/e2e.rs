@@ -3,6 +3,7 @@
 mod support;
 
 mod check;
+mod client;
 mod drain;
 mod health;
 mod http;

@@ -41,8 +41,21 @@ pub fn parse(text: &str, file: &str) -> Result<Config, Errors> {
 ///
 /// An unreadable file is an [`Errors`] with one error at line 0, column 0.
 pub fn load(path: &Path) -> Result<Config, Errors> {
+    let bytes = std::fs::read(path).map_err(|error| {
+        Errors::whole_file(
+            &path.display().to_string(),
+            format!("cannot read config file: {error}"),
+        )
+    })?;
+    load_bytes(path, &bytes)
+}
+
+/// [`load`] of bytes already read from `path`, so that a caller can hash exactly what it parsed.
+///
+/// Bytes that are not UTF-8 are an [`Errors`] with one error at line 0, column 0.
+pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Config, Errors> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
+    let text = std::str::from_utf8(bytes)
         .map_err(|error| Errors::whole_file(&file, format!("cannot read config file: {error}")))?;
     // Absolute, so that TLS and key paths stay right if the process later changes directory.
     let dir = path.parent().unwrap_or(Path::new(""));
@@ -53,7 +66,7 @@ pub fn load(path: &Path) -> Result<Config, Errors> {
             .map(|cwd| cwd.join(dir))
             .unwrap_or_else(|_| PathBuf::from(dir))
     };
-    parse_in(&text, &file, &dir)
+    parse_in(text, &file, &dir)
 }
 
 /// [`parse`] with relative TLS and key paths taken from `base_dir`.

@@ -1,4 +1,4 @@
-//! A peer's `GET /demand` answer parses to upstream names with finite, non-negative
+//! The body of a peer's `GET /demand` answer parses to upstream names with finite, non-negative
 //! concurrencies, or to an error; whatever the bytes, it never panics.
 #![no_main]
 
@@ -7,7 +7,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(upstreams) = parse_peer_demand(data) {
-        assert!(data.starts_with(b"HTTP/1."));
         assert!(upstreams.len() <= MAX_PEER_UPSTREAMS);
         for (name, concurrency) in &upstreams {
             assert!(!name.is_empty());

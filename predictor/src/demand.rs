@@ -218,21 +218,12 @@ impl DemandModel {
 /// Most upstreams a peer's demand answer may list.
 pub const MAX_PEER_UPSTREAMS: usize = 10_000;
 
-/// Parses another augur instance's answer to `GET /demand`: an HTTP/1.x status line with
-/// 200, headers, and a body of one `NAME CONCURRENCY` line per upstream it plans (the
-/// concurrency it sees itself, a finite number >= 0; the name is everything before the last
-/// space). The bytes come from the network: anything else is an error, never a panic.
-pub fn parse_peer_demand(answer: &[u8]) -> Result<Vec<(String, f64)>, String> {
-    match crate::health::check_status(answer) {
-        Some(200) => {}
-        Some(0) | None => return Err("not an HTTP/1.x answer".into()),
-        Some(status) => return Err(format!("answered {status}")),
-    }
-    let end = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of the HTTP header")?;
-    let body = std::str::from_utf8(&answer[end + 4..]).map_err(|_| "body not UTF-8")?;
+/// Parses the body of another augur instance's `200` answer to `GET /demand`: one
+/// `NAME CONCURRENCY` line per upstream it plans (the concurrency it sees itself, a finite
+/// number >= 0; the name is everything before the last space). The bytes come from the
+/// network: anything else is an error, never a panic.
+pub fn parse_peer_demand(body: &[u8]) -> Result<Vec<(String, f64)>, String> {
+    let body = std::str::from_utf8(body).map_err(|_| "body not UTF-8")?;
     let mut out: Vec<(String, f64)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, line) in body.lines().filter(|l| !l.trim().is_empty()).enumerate() {
@@ -335,21 +326,18 @@ mod tests {
     }
 
     #[test]
-    fn a_peers_demand_answer_parses_and_anything_else_is_an_error() {
-        let ok = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\napi 6.5\nmy pool 0\n";
+    fn a_peers_demand_body_parses_and_anything_else_is_an_error() {
         assert_eq!(
-            parse_peer_demand(ok).unwrap(),
+            parse_peer_demand(b"api 6.5\nmy pool 0\n").unwrap(),
             vec![("api".to_owned(), 6.5), ("my pool".to_owned(), 0.0)]
         );
+        assert_eq!(parse_peer_demand(b"").unwrap(), vec![]);
         for bad in [
-            &b""[..],
-            b"HTTP/1.1 404 Not Found\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\n",
-            b"HTTP/1.1 200 OK\r\n\r\napi",
-            b"HTTP/1.1 200 OK\r\n\r\napi -1",
-            b"HTTP/1.1 200 OK\r\n\r\napi NaN",
-            b"HTTP/1.1 200 OK\r\n\r\napi 1\napi 2",
-            b"HTTP/1.1 200 OK\r\n\r\n\xff 1",
+            &b"api"[..],
+            b"api -1",
+            b"api NaN",
+            b"api 1\napi 2",
+            b"\xff 1",
             b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
         ] {
             assert!(

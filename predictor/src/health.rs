@@ -624,21 +624,6 @@ impl UpstreamHealth {
     }
 }
 
-/// The status code of an active check's answer, from the first bytes of it: `None` until the
-/// 12 bytes of `HTTP/1.1 200` have arrived, then the status, or 0 (in no `expect` range) when
-/// the bytes are not an HTTP/1.x status line. Backend bytes are untrusted: anything goes in.
-pub fn check_status(head: &[u8]) -> Option<u16> {
-    if head.len() < 12 {
-        return None;
-    }
-    let ok = head.starts_with(b"HTTP/1.") && head[8] == b' ';
-    let digits = &head[9..12];
-    if !ok || !digits.iter().all(u8::is_ascii_digit) {
-        return Some(0);
-    }
-    Some(digits.iter().fold(0, |n, d| n * 10 + u16::from(d - b'0')))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -948,16 +933,6 @@ mod tests {
         assert_eq!((back.from, back.to), (HealthState::Down, HealthState::Up));
         assert_eq!(back.reason, Reason::ChecksRemoved);
         assert_eq!(h.reset_checks(11), None);
-    }
-
-    #[test]
-    fn check_status_lines() {
-        assert_eq!(check_status(b"HTTP/1.1 20"), None);
-        assert_eq!(check_status(b"HTTP/1.1 204 No Content\r\n"), Some(204));
-        assert_eq!(check_status(b"HTTP/1.0 503 x"), Some(503));
-        assert_eq!(check_status(b"HTTP/2.0 200 x"), Some(0));
-        assert_eq!(check_status(b"SSH-2.0-OpenSSH_9"), Some(0));
-        assert_eq!(check_status(b"HTTP/1.1 2x0 x"), Some(0));
     }
 
     #[test]

@@ -15,41 +15,95 @@ pub struct DrainRequest {
     pub backends: Option<Vec<String>>,
 }
 
-/// Drains (`on = true`) or undrains backends of `upstream`; returns the backends changed, or
-/// an HTTP status and message.
-pub fn apply(
-    shared: &Shared,
-    upstream: &str,
-    body: &[u8],
-    on: bool,
-) -> Result<Value, (u16, String)> {
+/// Why a drain or undrain was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    /// The body is not a [`DrainRequest`].
+    #[error("invalid JSON body: {0}")]
+    Body(serde_json::Error),
+    /// No upstream has this name.
+    #[error("no upstream named {0:?}")]
+    UnknownUpstream(String),
+    /// The upstream has no backend with this address.
+    #[error("upstream {upstream:?} has no backend {backend:?}")]
+    UnknownBackend {
+        /// The upstream.
+        upstream: String,
+        /// The backend asked for.
+        backend: String,
+    },
+    /// Both `count` and `backends`.
+    #[error("give either `count` or `backends`, not both")]
+    CountAndBackends,
+    /// A drain that names neither.
+    #[error("say which: `count` or `backends`")]
+    NothingChosen,
+    /// An undrain with a count.
+    #[error("undrain takes `backends` or nothing (all)")]
+    UndrainCount,
+    /// A count that would drain every backend still in rotation.
+    #[error(
+        "draining {count} of the {open} backends still in rotation would leave none; name them to drain all"
+    )]
+    WouldLeaveNone {
+        /// How many were asked for.
+        count: usize,
+        /// How many are in rotation.
+        open: usize,
+    },
+}
+
+/// Why an announced event was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The body is not an [`EventRequest`].
+    #[error("invalid JSON body: {0}")]
+    Body(serde_json::Error),
+    /// A start or end that is not an RFC 3339 time.
+    #[error("expected an RFC 3339 time, found {0:?}")]
+    Time(String),
+    /// A duration that humantime does not read.
+    #[error("expected a duration like \"10m\", found {0:?}")]
+    Duration(String),
+    /// Neither or both of `end` and `duration`.
+    #[error("give either `end` or `duration`")]
+    EndOrDuration,
+    /// An end not after the start.
+    #[error("expected an end after the start")]
+    EndBeforeStart,
+    /// A multiplier out of (0, 1000].
+    #[error("expected a multiplier above 0 and at most 1000, found {0}")]
+    Multiplier(f64),
+    /// No upstream has this name.
+    #[error("no upstream named {0:?}")]
+    UnknownUpstream(String),
+}
+
+/// Drains (`on = true`) or undrains backends of `upstream`; returns the backends changed.
+pub fn apply(shared: &Shared, upstream: &str, body: &[u8], on: bool) -> Result<Value, DrainError> {
     let request: DrainRequest = if body.iter().all(u8::is_ascii_whitespace) {
         DrainRequest::default()
     } else {
-        serde_json::from_slice(body).map_err(|e| (400, format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(body).map_err(DrainError::Body)?
     };
     let rt = shared.runtime.load();
     let u = rt
         .upstreams
         .iter()
         .find(|u| u.name == upstream)
-        .ok_or_else(|| (404, format!("no upstream named {upstream:?}")))?;
+        .ok_or_else(|| DrainError::UnknownUpstream(upstream.to_owned()))?;
     let snapshot = shared.snapshot.load();
     let chosen: Vec<usize> = match (&request.backends, request.count) {
-        (Some(_), Some(_)) => {
-            return Err((400, "give either `count` or `backends`, not both".into()))
-        }
+        (Some(_), Some(_)) => return Err(DrainError::CountAndBackends),
         (Some(names), None) => names
             .iter()
             .map(|name| {
                 u.backends
                     .iter()
                     .position(|b| &b.label == name)
-                    .ok_or_else(|| {
-                        (
-                            404,
-                            format!("upstream {upstream:?} has no backend {name:?}"),
-                        )
+                    .ok_or_else(|| DrainError::UnknownBackend {
+                        upstream: upstream.to_owned(),
+                        backend: name.clone(),
                     })
             })
             .collect::<Result<_, _>>()?,
@@ -58,13 +112,10 @@ pub fn apply(
                 .filter(|&i| !u.members[i].live.is_drained())
                 .collect();
             if count >= open.len() {
-                return Err((
-                    422,
-                    format!(
-                        "draining {count} of the {} backends still in rotation would leave none; name them to drain all",
-                        open.len()
-                    ),
-                ));
+                return Err(DrainError::WouldLeaveNone {
+                    count,
+                    open: open.len(),
+                });
             }
             // Lowest predicted load first: predicted utilisation, then requests in flight.
             open.sort_by(|&a, &b| {
@@ -79,8 +130,8 @@ pub fn apply(
             open.truncate(count);
             open
         }
-        (None, Some(_)) => return Err((400, "undrain takes `backends` or nothing (all)".into())),
-        (None, None) if on => return Err((400, "say which: `count` or `backends`".into())),
+        (None, Some(_)) => return Err(DrainError::UndrainCount),
+        (None, None) if on => return Err(DrainError::NothingChosen),
         (None, None) => (0..u.members.len()).collect(),
     };
     let mut changed = Vec::new();
@@ -111,12 +162,10 @@ pub struct EventRequest {
 }
 
 /// Validates and records an announced surge; returns it as stored.
-pub fn announce(shared: &Shared, body: &[u8]) -> Result<Value, (u16, String)> {
-    let e: EventRequest =
-        serde_json::from_slice(body).map_err(|e| (400, format!("invalid JSON body: {e}")))?;
+pub fn announce(shared: &Shared, body: &[u8]) -> Result<Value, EventError> {
+    let e: EventRequest = serde_json::from_slice(body).map_err(EventError::Body)?;
     let time = |text: &str| {
-        humantime::parse_rfc3339_weak(text.trim())
-            .map_err(|_| (400, format!("expected an RFC 3339 time, found {text:?}")))
+        humantime::parse_rfc3339_weak(text.trim()).map_err(|_| EventError::Time(text.to_owned()))
     };
     let start = match &e.start {
         Some(s) => time(s)?,
@@ -126,26 +175,16 @@ pub fn announce(shared: &Shared, body: &[u8]) -> Result<Value, (u16, String)> {
         (Some(t), None) => time(t)?,
         (None, Some(d)) => {
             start
-                + humantime::parse_duration(d.trim()).map_err(|_| {
-                    (
-                        400,
-                        format!("expected a duration like \"10m\", found {d:?}"),
-                    )
-                })?
+                + humantime::parse_duration(d.trim())
+                    .map_err(|_| EventError::Duration(d.clone()))?
         }
-        _ => return Err((400, "give either `end` or `duration`".into())),
+        _ => return Err(EventError::EndOrDuration),
     };
     if end <= start {
-        return Err((400, "expected an end after the start".into()));
+        return Err(EventError::EndBeforeStart);
     }
     if !(e.multiplier.is_finite() && e.multiplier > 0.0 && e.multiplier <= 1000.0) {
-        return Err((
-            400,
-            format!(
-                "expected a multiplier above 0 and at most 1000, found {}",
-                e.multiplier
-            ),
-        ));
+        return Err(EventError::Multiplier(e.multiplier));
     }
     if let Some(name) = &e.upstream {
         if !shared
@@ -155,7 +194,7 @@ pub fn announce(shared: &Shared, body: &[u8]) -> Result<Value, (u16, String)> {
             .iter()
             .any(|u| &u.name == name)
         {
-            return Err((404, format!("no upstream named {name:?}")));
+            return Err(EventError::UnknownUpstream(name.clone()));
         }
     }
     let event = augur_config::Event {

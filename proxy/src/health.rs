@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use augur_config::{CheckKind, HealthCheck};
-use augur_predictor::health::check_status;
 use augur_predictor::{BackendId, Failure, HealthChange, HealthState, Live, Rng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::client::response::parse_head;
+use crate::client::Request;
 use crate::clock;
 use crate::runtime::{BackendEntry, Runtime};
 use crate::state::Shared;
@@ -26,8 +27,8 @@ use crate::state::Shared;
 /// How often ejections are swept and due checks started.
 pub const SWEEP: Duration = Duration::from_millis(50);
 
-/// The longest status line a check reads.
-const STATUS_LINE_MAX: usize = 512;
+/// The longest response head a check reads.
+const HEAD_MAX: usize = 16 << 10;
 
 /// Starts the health thread (its own single-threaded runtime, apart from Pingora's).
 pub fn spawn(shared: Arc<Shared>) -> anyhow::Result<()> {
@@ -123,39 +124,39 @@ async fn check_once(rt: Arc<Runtime>, u: usize, b: usize, check: HealthCheck, li
     }
 }
 
-/// One probe: a TCP connect, or an HTTP/1.1 `GET` whose status must be in `expect`.
+/// One probe: a TCP connect, or an HTTP/1.1 `GET` whose status must be in `expect`. Only
+/// the head is read: the status decides, whatever the body.
 async fn probe(kind: &CheckKind, entry: &BackendEntry, timeout: Duration) -> Result<(), Failure> {
-    let addr = entry.addr;
     let mut conn = entry.dial(timeout).await.map_err(|_| Failure::Connect)?;
     let CheckKind::Http { path, expect } = kind else {
         return Ok(());
     };
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: augur-health-check\r\n\
-         Connection: close\r\n\r\n"
-    );
-    conn.write_all(request.as_bytes())
+    let request = Request {
+        user_agent: "augur-health-check",
+        ..Request::get(path)
+    };
+    conn.write_all(&request.encode(entry.addr, true))
         .await
         .map_err(|_| Failure::Reset)?;
-    let mut buf = [0u8; STATUS_LINE_MAX];
-    let mut len = 0;
-    let status = loop {
-        if let Some(status) = check_status(&buf[..len]) {
-            break status;
+    let mut buf = Vec::new();
+    let head = loop {
+        match parse_head(&buf, HEAD_MAX) {
+            Ok(Some(head)) => break head,
+            Ok(None) => {}
+            Err(_) => return Err(Failure::Status),
         }
-        if len == buf.len() {
-            return Err(Failure::Status);
-        }
+        let had = buf.len();
+        buf.resize(had + 4096, 0);
         let n = conn
-            .read(&mut buf[len..])
+            .read(&mut buf[had..])
             .await
             .map_err(|_| Failure::Reset)?;
         if n == 0 {
             return Err(Failure::Reset);
         }
-        len += n;
+        buf.truncate(had + n);
     };
-    if expect.contains(status) {
+    if expect.contains(head.status) {
         Ok(())
     } else {
         Err(Failure::Status)

@@ -3,7 +3,7 @@
 
 mod access_log;
 mod admin;
-mod backend_app;
+mod client;
 mod clock;
 mod demo;
 mod dial;
@@ -28,27 +28,27 @@ mod stats;
 mod tcp_relay;
 mod tunnel;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
-use pingora::services::listening::Service;
 
-use backend_app::DemoBackend;
+use client::{Budget, Limits, Request};
+use demo::backend;
 use runtime::content_hash;
 
-const DEMO_CONFIG: &str = include_str!("../../examples/demo.yaml");
-const DEMO_BACKENDS: [(&str, &str, u64); 3] = [
-    ("demo-1", "127.0.0.1:9001", 5),
-    ("demo-2", "127.0.0.1:9002", 5),
-    ("demo-3", "127.0.0.1:9003", 5),
-];
+/// How long the CLI waits to connect to the admin listener.
+const ADMIN_CONNECT: Duration = Duration::from_secs(2);
+/// How long the CLI waits for the admin listener's whole answer (a reload can take a while).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Caps on an admin answer the CLI reads (the learned-segments YAML can be long).
+const ADMIN_LIMITS: Limits = Limits {
+    head: 16 << 10,
+    body: 16 << 20,
+};
 
 /// augur: an edge load balancer (L4 TCP, L7 HTTP/HTTPS) built on Pingora.
 #[derive(Parser)]
@@ -158,7 +158,7 @@ struct BackendModel {
     concurrency: Option<usize>,
     /// Distribution of service times: mean = --delay, standard deviation = mean.
     #[arg(long, value_enum, default_value = "fixed")]
-    delay_dist: backend_app::DelayDist,
+    delay_dist: backend::DelayDist,
     /// Seasonal slowdown: cycle length (off unless given).
     #[arg(long)]
     degrade_period: Option<humantime::Duration>,
@@ -184,7 +184,7 @@ struct BackendModel {
 
 impl BackendModel {
     /// Check the flags and build the service model; `name` seeds the stall jitter.
-    fn build(&self, name: &str) -> anyhow::Result<backend_app::ServiceModel> {
+    fn build(&self, name: &str) -> anyhow::Result<backend::ServiceModel> {
         if self.concurrency == Some(0) {
             bail!("--concurrency: expected at least 1, found 0");
         }
@@ -202,7 +202,7 @@ impl BackendModel {
                         self.degrade_factor
                     );
                 }
-                Some(backend_app::Season {
+                Some(backend::Season {
                     period,
                     length,
                     factor: self.degrade_factor,
@@ -221,28 +221,21 @@ impl BackendModel {
                 if 2 * jitter + length >= every {
                     bail!("--stall-every ({every:?}) must exceed 2 × --stall-jitter + --stall ({jitter:?}, {length:?})");
                 }
-                Some(backend_app::Stalls {
+                Some(backend::Stalls {
                     every,
                     jitter,
                     length,
-                    seed: name_seed(name),
+                    seed: backend::name_seed(name),
                 })
             }
         };
-        Ok(backend_app::ServiceModel {
+        Ok(backend::ServiceModel {
             concurrency: self.concurrency,
             dist: self.delay_dist,
             season,
             stalls,
         })
     }
-}
-
-/// FNV-1a of a backend's name: a stable per-backend seed.
-fn name_seed(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 fn main() -> ExitCode {
@@ -275,7 +268,7 @@ fn main() -> ExitCode {
                 .and_then(|_| keys::public_of(&text).map_err(anyhow::Error::from))
                 .map(|public| println!("{public}"))
         }
-        Command::Demo => demo(),
+        Command::Demo => demo::run(),
         Command::Backend {
             listen,
             name,
@@ -283,7 +276,7 @@ fn main() -> ExitCode {
             model,
         } => model
             .build(&name)
-            .and_then(|model| backend(listen, name, delay.into(), model)),
+            .and_then(|model| backend::run(listen, name, delay.into(), model)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -294,9 +287,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads and validates a config file, and hashes the bytes it parsed.
 fn load(path: &Path) -> anyhow::Result<(augur_config::Config, String)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    match augur_config::load(path) {
+    match augur_config::load_bytes(path, &bytes) {
         Ok(config) => Ok((config, content_hash(&bytes))),
         Err(errors) => bail!("invalid config:\n{errors}"),
     }
@@ -327,6 +321,15 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// The admin listener of the instance that runs the config at `path`, needed `to` do something.
+fn admin_of(path: &Path, to: &str) -> anyhow::Result<SocketAddr> {
+    let (config, _) = load(path)?;
+    let admin = config
+        .admin
+        .with_context(|| format!("{}: no admin listener {to}", path.display()))?;
+    Ok(admin.bind)
+}
+
 fn drain_command(
     path: &Path,
     upstream: &str,
@@ -334,20 +337,15 @@ fn drain_command(
     backends: Vec<String>,
     on: bool,
 ) -> anyhow::Result<()> {
-    let (config, _) = load(path)?;
-    let admin = config.admin.ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: no admin listener to send the request to",
-            path.display()
-        )
-    })?;
+    let admin = admin_of(path, "to send the request to")?;
     let body = match (count, backends.is_empty()) {
         (Some(n), _) => serde_json::json!({ "count": n }).to_string(),
         (None, false) => serde_json::json!({ "backends": backends }).to_string(),
         (None, true) => String::new(),
     };
     let verb = if on { "drain" } else { "undrain" };
-    let (ok, reply) = admin_post(admin.bind, &format!("/upstreams/{upstream}/{verb}"), &body)?;
+    let path = format!("/upstreams/{upstream}/{verb}");
+    let (ok, reply) = admin_request(admin, &Request::post_json(&path, body.as_bytes()))?;
     println!("{reply}");
     if !ok {
         bail!("{verb} refused");
@@ -355,41 +353,22 @@ fn drain_command(
     Ok(())
 }
 
-/// POSTs `body` to the admin listener; returns whether it answered 200, and the body.
-fn admin_post(admin: SocketAddr, path: &str, body: &str) -> anyhow::Result<(bool, String)> {
-    admin_request(admin, "POST", path, body)
-}
-
 /// One request to the admin listener; returns whether it answered 200, and the body.
-fn admin_request(
-    admin: SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> anyhow::Result<(bool, String)> {
-    let mut conn = TcpStream::connect_timeout(&admin, Duration::from_secs(2))
-        .with_context(|| format!("cannot reach the admin listener at {admin}"))?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        conn,
-        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut reply = String::new();
-    conn.read_to_string(&mut reply)?;
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
-    Ok((head.starts_with("HTTP/1.1 200"), body.trim().to_owned()))
+fn admin_request(admin: SocketAddr, request: &Request<'_>) -> anyhow::Result<(bool, String)> {
+    let budget = Budget {
+        connect: ADMIN_CONNECT,
+        total: ADMIN_TIMEOUT,
+        limits: ADMIN_LIMITS,
+    };
+    let response = client::fetch(admin, request, budget)
+        .with_context(|| format!("asking the admin listener at {admin}"))?;
+    let body = String::from_utf8_lossy(&response.body).trim().to_owned();
+    Ok((response.status == 200, body))
 }
 
 fn segments_suggest(path: &Path) -> anyhow::Result<()> {
-    let (config, _) = load(path)?;
-    let admin = config.admin.ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: no admin listener to ask for the learned segments",
-            path.display()
-        )
-    })?;
-    let (ok, reply) = admin_request(admin.bind, "GET", "/segments/suggest", "")?;
+    let admin = admin_of(path, "to ask for the learned segments")?;
+    let (ok, reply) = admin_request(admin, &Request::get("/segments/suggest"))?;
     if !ok {
         bail!("the admin listener refused: {reply}");
     }
@@ -416,83 +395,10 @@ fn reload_running(path: &Path) -> anyhow::Result<()> {
         println!("SIGHUP sent to {}", pid.trim());
         return Ok(());
     };
-    let (ok, reply) = admin_post(admin.bind, "/reload", "")?;
+    let (ok, reply) = admin_request(admin.bind, &Request::post_json("/reload", b""))?;
     println!("{reply}");
     if !ok {
         bail!("reload refused");
     }
     Ok(())
-}
-
-fn demo() -> anyhow::Result<()> {
-    let config = augur_config::parse(DEMO_CONFIG, "examples/demo.yaml")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!(
-        "augur demo: proxy on http://127.0.0.1:8080, admin on http://127.0.0.1:9901
-backends demo-1/2/3 on 127.0.0.1:9001-9003 answer in 5 ms; demo-3 takes 60 ms more for the
-last 10 s of every 30 s. A built-in load sends {} requests/s; policy: predictive.
-Watch the table: once the predictor has seen two cycles (about a minute) it expects
-demo-3's slow phase and moves traffic away as it starts.
-
-try:
-  curl -s http://127.0.0.1:8080/hello
-  wrk -t1 -c16 -d10s http://127.0.0.1:8080/
-  curl -s http://127.0.0.1:9901/status
-  curl -s http://127.0.0.1:9901/metrics
-Ctrl-C stops it.",
-        demo::LOAD_PER_SECOND
-    );
-    let started = std::time::Instant::now();
-    let extra = DEMO_BACKENDS
-        .iter()
-        .map(|(name, addr, ms)| {
-            let addr: SocketAddr = addr.parse().expect("demo backend address is valid");
-            let mut backend = DemoBackend::new(*name, Duration::from_millis(*ms));
-            if *name == "demo-3" {
-                backend = backend.degrading(backend_app::Degradation {
-                    period: Duration::from_secs(30),
-                    length: Duration::from_secs(10),
-                    extra: Duration::from_millis(60),
-                    since: started,
-                });
-            }
-            ((*name).to_owned(), addr, backend)
-        })
-        .collect();
-    let proxy: SocketAddr = "127.0.0.1:8080".parse().expect("valid address");
-    let admin: SocketAddr = "127.0.0.1:9901".parse().expect("valid address");
-    demo::start(proxy, admin);
-    server::run(server::Launch {
-        config,
-        hash: content_hash(DEMO_CONFIG.as_bytes()),
-        config_path: None,
-        upgrade: false,
-        extra,
-    })
-}
-
-fn backend(
-    listen: SocketAddr,
-    name: String,
-    delay: Duration,
-    model: backend_app::ServiceModel,
-) -> anyhow::Result<()> {
-    logging::init("warn");
-    std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    let conf = ServerConf {
-        threads: 1,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(0),
-        upgrade_sock: format!("/tmp/augur_backend_{}.sock", listen.port()),
-        pid_file: format!("/tmp/augur_backend_{}.pid", listen.port()),
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
-    server.bootstrap();
-    let seed = name_seed(&name);
-    let app = DemoBackend::new(name.clone(), delay).modelled(model, seed);
-    let mut svc = Service::new(name, app);
-    svc.add_tcp(&listen.to_string());
-    server.add_service(svc);
-    server.run_forever()
 }

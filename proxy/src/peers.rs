@@ -15,13 +15,13 @@
 //! the same time; each calls its own `scale.hook`, which must therefore be idempotent.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::client::{self, Budget, Limits, Request};
 use crate::state::Shared;
 
 /// Time between polls of every peer.
@@ -30,8 +30,11 @@ const EVERY: Duration = Duration::from_secs(1);
 const TIMEOUT: Duration = Duration::from_millis(500);
 /// A peer's figures older than this count as zero.
 const STALE: Duration = Duration::from_secs(3);
-/// Largest `/demand` answer read from a peer.
-const MAX_ANSWER_BYTES: usize = 64 << 10;
+/// Largest `/demand` answer read from a peer (its body; the head is capped apart).
+const LIMITS: Limits = Limits {
+    head: 8 << 10,
+    body: 64 << 10,
+};
 
 /// What the peers said last.
 #[derive(Debug, Default)]
@@ -138,32 +141,17 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
 
 /// One peer's own concurrency per upstream, from its `/demand`, within `TIMEOUT` in all.
 fn fetch(peer: SocketAddr) -> Result<HashMap<String, f64>, String> {
-    let deadline = Instant::now() + TIMEOUT;
-    let left = || {
-        deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("no answer within {TIMEOUT:?}"))
+    let budget = Budget {
+        connect: TIMEOUT,
+        total: TIMEOUT,
+        limits: LIMITS,
     };
-    let mut conn = TcpStream::connect_timeout(&peer, left()?).map_err(|e| e.to_string())?;
-    conn.set_write_timeout(Some(left()?))
-        .map_err(|e| e.to_string())?;
-    conn.write_all(b"GET /demand HTTP/1.1\r\nHost: augur\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        conn.set_read_timeout(Some(left()?))
-            .map_err(|e| e.to_string())?;
-        match conn.read(&mut chunk).map_err(|e| e.to_string())? {
-            0 => break,
-            n if answer.len() + n > MAX_ANSWER_BYTES => {
-                return Err(format!("answer over {MAX_ANSWER_BYTES} bytes"))
-            }
-            n => answer.extend_from_slice(&chunk[..n]),
-        }
+    let answer =
+        client::fetch(peer, &Request::get("/demand"), budget).map_err(|e| e.to_string())?;
+    if answer.status != 200 {
+        return Err(format!("answered {}", answer.status));
     }
-    Ok(augur_predictor::demand::parse_peer_demand(&answer)?
+    Ok(augur_predictor::demand::parse_peer_demand(&answer.body)?
         .into_iter()
         .collect())
 }

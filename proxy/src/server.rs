@@ -43,7 +43,7 @@ pub struct Launch {
     /// Take listening sockets over from a running instance instead of binding them.
     pub upgrade: bool,
     /// Extra services to run in the same server (the demo's backends).
-    pub extra: Vec<(String, SocketAddr, crate::backend_app::DemoBackend)>,
+    pub extra: Vec<(String, SocketAddr, crate::demo::backend::DemoBackend)>,
 }
 
 /// Runs augur until it is told to stop; returns only on error, otherwise exits the process.

@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 
 use augur_predictor::Member;
 
-use crate::reload::reload;
+use crate::drain::{DrainError, EventError};
+use crate::reload::{reload, ReloadError};
 use crate::runtime::{BackendEntry, Runtime, UpstreamTable};
 use crate::state::Shared;
 
@@ -72,19 +73,25 @@ impl ServeHttp for Admin {
                     .trim_start_matches("/upstreams/")
                     .trim_end_matches(if on { "/drain" } else { "/undrain" });
                 match read_body(session).await {
-                    Ok(body) => outcome(crate::drain::apply(&self.shared, name, &body, on)),
+                    Ok(body) => outcome(
+                        crate::drain::apply(&self.shared, name, &body, on)
+                            .map_err(|e| (refusal_status(Refusal::Drain(&e)), e.to_string())),
+                    ),
                     Err(too_large) => too_large,
                 }
             }
             (Method::POST, "/events") => match read_body(session).await {
-                Ok(body) => outcome(crate::drain::announce(&self.shared, &body)),
+                Ok(body) => outcome(
+                    crate::drain::announce(&self.shared, &body)
+                        .map_err(|e| (refusal_status(Refusal::Event(&e)), e.to_string())),
+                ),
                 Err(too_large) => too_large,
             },
             (Method::POST, "/reload") => {
                 let shared = Arc::clone(&self.shared);
                 let result = tokio::task::spawn_blocking(move || reload(&shared))
                     .await
-                    .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
+                    .unwrap_or_else(|e| Err(ReloadError::Failed(e.to_string())));
                 match result {
                     Ok(changes) => reply(
                         StatusCode::OK,
@@ -92,9 +99,9 @@ impl ServeHttp for Admin {
                         json!({"ok": true, "changes": changes}).to_string(),
                     ),
                     Err(error) => reply(
-                        StatusCode::UNPROCESSABLE_ENTITY,
+                        refusal_status(Refusal::Reload(&error)),
                         "application/json",
-                        json!({"ok": false, "error": error}).to_string(),
+                        json!({"ok": false, "error": error.to_string()}).to_string(),
                     ),
                 }
             }
@@ -129,14 +136,53 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<
 }
 
 /// A state-changing endpoint's answer: its document, or `{"error": ..}` with its status code.
-fn outcome(result: Result<Value, (u16, String)>) -> Response<Vec<u8>> {
+fn outcome(result: Result<Value, (StatusCode, String)>) -> Response<Vec<u8>> {
     match result {
         Ok(v) => reply(StatusCode::OK, "application/json", v.to_string()),
         Err((code, message)) => reply(
-            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            code,
             "application/json",
             json!({ "error": message }).to_string(),
         ),
+    }
+}
+
+/// A refused drain, event or reload, for [`refusal_status`].
+enum Refusal<'a> {
+    Drain(&'a DrainError),
+    Event(&'a EventError),
+    Reload(&'a ReloadError),
+}
+
+/// The HTTP status of every refusal of a state-changing request, decided here only: the
+/// request is wrong (400), names nothing known (404), or cannot be carried out (422).
+fn refusal_status(refusal: Refusal<'_>) -> StatusCode {
+    match refusal {
+        Refusal::Drain(
+            DrainError::Body(_)
+            | DrainError::CountAndBackends
+            | DrainError::NothingChosen
+            | DrainError::UndrainCount,
+        )
+        | Refusal::Event(
+            EventError::Body(_)
+            | EventError::Time(_)
+            | EventError::Duration(_)
+            | EventError::EndOrDuration
+            | EventError::EndBeforeStart
+            | EventError::Multiplier(_),
+        ) => StatusCode::BAD_REQUEST,
+        Refusal::Drain(DrainError::UnknownUpstream(_) | DrainError::UnknownBackend { .. })
+        | Refusal::Event(EventError::UnknownUpstream(_)) => StatusCode::NOT_FOUND,
+        Refusal::Drain(DrainError::WouldLeaveNone { .. })
+        | Refusal::Reload(
+            ReloadError::NoFile
+            | ReloadError::Read { .. }
+            | ReloadError::Invalid(_)
+            | ReloadError::NeedsNewProcess { .. }
+            | ReloadError::Endpoint { .. },
+        ) => StatusCode::UNPROCESSABLE_ENTITY,
+        Refusal::Reload(ReloadError::Failed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

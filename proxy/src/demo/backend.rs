@@ -11,13 +11,18 @@
 //! `concurrency` requests in service at once (the rest queue), service times drawn from a
 //! distribution, a seasonal slowdown and periodic stalls (see [`ServiceModel`]).
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::listening::Service;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -334,6 +339,40 @@ impl ServeHttp for DemoBackend {
         }
         reply.body(body).unwrap_or_default()
     }
+}
+
+/// FNV-1a of a backend's name: a stable per-backend seed.
+pub fn name_seed(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Runs one backend as its own process (`augur backend`) until it is stopped.
+pub fn run(
+    listen: SocketAddr,
+    name: String,
+    delay: Duration,
+    model: ServiceModel,
+) -> anyhow::Result<()> {
+    crate::logging::init("warn");
+    std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let conf = ServerConf {
+        threads: 1,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(0),
+        upgrade_sock: format!("/tmp/augur_backend_{}.sock", listen.port()),
+        pid_file: format!("/tmp/augur_backend_{}.pid", listen.port()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+    let seed = name_seed(&name);
+    let app = DemoBackend::new(name.clone(), delay).modelled(model, seed);
+    let mut svc = Service::new(name, app);
+    svc.add_tcp(&listen.to_string());
+    server.add_service(svc);
+    server.run_forever()
 }
 
 #[cfg(test)]
