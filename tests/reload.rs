@@ -44,6 +44,12 @@ fn reload_under_load_changes_backends_and_policy_with_zero_failures() {
         changes.contains("least_conn"),
         "the diff names the policy change: {changes}"
     );
+    // The backend the reload added ramps up (slow start); the one that stayed does not.
+    let backends = &augur.status()["upstreams"][0]["backends"];
+    let warmth = |i: usize| backends[i]["predicted"]["warmth"].as_f64().unwrap();
+    assert_eq!(backends[1]["addr"], c.addr.to_string());
+    assert!(warmth(1) < 0.5, "a joining backend slow-starts: {backends}");
+    assert_eq!(warmth(0), 1.0, "{backends}");
     for _ in 0..20 {
         let who = backend_of(&get(addr, "x", "/"));
         assert!(

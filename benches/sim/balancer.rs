@@ -10,6 +10,10 @@ use augur_predictor::{
 /// The policies compared, in table order (`PolicyKind::ALL`).
 pub use augur_predictor::PolicyKind;
 
+/// Slow start, the config's default (`predictor.slow_start`): a joining backend ramps up
+/// over it, as in the proxy.
+const SLOW_START_NANOS: u64 = 10_000_000_000;
+
 /// One balancer instance.
 #[derive(Debug)]
 pub struct Balancer {
@@ -40,12 +44,14 @@ impl Balancer {
         }
     }
 
-    /// Adds a backend, as a config reload that adds it would: live counters of the others
-    /// are kept, the policy object is rebuilt over the new member list, the predictor starts
-    /// tracking the newcomer (and slow-starts it).
-    pub fn join(&mut self, backend: usize) {
+    /// Adds a backend at `now`, as a config reload that adds it would: live counters of the
+    /// others are kept, the policy object is rebuilt over the new member list, the newcomer
+    /// slow-starts and the predictor starts tracking it.
+    pub fn join(&mut self, now: u64, backend: usize) {
         debug_assert_eq!(backend, self.members.len(), "member index = backend id");
-        self.members.push(member(backend));
+        let newcomer = member(backend);
+        newcomer.live.health.start_slow_start(now);
+        self.members.push(newcomer);
         self.predictor.track(backend as BackendId);
         self.policy = self
             .kind
@@ -59,7 +65,7 @@ impl Balancer {
             now_nanos: now,
             snapshot: &self.snapshot,
             ignore_health: false,
-            slow_start_nanos: 0,
+            slow_start_nanos: SLOW_START_NANOS,
         };
         let i = self.policy.pick(&cx, &self.members, &Tried::default())?;
         Some((i, Attempt::begin(&self.members[i], Exchange::Request, now)))
@@ -142,10 +148,13 @@ mod tests {
         assert_eq!((b.in_flight(0), b.in_flight(1), b.in_flight(2)), (0, 0, 1));
         b.tick(100_000_000);
         assert_eq!(b.snapshot().backends.len(), 3);
-        b.join(3);
+        b.join(100_000_000, 3);
         b.tick(200_000_000);
-        let s = b.snapshot();
-        assert_eq!(s.backends.len(), 4);
-        assert!(s.backends[3].warmth < 0.05, "a newcomer slow-starts");
+        assert_eq!(b.snapshot().backends.len(), 4);
+        // A newcomer slow-starts: a twentieth of its share at first.
+        let picks = (0..400)
+            .filter(|_| b.pick(200_000_000).unwrap().0 == 3)
+            .count();
+        assert!(picks < 40, "{picks} of 400 picks to the newcomer");
     }
 }

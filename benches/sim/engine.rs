@@ -300,7 +300,7 @@ pub fn run_with<H: Hooks>(sc: &Scenario, kind: PolicyKind, seed: u64, hooks: &mu
         } else if join_at == Some(now) {
             join_at = None;
             for bal in &mut balancers {
-                bal.join(sc.initial);
+                bal.join(now, sc.initial);
             }
         } else {
             arrival = next_arrival(&mut arrivals, sc, capacity, now);

@@ -294,6 +294,13 @@ impl Health {
         self.returned_at.load(Ordering::Relaxed)
     }
 
+    /// Starts the backend's slow start at `now` as if it had just come back: for a backend
+    /// that joins a running upstream (a reload that adds it), which must not take a full share
+    /// before its first answer any more than one back from an outage.
+    pub fn start_slow_start(&self, now: u64) {
+        self.returned_at.store(now.max(1), Ordering::Relaxed);
+    }
+
     /// The share of its weight a backend takes `window` after coming back from an outage:
     /// rising linearly from 0.05 to 1 over `window`; 1 for one that never left (a start-up
     /// is not an outage: every backend starts together) or whose window is over.

@@ -31,8 +31,6 @@ pub struct PredictorSettings {
     pub relax: Duration,
     /// Robust z-score above which a forecast error is an anomaly.
     pub anomaly_k: f64,
-    /// Time for a new backend to reach its full share (slow start).
-    pub slow_start: Duration,
 }
 
 impl Default for PredictorSettings {
@@ -43,7 +41,6 @@ impl Default for PredictorSettings {
             lead: Duration::from_secs(1),
             relax: Duration::from_secs(10),
             anomaly_k: 5.0,
-            slow_start: Duration::from_secs(10),
         }
     }
 }
@@ -112,8 +109,6 @@ struct BackendModel {
     normal_ms: f64,
     idle_ticks: u64,
     age_ticks: u64,
-    /// Ticks since the backend last (re)entered service: its slow-start clock.
-    warm_ticks: u64,
     anomalies: u64,
 }
 
@@ -142,7 +137,6 @@ impl BackendModel {
             normal_ms: f64::NAN,
             idle_ticks: 0,
             age_ticks: 0,
-            warm_ticks: 0,
             anomalies: 0,
         }
     }
@@ -213,14 +207,6 @@ impl Predictor {
         self.model(id);
     }
 
-    /// Restarts a backend's slow start: call it every tick while the backend is out of
-    /// service (down or ejected), so that it comes back ramping up from the next tick on.
-    pub fn restart_slow_start(&mut self, id: BackendId) {
-        if let Some(Some(m)) = self.models.get_mut(id as usize) {
-            m.warm_ticks = 0;
-        }
-    }
-
     /// Feeds one observation into the current tick.
     pub fn observe(&mut self, o: &Observation) {
         let m = self.model(o.backend);
@@ -254,7 +240,6 @@ impl Predictor {
         let peak_decay = (-tick_secs / PEAK_MEMORY_SECS).exp();
         let penalty_decay = 0.5f64.powf(tick_secs / 2.0); // half-life 2 s
         let recovered_decay = 0.5f64.powf(tick_secs / RECOVERED_HALF_LIFE_SECS);
-        let slow_start_ticks = (settings.slow_start.as_secs_f64() / tick_secs).max(1.0);
         let (horizon, lead) = (self.horizon_steps, self.lead_steps);
 
         let mut backends = Vec::with_capacity(self.models.len());
@@ -264,7 +249,6 @@ impl Predictor {
                 continue;
             };
             m.age_ticks += 1;
-            m.warm_ticks += 1;
             let observed = if m.completed > 0 {
                 m.latency_sum_ms / f64::from(m.completed)
             } else {
@@ -403,7 +387,6 @@ impl Predictor {
                 error_rate: m.error_rate,
                 eligibility: Default::default(),
                 woken: false,
-                warmth: (m.warm_ticks as f64 / slow_start_ticks).min(1.0),
             });
             m.completed = 0;
             m.latency_sum_ms = 0.0;
@@ -534,7 +517,7 @@ mod tests {
     }
 
     #[test]
-    fn idle_backends_relax_and_new_ones_warm_up() {
+    fn idle_backends_relax_and_new_ones_appear() {
         let mut p = Predictor::new(PredictorSettings::default());
         for t in 0..20 {
             p.observe(&request(0, t * TICK, 100.0));
@@ -549,7 +532,7 @@ mod tests {
         assert!(f.latency_ms < 45.0 && f.latency_ms > 25.0, "{f:?}");
         p.track(3);
         let snap = p.tick(120 * TICK);
-        assert!(snap.backends[3].warmth < 0.05);
+        assert_eq!(snap.backends.len(), 4);
         assert_eq!(snap.backends[2], Forecast::default());
     }
 

@@ -10,7 +10,7 @@
 //!              (peak_rtt: the live peak-EWMA RTT that p2c_peak_ewma uses, read with a
 //!              1 s decay instead of 10 s; silent: how long requests have waited there with
 //!              no response arriving, 0 if none waits; floor 0.01 ms)
-//! queue_i    = (in_flight_i + 1) / (weight_i × warmth_i)                  (warmth floor 0.05)
+//! queue_i    = (in_flight_i + 1) / (weight_i × slow_start_i)     (slow start in [0.05, 1])
 //! overload_i = max(0, min(predicted_utilisation_i, 1) − max(utilisation_now_i, θ)) / (1 − θ)
 //!              (θ = overload_threshold)
 //! ```
@@ -126,7 +126,7 @@ impl Predictive {
         // at once, long before any completion can report it.
         let silent_ms = m.live.silent_nanos(cx.now_nanos) as f64 / 1e6;
         let rtt_ms = rtt_ms.max(silent_ms);
-        let (latency_ms, anomaly, utilization_now, utilization, warmth) =
+        let (latency_ms, anomaly, utilization_now, utilization) =
             match cx.snapshot.backends.get(m.id as usize) {
                 Some(f) => (
                     finite_at_least(f.latency_ms, 0.0)
@@ -135,13 +135,14 @@ impl Predictive {
                     f.anomaly_penalty,
                     f.utilization_now,
                     f.utilization,
-                    f.warmth,
                 ),
-                None => (rtt_ms, 1.0, 0.0, 0.0, 1.0),
+                None => (rtt_ms, 1.0, 0.0, 0.0),
             };
         // Squared: see `score_i` at the top of this file.
         let latency = (finite_at_least(latency_ms, 0.01) * finite_at_least(anomaly, 1.0)).powi(2);
-        let weight = f64::from(m.weight.max(1)) * finite_at_least(warmth, 0.05).min(1.0);
+        // A backend back from an outage, or new to a running upstream, ramps up (the same
+        // slow start every policy applies).
+        let weight = f64::from(m.weight.max(1)) * cx.slow_start(m);
         let queue = (m.live.in_flight() + 1) as f64 / weight;
         let theta = self.params.overload_threshold;
         // Only the rise still to come counts: what the queue shows now is already in
@@ -347,16 +348,26 @@ mod tests {
     }
 
     #[test]
-    fn cost_and_warmth_lower_a_backends_share() {
+    fn cost_and_slow_start_lower_a_backends_share() {
         let mut m = members(2);
         m[0].cost = 0.4;
         let p = Predictive::new(PredictiveParams::default(), 4);
         let snap = snapshot(&[(10.0, 10.0, 0.0), (10.0, 10.0, 0.0)]);
         assert_eq!(shares(&p, &snap, &m, 500), vec![0, 500]);
         m[0].cost = 0.0;
-        let mut snap = snap;
-        snap.backends[1].warmth = 0.1;
-        assert_eq!(shares(&p, &snap, &m, 500), vec![500, 0]);
+        // Backend 1 has just joined: a 20th of its share, 10 s of slow start to go.
+        m[1].live.health.start_slow_start(1);
+        let cx = PickContext {
+            now_nanos: 1,
+            snapshot: &snap,
+            ignore_health: false,
+            slow_start_nanos: 10_000_000_000,
+        };
+        let mut counts = [0; 2];
+        for _ in 0..500 {
+            counts[p.pick(&cx, &m, &Tried::default()).unwrap()] += 1;
+        }
+        assert_eq!(counts, [500, 0]);
     }
 
     #[test]

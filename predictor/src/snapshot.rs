@@ -54,8 +54,6 @@ pub struct Forecast {
     pub eligibility: Eligibility,
     /// A standby backend that standby planning woke (ignored for other backends).
     pub woken: bool,
-    /// Slow-start share in (0, 1]: a new or returning backend ramps up.
-    pub warmth: f64,
 }
 
 impl Default for Forecast {
@@ -69,7 +67,6 @@ impl Default for Forecast {
             error_rate: 0.0,
             eligibility: Eligibility::Active,
             woken: false,
-            warmth: 1.0,
         }
     }
 }

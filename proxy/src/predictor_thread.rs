@@ -39,7 +39,6 @@ pub fn spawn(shared: Arc<Shared>, config: &augur_config::Predictor) -> std::io::
         tick: config.tick,
         horizon: config.horizon,
         lead: config.lead,
-        slow_start: config.slow_start,
         ..PredictorSettings::default()
     };
     let hooks = crate::scale_hook::spawn()?;
@@ -79,13 +78,6 @@ fn run(shared: &Shared, settings: PredictorSettings, standby: &mut Standby) {
         }
         let now = clock::now_nanos();
         let rt = shared.runtime.load_full();
-        // A backend out of service (down or ejected; picks skip it through its `Health`)
-        // comes back through slow start.
-        for m in rt.upstreams.iter().flat_map(|u| u.members.iter()) {
-            if !m.live.health.serving() {
-                predictor.restart_slow_start(m.id);
-            }
-        }
         let mut snapshot = predictor.tick(now);
         standby.planning.set_events(events(shared, &rt, now));
         let (pools, concurrency) = plan(

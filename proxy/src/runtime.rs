@@ -2,7 +2,7 @@
 //! no lock and no allocation. Built whole on every (re)load and swapped in through `ArcSwap`;
 //! a request keeps the `Arc<Runtime>` it began with until it ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -261,9 +261,12 @@ impl Runtime {
     ) -> Runtime {
         let mut old_upstream: HashMap<&str, &Arc<UpstreamStats>> = HashMap::new();
         let mut old_listener: HashMap<&str, &Arc<ListenerStats>> = HashMap::new();
+        // Backends serving before this build: any other joins a running upstream.
+        let mut serving: HashSet<(&str, SocketAddr)> = HashSet::new();
         if let Some(prev) = previous {
             for u in &prev.upstreams {
                 old_upstream.insert(&u.name, &u.stats);
+                serving.extend(u.backends.iter().map(|b| (u.name.as_str(), b.addr)));
             }
             for l in &prev.listeners {
                 old_listener.insert(&l.name, &l.stats);
@@ -279,6 +282,11 @@ impl Runtime {
                     .iter()
                     .map(|b| {
                         let (id, live) = registry.entry(&u.name, b.addr);
+                        // A backend a reload adds ramps up like one back from an outage
+                        // (every backend of the first config starts together, at full share).
+                        if previous.is_some() && !serving.contains(&(u.name.as_str(), b.addr)) {
+                            live.health.start_slow_start(crate::clock::now_nanos());
+                        }
                         Member {
                             id,
                             weight: b.weight,

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use augur_config::ListenerKind;
 use augur_predictor::{Eligibility, STATUS_CLASSES};
 
+use crate::runtime::Runtime;
 use crate::state::Shared;
 
 fn unix_secs(t: SystemTime) -> f64 {
@@ -35,7 +36,9 @@ fn num(x: f64) -> Value {
 }
 
 /// The predictor's figures for one backend.
-fn predicted(shared: &Shared, id: augur_predictor::BackendId) -> Value {
+/// `warmth` is the share of its weight slow start lets it take now (what every pick uses).
+fn predicted(shared: &Shared, rt: &Runtime, m: &augur_predictor::Member) -> Value {
+    let id = m.id;
     let snapshot = shared.snapshot.load();
     let view = shared.predictor_view.load();
     let f = snapshot.get(id);
@@ -45,7 +48,7 @@ fn predicted(shared: &Shared, id: augur_predictor::BackendId) -> Value {
         "utilization": num(f.utilization),
         "anomaly_penalty": num(f.anomaly_penalty),
         "error_rate": num(f.error_rate),
-        "warmth": num(f.warmth),
+        "warmth": num(m.live.health.slow_start(crate::clock::now_nanos(), rt.slow_start_nanos)),
         "eligibility": f.eligibility.as_str(),
     });
     if let Some(Some(r)) = view.reports.get(id as usize) {
@@ -111,7 +114,7 @@ pub fn status(shared: &Shared) -> Value {
                         "in_flight": f.in_flight, "requests": f.requests, "errors": f.errors,
                         "connect_failures": f.connect_failures,
                         "health": crate::health_report::backend(m),
-                        "predicted": predicted(shared, m.id),
+                        "predicted": predicted(shared, &rt, m),
                         "via": b.via.as_ref().map(|t| t.name()),
                     })
                 })
