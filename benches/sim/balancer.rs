@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use augur_predictor::BuildPolicy;
 use augur_predictor::{
     BackendId, Eligibility, Live, Member, Observation, Outcome, P2cPeakEwma, PickContext, Policy,
     PredictiveParams, Predictor, PredictorSettings, Snapshot, Tried,

@@ -15,6 +15,7 @@ mod key;
 mod locate;
 mod model;
 mod parse;
+mod policy;
 mod prefix;
 mod raw;
 mod suggest;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::tunnels::TunnelNames;
 use super::{defaults, Checks};
 use crate::issue::quoted;
-use crate::model::{Backend, PolicyKind, PredictiveWeights, RetryBudget, Scale, Upstream};
-use crate::raw::{RawBackend, RawPolicy, RawPredictive, RawRetryBudget, RawScale, RawUpstream};
+use crate::model::{Backend, PredictiveWeights, RetryBudget, Scale, Upstream};
+use crate::raw::{RawBackend, RawPredictive, RawRetryBudget, RawScale, RawUpstream};
 use crate::suggest::nearest;
 
 /// The upstreams as built (if all were valid), and their names for resolving references.
@@ -110,14 +110,7 @@ impl Checks<'_> {
                 }
                 Some(name)
             });
-        let policy = match raw.policy {
-            Some(RawPolicy::RoundRobin) => PolicyKind::RoundRobin,
-            Some(RawPolicy::LeastConn) => PolicyKind::LeastConn,
-            Some(RawPolicy::Random) => PolicyKind::Random,
-            Some(RawPolicy::P2cLeastRequest) => PolicyKind::P2cLeastRequest,
-            Some(RawPolicy::P2cPeakEwma) => PolicyKind::P2cPeakEwma,
-            None | Some(RawPolicy::Predictive) => PolicyKind::Predictive,
-        };
+        let policy = raw.policy.unwrap_or_default();
         let predictive = self.predictive(raw.predictive.as_ref(), path);
         let scale = self.scale(raw.scale.as_ref(), path);
         let mut timeout = |text: Option<&str>, key: &str, default: Duration| {
