@@ -11,7 +11,7 @@
 mod diff;
 mod error;
 mod issue;
-mod key;
+pub mod key;
 mod locate;
 mod model;
 mod parse;
