@@ -215,21 +215,15 @@ impl Checks<'_> {
         Some(duration)
     }
 
-    /// A finite number within `min..=max`.
-    fn number(&mut self, value: f64, min: f64, max: f64, path: &str) -> Option<f64> {
-        if value.is_finite() && (min..=max).contains(&value) {
-            Some(value)
-        } else {
-            self.report(
-                path,
-                format!("expected a number from {min} to {max}, found {value}"),
-            );
-            None
-        }
-    }
-
-    /// An integer within `min..=max`.
-    fn integer(&mut self, value: i64, min: i64, max: i64, path: &str) -> Option<i64> {
+    /// A number (integer or float) within `min..=max`; NaN is within no range, and every
+    /// range given is finite.
+    fn number<T: PartialOrd + Copy + std::fmt::Display>(
+        &mut self,
+        value: T,
+        min: T,
+        max: T,
+        path: &str,
+    ) -> Option<T> {
         if (min..=max).contains(&value) {
             Some(value)
         } else {
@@ -363,7 +357,7 @@ impl Checks<'_> {
         let threads = match raw.threads {
             None => Some(defaults::THREADS),
             Some(n) => self
-                .integer(n, 1, 64, "server.threads")
+                .number(n, 1, 64, "server.threads")
                 .and_then(|n| usize::try_from(n).ok()),
         };
         let grace_period = match &raw.grace_period {

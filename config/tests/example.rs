@@ -99,56 +99,35 @@ fn expected(cert_dir: &Path) -> Config {
             bind: addr("127.0.0.1:9901"),
         }),
         listeners: vec![
-            Listener {
-                name: "web".into(),
-                bind: addr("127.0.0.1:8080"),
-                kind: ListenerKind::Http {
+            listener(
+                "web",
+                "127.0.0.1:8080",
+                ListenerKind::Http {
                     routes: vec![
-                        Route {
-                            host: Some("api.example.com".into()),
-                            path_prefix: Some("/v1".into()),
-                            upstream: 0,
-                            allow: None,
-                        },
-                        Route {
-                            host: None,
-                            path_prefix: Some("/".into()),
-                            upstream: 0,
-                            allow: None,
-                        },
+                        route(Some("api.example.com"), Some("/v1")),
+                        route(None, Some("/")),
                     ],
                 },
-                allow: None,
-                segment_mode: SegmentMode::Enforce,
-            },
-            Listener {
-                name: "web-tls".into(),
-                bind: addr("127.0.0.1:8443"),
-                kind: ListenerKind::Https {
+            ),
+            listener(
+                "web-tls",
+                "127.0.0.1:8443",
+                ListenerKind::Https {
                     tls: Tls {
                         cert: cert_dir.join("server.pem"),
                         key: cert_dir.join("server.key"),
                     },
-                    routes: vec![Route {
-                        host: None,
-                        path_prefix: Some("/".into()),
-                        upstream: 0,
-                        allow: None,
-                    }],
+                    routes: vec![route(None, Some("/"))],
                 },
-                allow: None,
-                segment_mode: SegmentMode::Enforce,
-            },
-            Listener {
-                name: "db".into(),
-                bind: addr("127.0.0.1:15432"),
-                kind: ListenerKind::Tcp {
+            ),
+            listener(
+                "db",
+                "127.0.0.1:15432",
+                ListenerKind::Tcp {
                     upstream: 1,
                     idle_timeout: std::time::Duration::from_secs(3600),
                 },
-                allow: None,
-                segment_mode: SegmentMode::Enforce,
-            },
+            ),
         ],
         upstreams: vec![
             upstream(
@@ -162,6 +141,27 @@ fn expected(cert_dir: &Path) -> Config {
                 vec![backend("127.0.0.1:5432", 1)],
             ),
         ],
+    }
+}
+
+/// A listener open to every source (no `allow`, segments enforced).
+fn listener(name: &str, bind: &str, kind: ListenerKind) -> Listener {
+    Listener {
+        name: name.into(),
+        bind: addr(bind),
+        kind,
+        allow: None,
+        segment_mode: SegmentMode::Enforce,
+    }
+}
+
+/// A route to upstream 0 (`api`), open to every source.
+fn route(host: Option<&str>, path_prefix: Option<&str>) -> Route {
+    Route {
+        host: host.map(Into::into),
+        path_prefix: path_prefix.map(Into::into),
+        upstream: 0,
+        allow: None,
     }
 }
 
@@ -265,15 +265,7 @@ upstreams: [ { name: api, backends: [ { addr: \"[::1]:9001\" } ] } ]
         panic!("not http: {config:?}");
     };
     assert_eq!(routes[0].host.as_deref(), Some("api.example.com"));
-    assert_eq!(
-        routes[1],
-        Route {
-            host: None,
-            path_prefix: None,
-            upstream: 0,
-            allow: None
-        }
-    );
+    assert_eq!(routes[1], route(None, None));
     assert_eq!(config.upstreams[0].backends[0].addr, addr("[::1]:9001"));
 }
 

@@ -139,7 +139,7 @@ impl Checks<'_> {
         let retries = match raw.retries {
             None => Some(defaults::RETRIES),
             Some(n) => self
-                .integer(n, 0, 10, &format!("{path}.retries"))
+                .number(n, 0, 10, &format!("{path}.retries"))
                 .and_then(|n| u32::try_from(n).ok()),
         };
         let retry_budget = self.retry_budget(raw.retry_budget.as_ref(), path);
@@ -194,7 +194,7 @@ impl Checks<'_> {
         let min_per_second = match raw.min_per_second {
             None => Some(defaults.min_per_second),
             Some(n) => self
-                .integer(n, 0, 10_000, &format!("{path}.retry_budget.min_per_second"))
+                .number(n, 0, 10_000, &format!("{path}.retry_budget.min_per_second"))
                 .and_then(|n| u32::try_from(n).ok()),
         };
         Some(RetryBudget {
@@ -357,7 +357,7 @@ impl Checks<'_> {
             let weight = match backend.weight {
                 None => Some(defaults::WEIGHT),
                 Some(n) => self
-                    .integer(n, 1, 256, &format!("{backend_path}.weight"))
+                    .number(n, 1, 256, &format!("{backend_path}.weight"))
                     .and_then(|n| u32::try_from(n).ok()),
             };
             let cost = match backend.cost {
@@ -367,7 +367,7 @@ impl Checks<'_> {
             let capacity = match backend.capacity {
                 None => Some(None),
                 Some(n) => self
-                    .integer(n, 1, 1_000_000, &format!("{backend_path}.capacity"))
+                    .number(n, 1, 1_000_000, &format!("{backend_path}.capacity"))
                     .and_then(|n| u32::try_from(n).ok())
                     .map(Some),
             };
