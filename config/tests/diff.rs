@@ -182,16 +182,7 @@ fn backend_changes() {
         let backends = &mut c.upstreams[0].backends;
         backends.remove(0);
         backends[0].weight = 3;
-        backends.push(Backend {
-            addr: addr("127.0.0.1:9003"),
-            weight: 1,
-            region: None,
-            cost: 0.0,
-            capacity: None,
-            standby: false,
-            warmup: Duration::from_secs(10),
-            via: None,
-        });
+        backends.push(backend("127.0.0.1:9003", 1));
     });
     assert_eq!(
         found,

@@ -186,20 +186,6 @@ fn upstream(name: &str, policy: PolicyKind, backends: Vec<Backend>) -> Upstream 
     }
 }
 
-/// A backend with every optional key at its default.
-fn backend(at: &str, weight: u32) -> Backend {
-    Backend {
-        addr: addr(at),
-        weight,
-        region: None,
-        cost: 0.0,
-        capacity: None,
-        standby: false,
-        warmup: Duration::from_secs(10),
-        via: None,
-    }
-}
-
 #[test]
 fn example_loads_with_tls_paths_resolved_against_the_config_dir() {
     let dir = example_dir("load");

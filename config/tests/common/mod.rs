@@ -4,7 +4,9 @@
 // Each test file is its own crate and uses only some of these.
 #![allow(dead_code)]
 
-use augur_config::{diff, parse, Change, Config};
+use std::time::Duration;
+
+use augur_config::{diff, parse, Backend, Change, Config};
 
 /// The smallest complete config: listener `web` routes everything to upstream `api`.
 pub const WEB_API: &str = "\
@@ -52,4 +54,18 @@ pub fn changes_after(base: &Config, edit: impl FnOnce(&mut Config)) -> Vec<Chang
     let mut new = base.clone();
     edit(&mut new);
     diff(base, &new)
+}
+
+/// A backend at `addr` with every optional key at its default.
+pub fn backend(addr: &str, weight: u32) -> Backend {
+    Backend {
+        addr: addr.parse().unwrap(),
+        weight,
+        region: None,
+        cost: 0.0,
+        capacity: None,
+        standby: false,
+        warmup: Duration::from_secs(10),
+        via: None,
+    }
 }
