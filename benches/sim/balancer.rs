@@ -2,6 +2,7 @@
 //! this instance sees), its own policy object, and its own `Predictor` fed only by its own
 //! observations, ticked on the virtual clock.
 
+use augur_predictor::BuildPolicy;
 use augur_predictor::{
     Attempt, BackendId, Exchange, Member, PickContext, Policy, PredictiveParams, Predictor,
     PredictorSettings, Snapshot, Tried,

@@ -1,9 +1,14 @@
 //! WireGuard keys as `wg genkey`, `wg pubkey` and `wg genpsk` write them: 32 bytes in
-//! standard base64, which is exactly 44 characters ending in one `=`.
+//! standard base64, which is exactly 44 characters ending in one `=`. The one decoder of
+//! them, for key files and `public_key` in the config and for `augur pubkey`.
 //!
 //! The decoder is as strict as wireguard-tools' own (`key_from_base64`): the length, the
 //! padding and the unused low bits of the last character are all checked, so one key has
-//! one spelling. Its errors never quote the text, which may be a secret.
+//! one spelling. Its errors never carry the text or any decoded byte, either of which may be
+//! a secret: only lengths and positions.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::{DecodeError, Engine};
 
 /// Characters in a base64 key: 32 bytes need 43 characters and one `=` of padding.
 const KEY_CHARS: usize = 44;
@@ -29,78 +34,39 @@ pub enum KeyError {
 
 /// Decodes a key; whitespace around it (such as the newline `wg genkey` ends with) is ignored.
 pub fn decode(text: &str) -> Result<[u8; 32], KeyError> {
-    let text = text.trim().as_bytes();
+    let text = text.trim();
     if text.len() != KEY_CHARS {
         return Err(KeyError::Length(text.len()));
     }
-    let mut sextets = [0u8; KEY_CHARS - 1];
-    for (i, (sextet, &c)) in sextets.iter_mut().zip(text).enumerate() {
-        *sextet = sextet_of(c).ok_or(KeyError::Character(i + 1))?;
+    let decoded = STANDARD.decode(text);
+    // The first character outside the alphabet, `=` included unless it is the 44th (an
+    // early `=` would otherwise pass as the padding of a shorter key, "...==").
+    let misplaced = text.as_bytes()[..KEY_CHARS - 1]
+        .iter()
+        .position(|&c| c == b'=');
+    let invalid = match decoded {
+        Err(DecodeError::InvalidByte(at, _)) if at < KEY_CHARS - 1 => Some(at),
+        _ => None,
+    };
+    if let Some(at) = invalid.into_iter().chain(misplaced).min() {
+        return Err(KeyError::Character(at + 1));
     }
-    if text[KEY_CHARS - 1] != b'=' {
-        return Err(KeyError::Padding);
+    // The decoder's own byte in its error is dropped: it may be part of a secret.
+    match decoded {
+        Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Padding),
+        Err(DecodeError::InvalidLastSymbol(..)) => Err(KeyError::TrailingBits),
+        Err(_) => Err(KeyError::Padding),
     }
-    // 43 sextets are 258 bits; the last sextet's two low bits are past the 256th.
-    if sextets[KEY_CHARS - 2] & 0b11 != 0 {
-        return Err(KeyError::TrailingBits);
-    }
-    let mut key = [0u8; 32];
-    let mut bits: u32 = 0;
-    let mut held = 0;
-    let mut out = 0;
-    for sextet in sextets {
-        bits = (bits << 6) | u32::from(sextet);
-        held += 6;
-        if held >= 8 {
-            held -= 8;
-            if let Some(byte) = key.get_mut(out) {
-                *byte = (bits >> held) as u8;
-            }
-            out += 1;
-            bits &= (1 << held) - 1;
-        }
-    }
-    Ok(key)
 }
 
-/// The value of one character of the standard base64 alphabet.
-fn sextet_of(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    }
+/// A key in base64, as `wg` writes it (without the newline).
+pub fn encode(key: &[u8; 32]) -> String {
+    STANDARD.encode(key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Standard base64 with padding, to check the decoder against.
-    fn encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
 
     #[test]
     fn known_keys() {
@@ -131,6 +97,7 @@ mod tests {
                 *byte = state as u8;
             }
             let text = encode(&key);
+            assert!(text.ends_with('='));
             assert_eq!(text.len(), KEY_CHARS);
             assert_eq!(decode(&text), Ok(key), "{text}");
         }
@@ -167,9 +134,25 @@ mod tests {
     }
 
     #[test]
-    fn errors_do_not_quote_the_text() {
-        let secret = "dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LC!=";
-        let message = decode(secret).unwrap_err().to_string();
-        assert!(!message.contains("dwdt"), "{message}");
+    fn errors_carry_neither_the_text_nor_its_bytes() {
+        let good = "dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=";
+        for secret in [
+            "dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LC!=".to_owned(),
+            good.replace('=', "A"),
+            good.replace("LCo=", "LCp="),
+            format!("{}==", &good[..42]),
+            good[..40].to_owned(),
+            format!("{good}{good}"),
+        ] {
+            let error = decode(&secret).unwrap_err();
+            for shown in [error.to_string(), format!("{error:?}")] {
+                for window in secret.as_bytes().windows(5) {
+                    let window = std::str::from_utf8(window).unwrap();
+                    assert!(!shown.contains(window), "{shown} quotes {window}");
+                }
+                // Nor the offending byte, as base64's own error names it ("Invalid symbol 33").
+                assert!(!shown.contains("symbol"), "{shown}");
+            }
+        }
     }
 }

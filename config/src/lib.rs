@@ -11,10 +11,11 @@
 mod diff;
 mod error;
 mod issue;
-mod key;
+pub mod key;
 mod locate;
 mod model;
 mod parse;
+mod policy;
 mod prefix;
 mod raw;
 mod suggest;

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::policy::PolicyKind;
 use crate::prefix::Prefix;
 
 /// A complete, validated augur configuration.
@@ -406,37 +407,6 @@ impl Default for PredictiveWeights {
             load_weight: 4.0,
             cost_weight: 1.0,
             overload_threshold: 0.8,
-        }
-    }
-}
-
-/// Backend selection policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyKind {
-    /// Smooth weighted round robin.
-    RoundRobin,
-    /// Fewest in-flight requests relative to weight.
-    LeastConn,
-    /// Weighted random.
-    Random,
-    /// Power of two choices on in-flight requests per weight.
-    P2cLeastRequest,
-    /// Power of two choices on peak-EWMA RTT × (pending + 1), as linkerd2-proxy.
-    P2cPeakEwma,
-    /// Power of two choices on the predictor's forecast (the default).
-    Predictive,
-}
-
-impl PolicyKind {
-    /// The name as written in the config.
-    pub fn name(self) -> &'static str {
-        match self {
-            PolicyKind::RoundRobin => "round_robin",
-            PolicyKind::LeastConn => "least_conn",
-            PolicyKind::Random => "random",
-            PolicyKind::P2cLeastRequest => "p2c_least_request",
-            PolicyKind::P2cPeakEwma => "p2c_peak_ewma",
-            PolicyKind::Predictive => "predictive",
         }
     }
 }

@@ -1,20 +1,26 @@
-//! Source networks as segments name them: `10.1.0.0/16`, `fd00:1::/48`, or one address.
+//! Source networks as segments and tunnels name them: `10.1.0.0/16`, `fd00:1::/48`, or one
+//! address. The one CIDR type of augur, on `ipnet`: segments match it against the source of a
+//! connection at accept, tunnels against the inner source of every decrypted packet
+//! (`allowed_ips`), and the config checks a tunnelled backend's address against it.
 //!
 //! A prefix is kept canonical (no bit set past its length), so two ways of writing the same
 //! network cannot both exist: `10.1.2.0/16` is refused with the canonical form suggested.
-//! The IPv4-mapped block (`::ffff:0:0/96`) is IPv4 space: `::ffff:10.1.2.3`, which is how
-//! a dual-stack socket reports an IPv4 client, is the host 10.1.2.3.
+//!
+//! The IPv4-mapped block (`::ffff:0:0/96`) is IPv4 space, for every user alike:
+//! `::ffff:10.1.2.3`, which is how a dual-stack socket reports an IPv4 client and how a
+//! tunnelled stack may name an IPv4 host, is the host 10.1.2.3, so `10.0.0.0/8` contains it
+//! and `::/0` does not. An IPv6 prefix wider than the block never lets a mapped address
+//! through: a peer allowed only IPv6 sources cannot claim an IPv4 one by writing it mapped.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
+
+use ipnet::IpNet;
 
 /// An IP network in canonical form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Prefix {
-    addr: IpAddr,
-    length: u8,
-}
+pub struct Prefix(IpNet);
 
 /// Why text is not a prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -46,7 +52,7 @@ impl Prefix {
         let canonical = Prefix::containing(addr, length).ok_or(PrefixError::Length {
             max: max_length(addr),
         })?;
-        if canonical.addr == addr {
+        if canonical.addr() == addr {
             Ok(canonical)
         } else {
             Err(PrefixError::HostBits {
@@ -60,24 +66,12 @@ impl Prefix {
     /// The network of length `length` that contains `addr` (host bits cleared); `None` when
     /// `length` is longer than the address.
     pub fn containing(addr: IpAddr, length: u8) -> Option<Prefix> {
-        let addr = match addr {
-            IpAddr::V4(a) if length <= 32 => IpAddr::V4(Ipv4Addr::from(
-                u32::from(a) & !u32::MAX.checked_shr(u32::from(length)).unwrap_or(0),
-            )),
-            IpAddr::V6(a) if length <= 128 => IpAddr::V6(Ipv6Addr::from(
-                u128::from(a) & !u128::MAX.checked_shr(u32::from(length)).unwrap_or(0),
-            )),
-            _ => return None,
-        };
-        Some(Prefix { addr, length })
+        IpNet::new(addr, length).ok().map(|net| Prefix(net.trunc()))
     }
 
     /// A single host: `/32` or `/128`.
     pub fn host(addr: IpAddr) -> Prefix {
-        Prefix {
-            addr,
-            length: max_length(addr),
-        }
+        Prefix(IpNet::from(addr))
     }
 
     /// Parses `10.1.0.0/16`, `fd00:1::/48`, or a bare address (a single host). No spaces,
@@ -105,12 +99,12 @@ impl Prefix {
 
     /// The network address (host bits all zero).
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.addr()
     }
 
     /// The prefix length in bits.
     pub fn length(&self) -> u8 {
-        self.length
+        self.0.prefix_len()
     }
 
     /// Whether `ip` is in this network. The IPv4-mapped block `::ffff:0:0/96` is IPv4
@@ -119,37 +113,21 @@ impl Prefix {
     /// `::ffff:10.0.0.0/104` contains `10.1.2.3`. Wider IPv6 prefixes (`::/0`, `::/64`)
     /// contain IPv6 hosts only.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.unmapped(), unmapped(ip)) {
-            ((IpAddr::V4(net), length), IpAddr::V4(a)) => {
-                u32::from(a) & !u32::MAX.checked_shr(u32::from(length)).unwrap_or(0)
-                    == u32::from(net)
-            }
-            ((IpAddr::V6(net), length), IpAddr::V6(a)) => {
-                u128::from(a) & !u128::MAX.checked_shr(u32::from(length)).unwrap_or(0)
-                    == u128::from(net)
-            }
-            _ => false,
-        }
+        // `IpNet::contains` is false across families, which is what leaves the mapped block
+        // out of the wider IPv6 prefixes.
+        self.unmapped().contains(&ip.to_canonical())
     }
 
-    /// The network and length, with a prefix inside `::ffff:0:0/96` as the IPv4 prefix it
-    /// maps (a shorter IPv6 prefix stays IPv6).
-    pub fn unmapped(&self) -> (IpAddr, u8) {
-        match self.addr {
-            IpAddr::V6(a) if self.length >= 96 => match a.to_ipv4_mapped() {
-                Some(a) => (IpAddr::V4(a), self.length - 96),
-                None => (self.addr, self.length),
+    /// The network, with a prefix inside `::ffff:0:0/96` as the IPv4 prefix it maps (a
+    /// shorter IPv6 prefix stays IPv6).
+    pub fn unmapped(&self) -> IpNet {
+        match self.0 {
+            IpNet::V6(net) if net.prefix_len() >= 96 => match net.addr().to_ipv4_mapped() {
+                Some(a) => IpNet::new(IpAddr::V4(a), net.prefix_len() - 96).unwrap_or(self.0),
+                None => self.0,
             },
-            _ => (self.addr, self.length),
+            _ => self.0,
         }
-    }
-}
-
-/// The address, with an IPv4-mapped IPv6 address as the IPv4 address it carries.
-fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
     }
 }
 
@@ -163,7 +141,7 @@ fn max_length(addr: IpAddr) -> u8 {
 
 impl fmt::Display for Prefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.length)
+        write!(f, "{}/{}", self.addr(), self.length())
     }
 }
 
@@ -291,5 +269,33 @@ mod tests {
         assert!(!p("fd00::/8").contains(ip("1.2.3.4")));
         assert!(p("fd00:1::/48").contains(ip("fd00:1::7")));
         assert!(p("::1").contains(ip("::1")));
+        assert!(p("10.0.0.0/8").contains(ip("::ffff:10.0.0.1")));
+    }
+
+    #[test]
+    fn a_canonical_suggestion_wider_than_the_mapped_block_leaves_mapped_hosts_out() {
+        // Found by the segment_prefix fuzz target: `::ffff:f:f/2` suggests `::/2`, an IPv6
+        // prefix that, being wider than `::ffff:0:0/96`, does not contain 0.15.0.15.
+        let Err(PrefixError::HostBits {
+            addr, canonical, ..
+        }) = Prefix::parse("::ffff:f:f/2")
+        else {
+            panic!("expected a host-bits error");
+        };
+        assert_eq!(canonical, p("::/2"));
+        assert!(!canonical.contains(addr));
+        assert!(p("0.0.0.0/0").contains(addr));
+        assert!(p("0.15.0.0/16").contains(addr));
+    }
+
+    #[test]
+    fn unmapped_is_the_ipv4_prefix_a_mapped_one_stands_for() {
+        assert_eq!(
+            p("::ffff:10.0.0.0/104").unmapped(),
+            "10.0.0.0/8".parse().unwrap()
+        );
+        assert_eq!(p("::ffff:0:0/96").unmapped(), "0.0.0.0/0".parse().unwrap());
+        assert_eq!(p("::/64").unmapped(), "::/64".parse().unwrap());
+        assert_eq!(p("10.0.0.0/8").unmapped(), "10.0.0.0/8".parse().unwrap());
     }
 }

@@ -7,6 +7,8 @@
 
 use serde::Deserialize;
 
+use crate::policy::PolicyKind;
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(
@@ -202,7 +204,7 @@ pub struct RawMatch {
 #[serde(deny_unknown_fields, expecting = "a mapping")]
 pub struct RawUpstream {
     pub name: Option<String>,
-    pub policy: Option<RawPolicy>,
+    pub policy: Option<PolicyKind>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
@@ -274,18 +276,6 @@ pub struct RawPredictive {
     pub load_weight: Option<f64>,
     pub cost_weight: Option<f64>,
     pub overload_threshold: Option<f64>,
-}
-
-/// `upstreams[i].policy:`
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RawPolicy {
-    RoundRobin,
-    LeastConn,
-    Random,
-    P2cLeastRequest,
-    P2cPeakEwma,
-    Predictive,
 }
 
 /// One entry of `upstreams[i].backends:`.

@@ -215,21 +215,15 @@ impl Checks<'_> {
         Some(duration)
     }
 
-    /// A finite number within `min..=max`.
-    fn number(&mut self, value: f64, min: f64, max: f64, path: &str) -> Option<f64> {
-        if value.is_finite() && (min..=max).contains(&value) {
-            Some(value)
-        } else {
-            self.report(
-                path,
-                format!("expected a number from {min} to {max}, found {value}"),
-            );
-            None
-        }
-    }
-
-    /// An integer within `min..=max`.
-    fn integer(&mut self, value: i64, min: i64, max: i64, path: &str) -> Option<i64> {
+    /// A number (integer or float) within `min..=max`; NaN is within no range, and every
+    /// range given is finite.
+    fn number<T: PartialOrd + Copy + std::fmt::Display>(
+        &mut self,
+        value: T,
+        min: T,
+        max: T,
+        path: &str,
+    ) -> Option<T> {
         if (min..=max).contains(&value) {
             Some(value)
         } else {
@@ -309,38 +303,25 @@ impl Checks<'_> {
 
     /// `predictor:`, with defaults for what it leaves out.
     fn predictor(&mut self, raw: RawPredictor) -> Option<Predictor> {
-        let defaults = Predictor::default();
-        let mut within =
-            |text: Option<&str>, key: &str, default: Duration, min: Duration, max: Duration| {
-                match text {
-                    None => Some(default),
-                    Some(text) => self.duration_within(text, &format!("predictor.{key}"), min, max),
-                }
-            };
-        let ms = Duration::from_millis;
-        let secs = Duration::from_secs;
-        let tick = within(raw.tick.as_deref(), "tick", defaults.tick, ms(10), secs(10));
-        let horizon = within(
-            raw.horizon.as_deref(),
-            "horizon",
-            defaults.horizon,
-            ms(10),
-            secs(600),
-        );
-        let lead = within(
-            raw.lead.as_deref(),
-            "lead",
-            defaults.lead,
-            ms(10),
-            secs(600),
-        );
-        let slow_start = within(
-            raw.slow_start.as_deref(),
-            "slow_start",
-            defaults.slow_start,
-            ms(0),
-            secs(3600),
-        );
+        let d = Predictor::default();
+        let mut within = |text: &Option<String>, key: &str, default, min, max| match text {
+            None => Some(default),
+            Some(text) => self.duration_within(text, &format!("predictor.{key}"), min, max),
+        };
+        let (ms, secs) = (Duration::from_millis, Duration::from_secs);
+        let [tick, horizon, lead, slow_start] = [
+            (&raw.tick, "tick", d.tick, ms(10), secs(10)),
+            (&raw.horizon, "horizon", d.horizon, ms(10), secs(600)),
+            (&raw.lead, "lead", d.lead, ms(10), secs(600)),
+            (
+                &raw.slow_start,
+                "slow_start",
+                d.slow_start,
+                ms(0),
+                secs(3600),
+            ),
+        ]
+        .map(|(text, key, default, min, max)| within(text, key, default, min, max));
         let mut peers = Some(Vec::new());
         for (i, text) in raw.peers.iter().flatten().enumerate() {
             let peer = self.destination(text, &format!("predictor.peers[{i}]"));
@@ -366,7 +347,7 @@ impl Checks<'_> {
             horizon,
             lead,
             slow_start: slow_start?,
-            keep_load_reports: raw.keep_load_reports.unwrap_or(defaults.keep_load_reports),
+            keep_load_reports: raw.keep_load_reports.unwrap_or(d.keep_load_reports),
             peers: peers?,
         })
     }
@@ -376,7 +357,7 @@ impl Checks<'_> {
         let threads = match raw.threads {
             None => Some(defaults::THREADS),
             Some(n) => self
-                .integer(n, 1, 64, "server.threads")
+                .number(n, 1, 64, "server.threads")
                 .and_then(|n| usize::try_from(n).ok()),
         };
         let grace_period = match &raw.grace_period {

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use augur_config::*;
 
+mod common;
+use common::*;
+
 const BASE: &str = "\
 admin: { bind: 127.0.0.1:9901 }
 listeners:
@@ -34,9 +37,7 @@ fn base() -> Config {
 
 /// The changes from `base()` to `base()` edited by `edit`.
 fn changes(edit: impl FnOnce(&mut Config)) -> Vec<Change> {
-    let mut new = base();
-    edit(&mut new);
-    diff(&base(), &new)
+    changes_after(&base(), edit)
 }
 
 fn addr(text: &str) -> std::net::SocketAddr {
@@ -181,16 +182,7 @@ fn backend_changes() {
         let backends = &mut c.upstreams[0].backends;
         backends.remove(0);
         backends[0].weight = 3;
-        backends.push(Backend {
-            addr: addr("127.0.0.1:9003"),
-            weight: 1,
-            region: None,
-            cost: 0.0,
-            capacity: None,
-            standby: false,
-            warmup: Duration::from_secs(10),
-            via: None,
-        });
+        backends.push(backend("127.0.0.1:9003", 1));
     });
     assert_eq!(
         found,

@@ -1,24 +1,8 @@
 //! Every class of error names the right path, says what was expected and what was found,
 //! and points at the exact line and column.
 
-use augur_config::parse;
-
-/// The error lines for `text`, as `augur check` prints them.
-fn errors(text: &str) -> Vec<String> {
-    match parse(text, "augur.yaml") {
-        Ok(config) => panic!("parsed, but should not have: {config:?}"),
-        Err(errors) => {
-            assert!(!errors.0.is_empty());
-            errors.0.iter().map(ToString::to_string).collect()
-        }
-    }
-}
-
-/// Asserts that `text` fails with exactly `expected`, in order.
-#[track_caller]
-fn check(text: &str, expected: &[&str]) {
-    assert_eq!(errors(text), expected);
-}
+mod common;
+use common::*;
 
 /// A valid `upstreams:` section to complete listener-only examples (lines 1-3).
 const UPSTREAMS: &str = "\

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use augur_config::*;
 
+mod common;
+use common::*;
+
 const EXAMPLE: &str = "\
 server:                      # optional
   threads: 1
@@ -96,123 +99,90 @@ fn expected(cert_dir: &Path) -> Config {
             bind: addr("127.0.0.1:9901"),
         }),
         listeners: vec![
-            Listener {
-                name: "web".into(),
-                bind: addr("127.0.0.1:8080"),
-                kind: ListenerKind::Http {
+            listener(
+                "web",
+                "127.0.0.1:8080",
+                ListenerKind::Http {
                     routes: vec![
-                        Route {
-                            host: Some("api.example.com".into()),
-                            path_prefix: Some("/v1".into()),
-                            upstream: 0,
-                            allow: None,
-                        },
-                        Route {
-                            host: None,
-                            path_prefix: Some("/".into()),
-                            upstream: 0,
-                            allow: None,
-                        },
+                        route(Some("api.example.com"), Some("/v1")),
+                        route(None, Some("/")),
                     ],
                 },
-                allow: None,
-                segment_mode: SegmentMode::Enforce,
-            },
-            Listener {
-                name: "web-tls".into(),
-                bind: addr("127.0.0.1:8443"),
-                kind: ListenerKind::Https {
+            ),
+            listener(
+                "web-tls",
+                "127.0.0.1:8443",
+                ListenerKind::Https {
                     tls: Tls {
                         cert: cert_dir.join("server.pem"),
                         key: cert_dir.join("server.key"),
                     },
-                    routes: vec![Route {
-                        host: None,
-                        path_prefix: Some("/".into()),
-                        upstream: 0,
-                        allow: None,
-                    }],
+                    routes: vec![route(None, Some("/"))],
                 },
-                allow: None,
-                segment_mode: SegmentMode::Enforce,
-            },
-            Listener {
-                name: "db".into(),
-                bind: addr("127.0.0.1:15432"),
-                kind: ListenerKind::Tcp {
+            ),
+            listener(
+                "db",
+                "127.0.0.1:15432",
+                ListenerKind::Tcp {
                     upstream: 1,
                     idle_timeout: std::time::Duration::from_secs(3600),
                 },
-                allow: None,
-                segment_mode: SegmentMode::Enforce,
-            },
+            ),
         ],
         upstreams: vec![
-            Upstream {
-                name: "api".into(),
-                policy: PolicyKind::RoundRobin,
-                connect_timeout: Duration::from_secs(1),
-                read_timeout: Duration::from_secs(30),
-                write_timeout: Duration::from_secs(30),
-                idle_timeout: Duration::from_secs(60),
-                retries: 2,
-                prefer_region: None,
-                predictive: PredictiveWeights::default(),
-                scale: Scale::default(),
-                health_check: None,
-                outlier_detection: OutlierDetection::default(),
-                panic_threshold: 0.5,
-                retry_budget: RetryBudget::default(),
-                backends: vec![
-                    Backend {
-                        addr: addr("127.0.0.1:9001"),
-                        weight: 1,
-                        region: None,
-                        cost: 0.0,
-                        capacity: None,
-                        standby: false,
-                        warmup: Duration::from_secs(10),
-                        via: None,
-                    },
-                    Backend {
-                        addr: addr("127.0.0.1:9002"),
-                        weight: 2,
-                        region: None,
-                        cost: 0.0,
-                        capacity: None,
-                        standby: false,
-                        warmup: Duration::from_secs(10),
-                        via: None,
-                    },
-                ],
-            },
-            Upstream {
-                name: "pg".into(),
-                policy: PolicyKind::LeastConn,
-                connect_timeout: Duration::from_secs(1),
-                read_timeout: Duration::from_secs(30),
-                write_timeout: Duration::from_secs(30),
-                idle_timeout: Duration::from_secs(60),
-                retries: 2,
-                prefer_region: None,
-                predictive: PredictiveWeights::default(),
-                scale: Scale::default(),
-                health_check: None,
-                outlier_detection: OutlierDetection::default(),
-                panic_threshold: 0.5,
-                retry_budget: RetryBudget::default(),
-                backends: vec![Backend {
-                    addr: addr("127.0.0.1:5432"),
-                    weight: 1,
-                    region: None,
-                    cost: 0.0,
-                    capacity: None,
-                    standby: false,
-                    warmup: Duration::from_secs(10),
-                    via: None,
-                }],
-            },
+            upstream(
+                "api",
+                PolicyKind::RoundRobin,
+                vec![backend("127.0.0.1:9001", 1), backend("127.0.0.1:9002", 2)],
+            ),
+            upstream(
+                "pg",
+                PolicyKind::LeastConn,
+                vec![backend("127.0.0.1:5432", 1)],
+            ),
         ],
+    }
+}
+
+/// A listener open to every source (no `allow`, segments enforced).
+fn listener(name: &str, bind: &str, kind: ListenerKind) -> Listener {
+    Listener {
+        name: name.into(),
+        bind: addr(bind),
+        kind,
+        allow: None,
+        segment_mode: SegmentMode::Enforce,
+    }
+}
+
+/// A route to upstream 0 (`api`), open to every source.
+fn route(host: Option<&str>, path_prefix: Option<&str>) -> Route {
+    Route {
+        host: host.map(Into::into),
+        path_prefix: path_prefix.map(Into::into),
+        upstream: 0,
+        allow: None,
+    }
+}
+
+/// An upstream of the example: the timeouts and retries it sets, defaults for the rest.
+fn upstream(name: &str, policy: PolicyKind, backends: Vec<Backend>) -> Upstream {
+    Upstream {
+        name: name.into(),
+        policy,
+        connect_timeout: Duration::from_secs(1),
+        read_timeout: Duration::from_secs(30),
+        write_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(60),
+        retries: 2,
+        prefer_region: None,
+        predictive: PredictiveWeights::default(),
+        scale: Scale::default(),
+        health_check: None,
+        outlier_detection: OutlierDetection::default(),
+        panic_threshold: 0.5,
+        retry_budget: RetryBudget::default(),
+        backends,
     }
 }
 
@@ -227,8 +197,7 @@ fn example_loads_with_tls_paths_resolved_against_the_config_dir() {
 #[test]
 fn parse_resolves_tls_paths_against_the_current_directory() {
     // The test's working directory (the crate root) has no `certs/`.
-    let errors = parse(EXAMPLE, "augur.yaml").unwrap_err();
-    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    let lines = errors(EXAMPLE);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].starts_with(
         "augur.yaml:22:18: listeners[1].tls.cert: cannot read certificate file \"certs/server.pem\": "
@@ -247,7 +216,7 @@ upstreams:
   - name: pg
     backends: [ { addr: 127.0.0.1:5432 } ]
 ";
-    let config = parse(text, "augur.yaml").unwrap();
+    let config = config(text);
     let full = expected(Path::new(""));
     let defaults = Server {
         access_log: None,
@@ -277,20 +246,12 @@ listeners:
       - upstream: api
 upstreams: [ { name: api, backends: [ { addr: \"[::1]:9001\" } ] } ]
 ";
-    let config = parse(text, "augur.yaml").unwrap();
+    let config = config(text);
     let ListenerKind::Http { routes } = &config.listeners[0].kind else {
         panic!("not http: {config:?}");
     };
     assert_eq!(routes[0].host.as_deref(), Some("api.example.com"));
-    assert_eq!(
-        routes[1],
-        Route {
-            host: None,
-            path_prefix: None,
-            upstream: 0,
-            allow: None
-        }
-    );
+    assert_eq!(routes[1], route(None, None));
     assert_eq!(config.upstreams[0].backends[0].addr, addr("[::1]:9001"));
 }
 
@@ -319,7 +280,7 @@ upstreams:
       - { addr: 127.0.0.1:9001, region: local }
       - { addr: 10.20.1.10:8080, region: east, cost: 0.4 }
 ";
-    let config = parse(text, "augur.yaml").unwrap();
+    let config = config(text);
     let api = &config.upstreams[0];
     assert_eq!(api.policy, PolicyKind::Predictive);
     assert_eq!(api.prefer_region.as_deref(), Some("local"));
@@ -336,54 +297,40 @@ upstreams:
     assert_eq!(api.backends[0].cost, 0.0);
 
     let west = text.replace("prefer_region: local", "prefer_region: west");
-    let errors = parse(&west, "augur.yaml").unwrap_err().to_string();
-    assert_eq!(
-        errors.trim(),
-        "augur.yaml:6:20: upstreams[0].prefer_region: no backend of this upstream is in region \"west\""
+    check(
+        &west,
+        &["augur.yaml:6:20: upstreams[0].prefer_region: no backend of this upstream is in region \"west\""],
     );
     let bad = text
         .replace("overload_threshold: 0.7", "overload_threshold: 1.0")
         .replace("cost: 0.4", "cost: -1");
-    let errors = parse(&bad, "augur.yaml").unwrap_err().to_string();
-    assert!(
-        errors.contains("upstreams[0].predictive.overload_threshold: expected a number between 0 and 1, found 1"),
-        "{errors}"
-    );
-    assert!(
-        errors.contains("upstreams[0].backends[1].cost: expected a number from 0 to 100, found -1"),
-        "{errors}"
+    check_contains(
+        &bad,
+        &[
+            "upstreams[0].predictive.overload_threshold: expected a number between 0 and 1, found 1",
+            "upstreams[0].backends[1].cost: expected a number from 0 to 100, found -1",
+        ],
     );
 }
 
 #[test]
 fn predictor_settings_and_their_limits() {
-    let base = "\
-admin: { bind: 127.0.0.1:9901 }
-listeners:
-  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
-upstreams:
-  - { name: api, backends: [ { addr: 127.0.0.1:9001 } ] }
-";
+    let base = format!("admin: {{ bind: 127.0.0.1:9901 }}\n{WEB_API}");
     let text = format!(
         "predictor: {{ tick: 50ms, horizon: 10s, lead: 500ms, keep_load_reports: true }}\n{base}"
     );
-    let p = parse(&text, "augur.yaml").unwrap().predictor;
+    let p = config(&text).predictor;
     assert_eq!(p.tick, Duration::from_millis(50));
     assert_eq!(p.horizon, Duration::from_secs(10));
     assert_eq!(p.lead, Duration::from_millis(500));
     assert_eq!(p.slow_start, Duration::from_secs(10));
     assert!(p.keep_load_reports);
-    let errors = parse(&format!("predictor: {{ tick: 1ms }}\n{base}"), "augur.yaml")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        errors.contains(
-            "augur.yaml:1:20: predictor.tick: expected a duration from 10ms to 10s, found \"1ms\""
-        ),
-        "{errors}"
+    check_contains(
+        &format!("predictor: {{ tick: 1ms }}\n{base}"),
+        &["augur.yaml:1:20: predictor.tick: expected a duration from 10ms to 10s, found \"1ms\""],
     );
     let text = format!("predictor: {{ peers: [\"10.0.0.2:9901\", \"10.0.0.3:9901\"] }}\n{base}");
-    let p = parse(&text, "augur.yaml").unwrap().predictor;
+    let p = config(&text).predictor;
     assert_eq!(p.peers.len(), 2);
     for (peers, error) in [
         (
@@ -400,50 +347,38 @@ upstreams:
         ),
     ] {
         let text = format!("predictor: {{ peers: {peers} }}\n{base}");
-        let errors = parse(&text, "augur.yaml").unwrap_err().to_string();
-        assert!(errors.contains(error), "{errors}");
+        check_contains(&text, &[error]);
     }
-    let errors = parse(&format!("predictor: {{ lead: 20s }}\n{base}"), "augur.yaml")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        errors.contains("predictor: expected tick <= lead <= horizon"),
-        "{errors}"
+    check_contains(
+        &format!("predictor: {{ lead: 20s }}\n{base}"),
+        &["predictor: expected tick <= lead <= horizon"],
     );
 }
 
 #[test]
 fn announced_events() {
-    let base = "\
-listeners:
-  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
-upstreams:
-  - { name: api, backends: [ { addr: 127.0.0.1:9001 } ] }
-";
+    let base = WEB_API;
     let text = format!(
         "events:\n  - {{ upstream: api, start: \"2026-11-24T18:00:00Z\", end: \"2026-11-24T19:00:00Z\", multiplier: 3 }}\n{base}"
     );
-    let events = parse(&text, "augur.yaml").unwrap().events;
+    let events = config(&text).events;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].multiplier, 3.0);
     assert_eq!(events[0].upstream.as_deref(), Some("api"));
     let bad = text
         .replace("19:00", "17:00")
         .replace("multiplier: 3", "multiplier: 0");
-    let errors = parse(&bad, "augur.yaml").unwrap_err().to_string();
-    assert!(
-        errors.contains("events[0].end: expected an end after the start"),
-        "{errors}"
-    );
-    assert!(
-        errors.contains("events[0].multiplier: expected a number above 0"),
-        "{errors}"
+    check_contains(
+        &bad,
+        &[
+            "events[0].end: expected an end after the start",
+            "events[0].multiplier: expected a number above 0",
+        ],
     );
     let bad = text.replace("2026-11-24T18:00:00Z", "tomorrow");
-    let errors = parse(&bad, "augur.yaml").unwrap_err().to_string();
-    assert!(
-        errors.contains("augur.yaml:2:29: events[0].start: expected an RFC 3339 time"),
-        "{errors}"
+    check_contains(
+        &bad,
+        &["augur.yaml:2:29: events[0].start: expected an RFC 3339 time"],
     );
 }
 
@@ -480,7 +415,7 @@ upstreams:
     panic_threshold: 1
     backends: [ { addr: 127.0.0.1:9003 } ]
 ";
-    let config = parse(text, "augur.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let config = config(text);
     let [api, tcp, single] = &config.upstreams[..] else {
         panic!("{config:?}");
     };
@@ -558,7 +493,7 @@ upstreams:
   - {{ name: a, health_check: {{ kind: http, expect: {value} }}, backends: [ {{ addr: 127.0.0.1:2 }} ] }}
 "
         );
-        let config = parse(&text, "augur.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let config = config(&text);
         match config.upstreams[0].health_check.as_ref().map(|h| &h.kind) {
             Some(CheckKind::Http { expect, .. }) => (expect.low, expect.high),
             other => panic!("{other:?}"),

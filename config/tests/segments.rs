@@ -3,6 +3,9 @@
 
 use augur_config::*;
 
+mod common;
+use common::*;
+
 /// The issue's example, completed with an upstream.
 const EXAMPLE: &str = "\
 segments:
@@ -43,16 +46,6 @@ upstreams:
 
 fn prefix(text: &str) -> Prefix {
     Prefix::parse(text).unwrap()
-}
-
-/// Asserts that `text` fails with exactly `expected`, in order.
-#[track_caller]
-fn check(text: &str, expected: &[&str]) {
-    let found: Vec<String> = match parse(text, "augur.yaml") {
-        Ok(config) => panic!("parsed, but should not have: {config:?}"),
-        Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
-    };
-    assert_eq!(found, expected);
 }
 
 #[test]
@@ -218,9 +211,7 @@ fn example() -> Config {
 }
 
 fn changes(edit: impl FnOnce(&mut Config)) -> Vec<Change> {
-    let mut new = example();
-    edit(&mut new);
-    diff(&example(), &new)
+    changes_after(&example(), edit)
 }
 
 #[test]

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use augur_config::*;
 
+mod common;
+use common::*;
+
 const BASE: &str = "\
 listeners:
   - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
@@ -63,9 +66,7 @@ fn base() -> Config {
 
 /// The changes from `base()` to `base()` edited by `edit`.
 fn changes(edit: impl FnOnce(&mut Config)) -> Vec<Change> {
-    let mut new = base();
-    edit(&mut new);
-    diff(&base(), &new)
+    changes_after(&base(), edit)
 }
 
 fn changed(tunnel: &str, setting: TunnelSetting) -> Change {

@@ -1,53 +1,21 @@
-//! The set of policies by name: the one place that turns a policy's name into a policy, used
-//! by the proxy on every (re)load and by the scenario simulator.
+//! From a policy's name to a policy: the one place that builds one, used by the proxy on every
+//! (re)load and by the scenario simulator. The list of names is the config's
+//! ([`augur_config::PolicyKind`]).
 
 use crate::policy::{LeastConn, Member, Policy, RoundRobin};
 use crate::predictive::{Predictive, PredictiveParams};
 use crate::sampling::{P2cLeastRequest, P2cPeakEwma, Random};
 
-/// A selection policy, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyKind {
-    /// `round_robin`
-    RoundRobin,
-    /// `least_conn`
-    LeastConn,
-    /// `random`
-    Random,
-    /// `p2c_least_request`
-    P2cLeastRequest,
-    /// `p2c_peak_ewma`
-    P2cPeakEwma,
-    /// `predictive`
-    Predictive,
+pub use augur_config::PolicyKind;
+
+/// Builds the policy a [`PolicyKind`] names.
+pub trait BuildPolicy {
+    /// The policy for `members`; `seed` seeds the sampling ones, `params` weighs `predictive`.
+    fn build(self, members: &[Member], params: PredictiveParams, seed: u64) -> Box<dyn Policy>;
 }
 
-impl PolicyKind {
-    /// Every policy.
-    pub const ALL: [PolicyKind; 6] = [
-        PolicyKind::RoundRobin,
-        PolicyKind::LeastConn,
-        PolicyKind::Random,
-        PolicyKind::P2cLeastRequest,
-        PolicyKind::P2cPeakEwma,
-        PolicyKind::Predictive,
-    ];
-
-    /// The name as written in augur's config.
-    pub fn name(self) -> &'static str {
-        match self {
-            PolicyKind::RoundRobin => "round_robin",
-            PolicyKind::LeastConn => "least_conn",
-            PolicyKind::Random => "random",
-            PolicyKind::P2cLeastRequest => "p2c_least_request",
-            PolicyKind::P2cPeakEwma => "p2c_peak_ewma",
-            PolicyKind::Predictive => "predictive",
-        }
-    }
-
-    /// Builds the policy for `members`; `seed` seeds the sampling ones, `params` weighs
-    /// `predictive`.
-    pub fn build(self, members: &[Member], params: PredictiveParams, seed: u64) -> Box<dyn Policy> {
+impl BuildPolicy for PolicyKind {
+    fn build(self, members: &[Member], params: PredictiveParams, seed: u64) -> Box<dyn Policy> {
         match self {
             PolicyKind::RoundRobin => Box::new(RoundRobin::new(members)),
             PolicyKind::LeastConn => Box::new(LeastConn::new()),

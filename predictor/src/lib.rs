@@ -37,7 +37,7 @@ pub use health::{
     EjectionPolicy, Failure, Health, HealthChange, HealthFigures, HealthState, Reason,
     UpstreamHealth,
 };
-pub use kind::PolicyKind;
+pub use kind::{BuildPolicy, PolicyKind};
 pub use live::PeakRtt;
 pub use live::{InFlight, Live, LiveFigures, STATUS_CLASSES};
 pub use policy::{LeastConn, Member, PickContext, Policy, RoundRobin, Tried};

@@ -3,20 +3,13 @@
 
 use std::io::Read;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
+use augur_config::key;
 use boringtun::x25519::{PublicKey, StaticSecret};
 
-/// Why a key could not be read.
+/// Why a key could not be read; like the decoder's, it never carries the key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum KeyError {
-    /// Not base64.
-    #[error("not a WireGuard key: not base64 ({0})")]
-    Base64(String),
-    /// Base64, but not 32 bytes.
-    #[error("not a WireGuard key: {0} bytes, a key is 32 (44 base64 characters)")]
-    Length(usize),
-}
+#[error("not a WireGuard key: {0}")]
+pub struct KeyError(#[from] key::KeyError);
 
 /// A new private key from the kernel's random source, clamped as X25519 requires (as
 /// `wg genkey` does), in base64.
@@ -25,32 +18,25 @@ pub fn generate() -> std::io::Result<String> {
     std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
     key[0] &= 248;
     key[31] = (key[31] & 127) | 64;
-    Ok(STANDARD.encode(key))
+    Ok(key::encode(&key))
 }
 
-/// Reads a base64 key (surrounding whitespace ignored).
-pub fn decode(text: &str) -> Result<[u8; 32], KeyError> {
-    let bytes = STANDARD
-        .decode(text.trim())
-        .map_err(|e| KeyError::Base64(e.to_string()))?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::Length(bytes.len()))
-}
-
-/// The public key of a base64 private key, in base64.
+/// The public key of a base64 private key (surrounding whitespace ignored), in base64.
 pub fn public_of(private: &str) -> Result<String, KeyError> {
-    let secret = StaticSecret::from(decode(private)?);
-    Ok(STANDARD.encode(PublicKey::from(&secret).as_bytes()))
+    let secret = StaticSecret::from(key::decode(private)?);
+    Ok(key::encode(PublicKey::from(&secret).as_bytes()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
+    fn hex(s: &str) -> [u8; 32] {
+        let bytes: Vec<u8> = (0..s.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+            .collect();
+        bytes.try_into().unwrap()
     }
 
     #[test]
@@ -66,8 +52,8 @@ mod tests {
                 "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f",
             ),
         ] {
-            let private = STANDARD.encode(hex(private));
-            assert_eq!(public_of(&private).unwrap(), STANDARD.encode(hex(public)));
+            let private = key::encode(&hex(private));
+            assert_eq!(public_of(&private).unwrap(), key::encode(&hex(public)));
         }
     }
 
@@ -76,7 +62,7 @@ mod tests {
         let a = generate().unwrap();
         let b = generate().unwrap();
         assert_ne!(a, b);
-        let bytes = decode(&a).unwrap();
+        let bytes = key::decode(&a).unwrap();
         assert_eq!(bytes[0] & 7, 0);
         assert_eq!(bytes[31] & 0xc0, 0x40);
         assert_eq!(a.len(), 44);
@@ -85,7 +71,11 @@ mod tests {
 
     #[test]
     fn bad_keys_are_refused_with_the_reason() {
-        assert!(matches!(decode("not base64!"), Err(KeyError::Base64(_))));
-        assert_eq!(decode("AAAA"), Err(KeyError::Length(3)));
+        assert_eq!(
+            public_of("not base64!").unwrap_err().to_string(),
+            "not a WireGuard key: expected 44 base64 characters, found 11"
+        );
+        let error = public_of(&format!("{}!=", "A".repeat(42))).unwrap_err();
+        assert_eq!(error, KeyError(key::KeyError::Character(43)));
     }
 }

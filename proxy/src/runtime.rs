@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use augur_config::{Config, HealthCheck, ListenerKind, PolicyKind};
+use augur_config::{Config, HealthCheck, ListenerKind};
+use augur_predictor::BuildPolicy;
 use augur_predictor::{
     Attempt, BackendId, EjectionPolicy, Failure, Live, Member, Policy, PredictiveParams,
     RetryBudget, Tried, UpstreamHealth, Verdicts,
@@ -221,19 +222,6 @@ impl BackendRegistry {
     }
 }
 
-/// The predictor's policy for a config policy name.
-fn selection(kind: PolicyKind) -> augur_predictor::PolicyKind {
-    use augur_predictor::PolicyKind as P;
-    match kind {
-        PolicyKind::RoundRobin => P::RoundRobin,
-        PolicyKind::LeastConn => P::LeastConn,
-        PolicyKind::Random => P::Random,
-        PolicyKind::P2cLeastRequest => P::P2cLeastRequest,
-        PolicyKind::P2cPeakEwma => P::P2cPeakEwma,
-        PolicyKind::Predictive => P::Predictive,
-    }
-}
-
 /// A seed for the sampling policies: differs per process and per upstream.
 fn seed(name: &str) -> u64 {
     let now = std::time::SystemTime::now()
@@ -304,7 +292,7 @@ impl Runtime {
                     cost_weight: u.predictive.cost_weight,
                     overload_threshold: u.predictive.overload_threshold,
                 };
-                let policy = selection(u.policy).build(&members, params, seed(&u.name));
+                let policy = u.policy.build(&members, params, seed(&u.name));
                 let health = UpstreamHealth::default();
                 health.recount(members.iter().map(|m| &m.live.health), u.panic_threshold);
                 let outlier = &u.outlier_detection;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use augur_config::{Prefix, Segment};
+use ipnet::IpNet;
 
 /// The set id of "in no segment"; always present.
 pub const EMPTY_SET: u32 = 0;
@@ -130,17 +131,9 @@ struct Interval {
 /// mapped block in its interval, where no lookup goes. This is `Prefix::contains`,
 /// organised for lookup.
 fn intervals(prefix: Prefix) -> Covered {
-    let (net, length) = prefix.unmapped();
-    let length = u32::from(length);
-    match net {
-        IpAddr::V4(net) => {
-            let lo = u32::from(net);
-            Covered::V4(lo, lo | u32::MAX.checked_shr(length).unwrap_or(0))
-        }
-        IpAddr::V6(net) => {
-            let lo = u128::from(net);
-            Covered::V6(lo, lo | u128::MAX.checked_shr(length).unwrap_or(0))
-        }
+    match prefix.unmapped() {
+        IpNet::V4(net) => Covered::V4(u32::from(net.network()), u32::from(net.broadcast())),
+        IpNet::V6(net) => Covered::V6(u128::from(net.network()), u128::from(net.broadcast())),
     }
 }
 

@@ -104,7 +104,7 @@ impl Checks<'_> {
         let mut count = |value: Option<i64>, key: &str, default: u32| match value {
             None => Some(default),
             Some(n) => self
-                .integer(n, 1, 100, &at(key))
+                .number(n, 1, 100, &at(key))
                 .and_then(|n| u32::try_from(n).ok()),
         };
         let rise = count(raw.rise, "rise", defaults::CHECK_RISE);
@@ -203,13 +203,13 @@ impl Checks<'_> {
         let consecutive_failures = match raw.consecutive_failures {
             None => Some(defaults.consecutive_failures),
             Some(n) => self
-                .integer(n, 0, 1000, &at("consecutive_failures"))
+                .number(n, 0, 1000, &at("consecutive_failures"))
                 .and_then(|n| u32::try_from(n).ok()),
         };
         let max_ejection_percent = match raw.max_ejection_percent {
             None => Some(defaults.max_ejection_percent),
             Some(n) => self
-                .integer(n, 0, 100, &at("max_ejection_percent"))
+                .number(n, 0, 100, &at("max_ejection_percent"))
                 .and_then(|n| u32::try_from(n).ok()),
         };
         let base_ejection = match raw.base_ejection.as_deref() {

@@ -151,13 +151,13 @@ impl Checks<'_> {
                 None
             }
             Some(n) => self
-                .integer(n, MIN_MTU_V4, MAX_MTU, &at("mtu"))
+                .number(n, MIN_MTU_V4, MAX_MTU, &at("mtu"))
                 .and_then(|n| u16::try_from(n).ok()),
         };
         let listen_port = match raw.listen_port {
             None => Some(None),
             Some(n) => self
-                .integer(n, 1, 65535, &at("listen_port"))
+                .number(n, 1, 65535, &at("listen_port"))
                 .and_then(|n| u16::try_from(n).ok())
                 .map(Some),
         };
@@ -379,7 +379,7 @@ impl Checks<'_> {
                     None
                 }
                 Some(n) => self
-                    .integer(n, 1, 65535, &format!("{forward_path}.port"))
+                    .number(n, 1, 65535, &format!("{forward_path}.port"))
                     .and_then(|n| u16::try_from(n).ok()),
             };
             if let Some(port) = port {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::tunnels::TunnelNames;
 use super::{defaults, Checks};
 use crate::issue::quoted;
-use crate::model::{Backend, PolicyKind, PredictiveWeights, RetryBudget, Scale, Upstream};
-use crate::raw::{RawBackend, RawPolicy, RawPredictive, RawRetryBudget, RawScale, RawUpstream};
+use crate::model::{Backend, PredictiveWeights, RetryBudget, Scale, Upstream};
+use crate::raw::{RawBackend, RawPredictive, RawRetryBudget, RawScale, RawUpstream};
 use crate::suggest::nearest;
 
 /// The upstreams as built (if all were valid), and their names for resolving references.
@@ -110,14 +110,7 @@ impl Checks<'_> {
                 }
                 Some(name)
             });
-        let policy = match raw.policy {
-            Some(RawPolicy::RoundRobin) => PolicyKind::RoundRobin,
-            Some(RawPolicy::LeastConn) => PolicyKind::LeastConn,
-            Some(RawPolicy::Random) => PolicyKind::Random,
-            Some(RawPolicy::P2cLeastRequest) => PolicyKind::P2cLeastRequest,
-            Some(RawPolicy::P2cPeakEwma) => PolicyKind::P2cPeakEwma,
-            None | Some(RawPolicy::Predictive) => PolicyKind::Predictive,
-        };
+        let policy = raw.policy.unwrap_or_default();
         let predictive = self.predictive(raw.predictive.as_ref(), path);
         let scale = self.scale(raw.scale.as_ref(), path);
         let mut timeout = |text: Option<&str>, key: &str, default: Duration| {
@@ -146,7 +139,7 @@ impl Checks<'_> {
         let retries = match raw.retries {
             None => Some(defaults::RETRIES),
             Some(n) => self
-                .integer(n, 0, 10, &format!("{path}.retries"))
+                .number(n, 0, 10, &format!("{path}.retries"))
                 .and_then(|n| u32::try_from(n).ok()),
         };
         let retry_budget = self.retry_budget(raw.retry_budget.as_ref(), path);
@@ -201,7 +194,7 @@ impl Checks<'_> {
         let min_per_second = match raw.min_per_second {
             None => Some(defaults.min_per_second),
             Some(n) => self
-                .integer(n, 0, 10_000, &format!("{path}.retry_budget.min_per_second"))
+                .number(n, 0, 10_000, &format!("{path}.retry_budget.min_per_second"))
                 .and_then(|n| u32::try_from(n).ok()),
         };
         Some(RetryBudget {
@@ -364,7 +357,7 @@ impl Checks<'_> {
             let weight = match backend.weight {
                 None => Some(defaults::WEIGHT),
                 Some(n) => self
-                    .integer(n, 1, 256, &format!("{backend_path}.weight"))
+                    .number(n, 1, 256, &format!("{backend_path}.weight"))
                     .and_then(|n| u32::try_from(n).ok()),
             };
             let cost = match backend.cost {
@@ -374,7 +367,7 @@ impl Checks<'_> {
             let capacity = match backend.capacity {
                 None => Some(None),
                 Some(n) => self
-                    .integer(n, 1, 1_000_000, &format!("{backend_path}.capacity"))
+                    .number(n, 1, 1_000_000, &format!("{backend_path}.capacity"))
                     .and_then(|n| u32::try_from(n).ok())
                     .map(Some),
             };
