@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::runtime::BackendEntry;
+use crate::runtime::Backend;
 use crate::tunnel::TunnelStream;
 
-impl BackendEntry {
+impl Backend {
     /// Opens a connection to the backend, directly or through its tunnel. The one place a
     /// backend is dialled outside Pingora's connector (TCP relay, health checks).
     pub async fn dial(&self, timeout: Duration) -> io::Result<BackendStream> {

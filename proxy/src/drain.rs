@@ -108,8 +108,8 @@ pub fn apply(shared: &Shared, upstream: &str, body: &[u8], on: bool) -> Result<V
             })
             .collect::<Result<_, _>>()?,
         (None, Some(count)) if on => {
-            let mut open: Vec<usize> = (0..u.members.len())
-                .filter(|&i| !u.members[i].live.is_drained())
+            let mut open: Vec<usize> = (0..u.backends.len())
+                .filter(|&i| !u.backends[i].member.live.is_drained())
                 .collect();
             if count >= open.len() {
                 return Err(DrainError::WouldLeaveNone {
@@ -120,8 +120,8 @@ pub fn apply(shared: &Shared, upstream: &str, body: &[u8], on: bool) -> Result<V
             // Lowest predicted load first: predicted utilisation, then requests in flight.
             open.sort_by(|&a, &b| {
                 let load = |i: usize| {
-                    let f = snapshot.get(u.members[i].id);
-                    (f.utilization, u.members[i].live.in_flight())
+                    let m = &u.backends[i].member;
+                    (snapshot.get(m.id).utilization, m.live.in_flight())
                 };
                 load(a)
                     .partial_cmp(&load(b))
@@ -132,13 +132,14 @@ pub fn apply(shared: &Shared, upstream: &str, body: &[u8], on: bool) -> Result<V
         }
         (None, Some(_)) => return Err(DrainError::UndrainCount),
         (None, None) if on => return Err(DrainError::NothingChosen),
-        (None, None) => (0..u.members.len()).collect(),
+        (None, None) => (0..u.backends.len()).collect(),
     };
     let mut changed = Vec::new();
     for i in chosen {
-        if u.members[i].live.is_drained() != on {
-            u.members[i].live.set_drained(on);
-            changed.push(u.backends[i].label.clone());
+        let b = &u.backends[i];
+        if b.member.live.is_drained() != on {
+            b.member.live.set_drained(on);
+            changed.push(b.label.clone());
         }
     }
     tracing::info!(upstream, drained = on, backends = ?changed, "drain state changed");

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::client::response::parse_head;
 use crate::client::Request;
 use crate::clock;
-use crate::runtime::{BackendEntry, Runtime};
+use crate::runtime::{Backend, Runtime};
 use crate::state::Shared;
 
 /// How often ejections are swept and due checks started.
@@ -54,12 +54,8 @@ async fn run(shared: Arc<Shared>) {
         let rt = shared.runtime.load_full();
         let now = clock::now_nanos();
         for (u, upstream) in rt.upstreams.iter().enumerate() {
-            for (b, (member, entry)) in upstream
-                .members
-                .iter()
-                .zip(upstream.backends.iter())
-                .enumerate()
-            {
+            for (b, entry) in upstream.backends.iter().enumerate() {
+                let member = &entry.member;
                 let health = &member.live.health;
                 if let Some(change) = health.sweep(now, &upstream.ejection, &upstream.health) {
                     log_change(&upstream.name, &entry.label, &change);
@@ -126,7 +122,7 @@ async fn check_once(rt: Arc<Runtime>, u: usize, b: usize, check: HealthCheck, li
 
 /// One probe: a TCP connect, or an HTTP/1.1 `GET` whose status must be in `expect`. Only
 /// the head is read: the status decides, whatever the body.
-async fn probe(kind: &CheckKind, entry: &BackendEntry, timeout: Duration) -> Result<(), Failure> {
+async fn probe(kind: &CheckKind, entry: &Backend, timeout: Duration) -> Result<(), Failure> {
     let mut conn = entry.dial(timeout).await.map_err(|_| Failure::Connect)?;
     let CheckKind::Http { path, expect } = kind else {
         return Ok(());

@@ -42,7 +42,7 @@ pub fn upstream(u: &UpstreamTable) -> Value {
     });
     json!({
         "checks": checks,
-        "serving": u.members.iter().filter(|m| m.live.health.serving()).count(),
+        "serving": u.members().iter().filter(|m| m.live.health.serving()).count(),
         "ejected": u.health.ejected(),
         "panic": u.health.panic(),
         "retries_over_budget": u.stats.retries_over_budget.load(Ordering::Relaxed),

@@ -166,7 +166,7 @@ impl ProxyHttp for HttpProxy {
             ignore_health: upstream.ignore_health(),
             slow_start_nanos: rt.slow_start_nanos,
         };
-        let Some(b) = upstream.policy.pick(&cx, &upstream.members, &ctx.tried) else {
+        let Some(b) = upstream.pick(&cx, &ctx.tried) else {
             upstream
                 .stats
                 .no_backend
@@ -182,7 +182,7 @@ impl ProxyHttp for HttpProxy {
         ctx.attempts += 1;
         ctx.attempt = Some((
             b,
-            Attempt::begin(&upstream.members[b], Exchange::Request, now_nanos),
+            Attempt::begin(&upstream.backends[b].member, Exchange::Request, now_nanos),
         ));
 
         let entry = &upstream.backends[b];

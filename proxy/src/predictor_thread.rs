@@ -91,7 +91,7 @@ fn run(shared: &Shared, settings: PredictorSettings, standby: &mut Standby) {
         // Drain, standby and health as of this tick (picks decide live the same way).
         augur_predictor::eligibility::finish(
             &mut snapshot,
-            rt.upstreams.iter().flat_map(|u| u.members.iter()),
+            rt.upstreams.iter().flat_map(|u| u.members()),
         );
         shared.snapshot.store(Arc::new(snapshot));
         let reports = (0..ids.len() as u32)
@@ -148,7 +148,7 @@ fn plan(
         .zip(rt.upstreams.iter())
         .map(|(config, table)| PlannedUpstream {
             name: &table.name,
-            members: &table.members,
+            members: table.members(),
             scaling: Scaling {
                 activate_at: config.scale.activate_at,
                 min_hold_nanos: config.scale.min_hold.as_nanos() as u64,
@@ -165,7 +165,9 @@ fn plan(
         let action = if t.wake { "activate" } else { "deactivate" };
         tracing::info!(upstream = %t.upstream, %backend, action, demand = t.demand, active_capacity = t.active_capacity, "standby capacity change");
         if let Some(command) = &upstream.scale.hook {
-            let warmup = rt.upstreams[d.upstream].members[d.member].warmup_nanos;
+            let warmup = rt.upstreams[d.upstream].backends[d.member]
+                .member
+                .warmup_nanos;
             let payload = json!({
                 "action": action,
                 "upstream": t.upstream,

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use augur_config::{Config, HealthCheck, ListenerKind};
 use augur_predictor::BuildPolicy;
 use augur_predictor::{
-    Attempt, BackendId, EjectionPolicy, Failure, Live, Member, Policy, PredictiveParams,
-    RetryBudget, Tried, UpstreamHealth, Verdicts,
+    Attempt, BackendId, EjectionPolicy, Failure, Live, Member, PickContext, Policy,
+    PredictiveParams, RetryBudget, Tried, UpstreamHealth, Verdicts,
 };
 use augur_segmenter::Table;
 
@@ -108,10 +108,11 @@ pub struct UpstreamTable {
     pub name: String,
     /// Selection policy over `members`.
     pub policy: Box<dyn Policy>,
-    /// Weights and live counters, parallel to `backends`.
-    pub members: Box<[Member]>,
-    /// Addresses, parallel to `members`.
-    pub backends: Box<[BackendEntry]>,
+    /// One record per backend, in config order.
+    pub backends: Box<[Backend]>,
+    /// The policy's view of `backends`: each one's `member`, in the same order (built with
+    /// them in `UpstreamTable::view`, never apart).
+    members: Box<[Member]>,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
     /// Per-read timeout towards the backend.
@@ -137,6 +138,22 @@ pub struct UpstreamTable {
 }
 
 impl UpstreamTable {
+    /// How selection sees the backends: `members()[b]` is `backends[b].member`.
+    fn view(backends: &[Backend]) -> Box<[Member]> {
+        backends.iter().map(|b| b.member.clone()).collect()
+    }
+
+    /// Every backend as selection sees it, in config order.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The backend (its index in `backends`) the policy picks for a request, among those not
+    /// in `tried`.
+    pub fn pick(&self, cx: &PickContext<'_>, tried: &Tried) -> Option<usize> {
+        self.policy.pick(cx, &self.members, tried)
+    }
+
     /// Whether the upstream is in panic: health is ignored when picking.
     pub fn ignore_health(&self) -> bool {
         self.health.panic()
@@ -146,7 +163,7 @@ impl UpstreamTable {
     /// within `retries`, with an untried backend left, and within the retry budget. Counts
     /// the retry, or the refusal for lack of budget.
     pub fn may_retry(&self, attempts: u32, tried: &Tried, now: u64) -> bool {
-        if attempts > self.retries || tried.len() >= self.members.len() {
+        if attempts > self.retries || tried.len() >= self.backends.len() {
             return false;
         }
         if !self.retry_budget.try_retry(now) {
@@ -182,9 +199,11 @@ impl UpstreamTable {
     }
 }
 
-/// One backend's address, with its label form precomputed for metrics and logs.
+/// One backend of an upstream: how selection sees it and where to connect.
 #[derive(Debug)]
-pub struct BackendEntry {
+pub struct Backend {
+    /// How selection, health and the predictor see it.
+    pub member: Member,
     /// Where to connect.
     pub addr: SocketAddr,
     /// `addr` as text.
@@ -265,7 +284,7 @@ impl Runtime {
             .upstreams
             .iter()
             .map(|u| {
-                let members: Box<[Member]> = u
+                let backends: Box<[Backend]> = u
                     .backends
                     .iter()
                     .map(|b| {
@@ -275,18 +294,27 @@ impl Runtime {
                         if previous.is_some() && !serving.contains(&(u.name.as_str(), b.addr)) {
                             live.health.start_slow_start(crate::clock::now_nanos());
                         }
-                        Member {
-                            id,
-                            weight: b.weight,
-                            cost: b.cost,
-                            local: u.prefer_region.is_none() || b.region == u.prefer_region,
-                            standby: b.standby,
-                            capacity: b.capacity,
-                            warmup_nanos: b.warmup.as_nanos() as u64,
-                            live,
+                        Backend {
+                            member: Member {
+                                id,
+                                weight: b.weight,
+                                cost: b.cost,
+                                local: u.prefer_region.is_none() || b.region == u.prefer_region,
+                                standby: b.standby,
+                                capacity: b.capacity,
+                                warmup_nanos: b.warmup.as_nanos() as u64,
+                                live,
+                            },
+                            addr: b.addr,
+                            label: b.addr.to_string(),
+                            via: b
+                                .via
+                                .and_then(|t| tunnels.get(&config.tunnels[t].name))
+                                .map(Arc::clone),
                         }
                     })
                     .collect();
+                let members = UpstreamTable::view(&backends);
                 let params = PredictiveParams {
                     load_weight: u.predictive.load_weight,
                     cost_weight: u.predictive.cost_weight,
@@ -299,18 +327,7 @@ impl Runtime {
                 UpstreamTable {
                     name: u.name.clone(),
                     policy,
-                    backends: u
-                        .backends
-                        .iter()
-                        .map(|b| BackendEntry {
-                            addr: b.addr,
-                            label: b.addr.to_string(),
-                            via: b
-                                .via
-                                .and_then(|t| tunnels.get(&config.tunnels[t].name))
-                                .map(Arc::clone),
-                        })
-                        .collect(),
+                    backends,
                     members,
                     connect_timeout: u.connect_timeout,
                     read_timeout: u.read_timeout,

@@ -136,7 +136,7 @@ impl ServerApp for TcpRelay {
                 ignore_health: upstream.ignore_health(),
                 slow_start_nanos: rt.slow_start_nanos,
             };
-            let Some(b) = upstream.policy.pick(&cx, &upstream.members, &tried) else {
+            let Some(b) = upstream.pick(&cx, &tried) else {
                 upstream.stats.no_backend.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(listener = %listener.name, upstream = %upstream.name, "no backend could be reached");
                 break (502, None);
@@ -148,7 +148,8 @@ impl ServerApp for TcpRelay {
             attempts += 1;
             // Until connected, the backend counts as waiting to answer (a backend that stops
             // accepting shows as silent, as an HTTP backend that stops answering does).
-            let mut attempt = Attempt::begin(&upstream.members[b], Exchange::Session, sent_at);
+            let backend = &upstream.backends[b];
+            let mut attempt = Attempt::begin(&backend.member, Exchange::Session, sent_at);
             match upstream.backends[b].dial(upstream.connect_timeout).await {
                 Ok(mut server) => {
                     // For a relay the round trip the balancer can see is the connect.

@@ -20,7 +20,7 @@ use augur_predictor::Member;
 
 use crate::drain::{DrainError, EventError};
 use crate::reload::{reload, ReloadError};
-use crate::runtime::{BackendEntry, Runtime, UpstreamTable};
+use crate::runtime::{Backend, Runtime, UpstreamTable};
 use crate::state::Shared;
 
 pub use metrics::metrics;
@@ -199,11 +199,8 @@ fn reply(code: StatusCode, content_type: &str, body: String) -> Response<Vec<u8>
 
 /// Every backend of the running config with its upstream and member, in config order (the
 /// order of `/status` and of each `/metrics` family).
-pub fn backends(rt: &Runtime) -> impl Iterator<Item = (&UpstreamTable, &BackendEntry, &Member)> {
-    rt.upstreams.iter().flat_map(|u| {
-        u.backends
-            .iter()
-            .zip(u.members.iter())
-            .map(move |(b, m)| (u, b, m))
-    })
+pub fn backends(rt: &Runtime) -> impl Iterator<Item = (&UpstreamTable, &Backend, &Member)> {
+    rt.upstreams
+        .iter()
+        .flat_map(|u| u.backends.iter().map(move |b| (u, b, &b.member)))
 }

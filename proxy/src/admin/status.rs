@@ -105,8 +105,8 @@ pub fn status(shared: &Shared) -> Value {
             let backends: Vec<Value> = u
                 .backends
                 .iter()
-                .zip(u.members.iter())
-                .map(|(b, m)| {
+                .map(|b| {
+                    let m = &b.member;
                     let f = m.live.figures();
                     json!({
                         "addr": b.label, "weight": m.weight, "cost": m.cost, "local": m.local,
