@@ -7,7 +7,7 @@
 //! together; the first check of a backend lands at a random point of its first interval.
 //!
 //! State changes are made by `augur_predictor::Health` and logged here (or by the request
-//! path, for ejections) exactly once, through [`log_change`].
+//! path, for ejections) exactly once, through `UpstreamTable::log_change`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use augur_config::{CheckKind, HealthCheck};
-use augur_predictor::{BackendId, Failure, HealthChange, HealthState, Live, Rng};
+use augur_predictor::{BackendId, Failure, Live, Rng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::response::parse_head;
@@ -58,18 +58,18 @@ async fn run(shared: Arc<Shared>) {
                 let member = &entry.member;
                 let health = &member.live.health;
                 if let Some(change) = health.sweep(now, &upstream.ejection, &upstream.health) {
-                    log_change(&upstream.name, &entry.label, &change);
+                    upstream.log_change(entry, &change);
                 }
                 // A backend behind a down tunnel is out at once (no request or check has to
                 // fail first) and back through slow start when the tunnel is, or when a
                 // reload no longer sends it through one.
                 let path_up = entry.via.as_ref().is_none_or(|tunnel| tunnel.reachable());
                 if let Some(change) = health.set_path(path_up, now, &upstream.health) {
-                    log_change(&upstream.name, &entry.label, &change);
+                    upstream.log_change(entry, &change);
                 }
                 let Some(check) = &upstream.health_check else {
                     if let Some(change) = health.reset_checks(now) {
-                        log_change(&upstream.name, &entry.label, &change);
+                        upstream.log_change(entry, &change);
                     }
                     continue;
                 };
@@ -103,7 +103,6 @@ async fn run(shared: Arc<Shared>) {
 /// Runs one check of a backend of upstream `u` and records it.
 async fn check_once(rt: Arc<Runtime>, u: usize, b: usize, check: HealthCheck, live: Arc<Live>) {
     let entry = &rt.upstreams[u].backends[b];
-    let addr = entry.addr;
     let failure =
         match tokio::time::timeout(check.timeout, probe(&check.kind, entry, check.timeout)).await {
             Ok(result) => result.err(),
@@ -115,7 +114,7 @@ async fn check_once(rt: Arc<Runtime>, u: usize, b: usize, check: HealthCheck, li
         .health
         .record_check(failure, now, check.rise, check.fall, &upstream.health);
     if let Some(change) = change {
-        log_change(&upstream.name, &addr.to_string(), &change);
+        upstream.log_change(entry, &change);
         upstream.recount_health();
     }
 }
@@ -156,15 +155,5 @@ async fn probe(kind: &CheckKind, entry: &Backend, timeout: Duration) -> Result<(
         Ok(())
     } else {
         Err(Failure::Status)
-    }
-}
-
-/// Logs a backend's change of state once: leaving service as a warning, returning as info.
-pub fn log_change(upstream: &str, backend: &str, change: &HealthChange) {
-    let (from, to, reason) = (change.from.name(), change.to.name(), change.reason);
-    if change.to == HealthState::Up {
-        tracing::info!(upstream, backend, from, to, %reason, "backend health change");
-    } else {
-        tracing::warn!(upstream, backend, from, to, %reason, "backend health change");
     }
 }

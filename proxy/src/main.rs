@@ -10,7 +10,6 @@ mod dial;
 mod drain;
 mod exposition;
 mod health;
-mod health_report;
 mod http_proxy;
 mod keys;
 mod logging;

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use augur_config::{Config, HealthCheck, ListenerKind};
 use augur_predictor::BuildPolicy;
 use augur_predictor::{
-    Attempt, BackendId, EjectionPolicy, Failure, Live, Member, PickContext, Policy,
-    PredictiveParams, RetryBudget, Tried, UpstreamHealth, Verdicts,
+    Attempt, BackendId, EjectionPolicy, Failure, HealthChange, HealthState, Live, Member,
+    PickContext, Policy, PredictiveParams, RetryBudget, Tried, UpstreamHealth, Verdicts,
 };
 use augur_segmenter::Table;
 
@@ -184,8 +184,21 @@ impl UpstreamTable {
             upstream: &self.health,
         };
         if let Some(change) = attempt.judge(failure, now, rules) {
-            crate::health::log_change(&self.name, &self.backends[b].label, &change);
+            self.log_change(&self.backends[b], &change);
             self.recount_health();
+        }
+    }
+
+    /// Logs a backend's change of state once: leaving service as a warning, returning as
+    /// info. Every change is made by `augur_predictor::Health` and logged here, by the
+    /// request path (ejections) or the health thread (checks, sweeps, paths).
+    pub fn log_change(&self, backend: &Backend, change: &HealthChange) {
+        let (upstream, backend) = (self.name.as_str(), backend.label.as_str());
+        let (from, to, reason) = (change.from.name(), change.to.name(), change.reason);
+        if change.to == HealthState::Up {
+            tracing::info!(upstream, backend, from, to, %reason, "backend health change");
+        } else {
+            tracing::warn!(upstream, backend, from, to, %reason, "backend health change");
         }
     }
 

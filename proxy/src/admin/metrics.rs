@@ -161,7 +161,7 @@ pub fn metrics(shared: &Shared) -> String {
     let rt = shared.runtime.load();
     let mut doc = Exposition::new();
     traffic(&mut doc, &rt);
-    crate::health_report::metrics(&mut doc, &rt);
+    super::health::metrics(&mut doc, &rt);
     doc.family(&UPSTREAM_DURATION, |s| {
         for u in &rt.upstreams {
             s.histogram(

@@ -5,6 +5,7 @@
 //! This module routes requests; `status` builds the JSON documents and `metrics` the
 //! Prometheus one.
 
+mod health;
 mod metrics;
 mod status;
 

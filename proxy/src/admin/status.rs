@@ -113,7 +113,7 @@ pub fn status(shared: &Shared) -> Value {
                         "state": backend_state(shared, m),
                         "in_flight": f.in_flight, "requests": f.requests, "errors": f.errors,
                         "connect_failures": f.connect_failures,
-                        "health": crate::health_report::backend(m),
+                        "health": super::health::backend(m),
                         "predicted": predicted(shared, &rt, m),
                         "via": b.via.as_ref().map(|t| t.name()),
                     })
@@ -138,7 +138,7 @@ pub fn status(shared: &Shared) -> Value {
             json!({
                 "name": u.name, "policy": u.policy.name(), "capacity": capacity, "retries": u.stats.retries.load(Ordering::Relaxed),
                 "no_backend": u.stats.no_backend.load(Ordering::Relaxed),
-                "health": crate::health_report::upstream(u), "backends": backends,
+                "health": super::health::upstream(u), "backends": backends,
             })
         })
         .collect();

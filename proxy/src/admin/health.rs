@@ -6,7 +6,7 @@ use augur_config::CheckKind;
 use augur_predictor::{HealthState, Member};
 use serde_json::{json, Value};
 
-use crate::admin::backends;
+use super::backends;
 use crate::clock;
 use crate::exposition::{families, Exposition, Family};
 use crate::runtime::{Runtime, UpstreamTable};
