@@ -213,7 +213,7 @@ impl Service {
             if let Some(thread) = self.thread.take() {
                 let _ = thread.join();
             }
-            tracing::debug!(service = self.health.name, "service stopped");
+            tracing::info!(service = self.health.name, "service stopped");
         } else {
             tracing::warn!(
                 service = self.health.name,
