@@ -1,15 +1,21 @@
 //! Supervised background work: a predictor that panics is restarted while requests go on,
 //! and SIGTERM stops the services in order after the drain, with the access log flushed.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::*;
 
+/// The config of an augur in front of `b` on a fresh listener address.
+fn in_front_of(b: &Backend) -> (SocketAddr, Config) {
+    let addr = loopback();
+    (addr, Config::web(addr, Upstream::new("u", &[b.addr])))
+}
+
 #[test]
 fn a_predictor_that_panics_is_restarted_while_requests_are_answered() {
     let b = Backend::start("b");
-    let addr = loopback();
-    let config = Config::web(addr, Upstream::new("u", &[b.addr]));
+    let (addr, config) = in_front_of(&b);
     // Test-only fault injection: one panic after the predictor's fifth tick.
     let augur = Augur::start_with_env(
         "services-predictor",
@@ -62,10 +68,9 @@ fn a_predictor_that_panics_is_restarted_while_requests_are_answered() {
 #[test]
 fn sigterm_stops_the_services_in_order_after_the_drain_and_flushes_the_access_log() {
     let b = Backend::start("b");
-    let addr = loopback();
-    let dir = temp_dir("services-access-log");
-    let access = dir.join("access.log");
-    let config = Config::web(addr, Upstream::new("u", &[b.addr])).server(
+    let (addr, config) = in_front_of(&b);
+    let access = temp_dir("services-access-log").join("access.log");
+    let config = config.server(
         "access_log",
         format!("{{ path: {}, format: text }}", access.display()),
     );
