@@ -14,6 +14,7 @@ mod policies;
 mod predictor;
 mod reload;
 mod segments;
+mod services;
 mod standby;
 mod tcp;
 mod tunnel;

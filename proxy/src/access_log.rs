@@ -1,6 +1,7 @@
 //! The optional access log: one line per request or TCP session, written by its own thread.
 //! The request path formats the line and hands it over with `try_send`; when the writer falls
-//! behind, lines are dropped and counted rather than slowing requests down.
+//! behind, lines are dropped and counted rather than slowing requests down. The writer is a
+//! supervised service; stopping it writes and flushes every line queued before the stop.
 
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
@@ -10,6 +11,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use augur_config::AccessLogFormat;
+
+use crate::services::{Service, Stop};
 
 /// What one access log line says.
 #[derive(Debug)]
@@ -37,29 +40,38 @@ pub struct Entry<'a> {
 /// Handle to the access log writer.
 #[derive(Debug, Clone)]
 pub struct AccessLog {
-    tx: SyncSender<String>,
+    /// Lines; `None` only wakes the writer to see that it is told to stop.
+    tx: SyncSender<Option<String>>,
     format: AccessLogFormat,
     /// Lines dropped because the writer was behind.
     pub dropped: Arc<AtomicU64>,
 }
 
 impl AccessLog {
-    /// Opens `path` (`-` = stdout) for appending and starts the writer thread.
-    pub fn open(path: &Path, format: AccessLogFormat) -> std::io::Result<AccessLog> {
+    /// Opens `path` (`-` = stdout) for appending and starts the writer service.
+    pub fn open(path: &Path, format: AccessLogFormat) -> std::io::Result<(AccessLog, Service)> {
         let out: Box<dyn Write + Send> = if path == Path::new("-") {
             Box::new(std::io::stdout())
         } else {
             Box::new(OpenOptions::new().create(true).append(true).open(path)?)
         };
+        let mut out = BufWriter::new(out);
         let (tx, rx) = sync_channel(8192);
-        std::thread::Builder::new()
-            .name("augur-access-log".into())
-            .spawn(move || write_lines(rx, out))?;
-        Ok(AccessLog {
+        let writer = Service::start("access-log", move |stop| {
+            write_lines(&rx, &mut out, stop);
+            Ok(())
+        })?;
+        let wake = tx.clone();
+        let log = AccessLog {
             tx,
             format,
             dropped: Arc::new(AtomicU64::new(0)),
-        })
+        };
+        // A full queue needs no wake-up: the writer is busy and looks at the stop after it.
+        let writer = writer.on_stop(move || {
+            let _ = wake.try_send(None);
+        });
+        Ok((log, writer))
     }
 
     /// Queues one line; drops and counts it when the writer is behind.
@@ -87,20 +99,23 @@ impl AccessLog {
                 e.micros
             ),
         };
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(line) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Some(line)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-fn write_lines(rx: Receiver<String>, out: Box<dyn Write + Send>) {
-    let mut out = BufWriter::new(out);
-    while let Ok(line) = rx.recv() {
-        let _ = writeln!(out, "{line}");
-        // Write whatever else is queued, then flush once for the batch.
-        while let Ok(line) = rx.try_recv() {
+/// Writes lines as they come until told to stop, then what is still queued.
+fn write_lines(rx: &Receiver<Option<String>>, out: &mut impl Write, stop: &Stop) {
+    while let Ok(first) = rx.recv() {
+        // This line and whatever else is queued, then one flush for the batch.
+        let queued = std::iter::from_fn(|| rx.try_recv().ok());
+        for line in std::iter::once(first).chain(queued).flatten() {
             let _ = writeln!(out, "{line}");
         }
         let _ = out.flush();
+        if stop.requested() {
+            return;
+        }
     }
 }

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use augur_config::{CheckKind, HealthCheck};
 use augur_predictor::{BackendId, Failure, Live, Rng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,6 +21,7 @@ use crate::client::response::parse_head;
 use crate::client::Request;
 use crate::clock;
 use crate::runtime::{Backend, Runtime};
+use crate::services::{self, Service};
 use crate::state::Shared;
 
 /// How often ejections are swept and due checks started.
@@ -30,17 +30,14 @@ pub const SWEEP: Duration = Duration::from_millis(50);
 /// The longest response head a check reads.
 const HEAD_MAX: usize = 16 << 10;
 
-/// Starts the health thread (its own single-threaded runtime, apart from Pingora's).
-pub fn spawn(shared: Arc<Shared>) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("health check runtime")?;
-    std::thread::Builder::new()
-        .name("augur-health".into())
-        .spawn(move || rt.block_on(run(shared)))
-        .context("health thread")?;
-    Ok(())
+/// Starts the health service (its own single-threaded runtime, apart from Pingora's; a
+/// restart starts a new one, and checks that were under way are dropped with the old).
+pub fn spawn(shared: Arc<Shared>) -> std::io::Result<Service> {
+    Service::start("health", move |stop| {
+        let rt = services::runtime()?;
+        services::until_stopped(&rt, stop, run(Arc::clone(&shared)));
+        Ok(())
+    })
 }
 
 async fn run(shared: Arc<Shared>) {

@@ -22,6 +22,7 @@ mod scale_hook;
 mod segment_gate;
 mod segment_report;
 mod server;
+mod services;
 mod state;
 mod stats;
 mod tcp_relay;

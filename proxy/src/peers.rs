@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::client::{self, Budget, Limits, Request};
+use crate::services::Service;
 use crate::state::Shared;
 
 /// Time between polls of every peer.
@@ -110,33 +111,32 @@ impl Peers {
     }
 }
 
-/// Starts the thread that polls the configured peers (the list is read anew every round, so
+/// Starts the service that polls the configured peers (the list is read anew every round, so
 /// a reload applies). Each round asks every peer at once, each on its own scoped thread, so a
 /// slow or unreachable peer costs the others nothing.
-pub fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("augur-peers".into())
-        .spawn(move || loop {
-            let started = Instant::now();
-            let peers = shared.runtime.load().config.predictor.peers.clone();
-            shared.peers.keep_only(&peers);
-            std::thread::scope(|scope| {
-                for &peer in &peers {
-                    let shared = &shared;
-                    let _ = std::thread::Builder::new()
-                        .name("augur-peer".into())
-                        .spawn_scoped(scope, move || {
-                            let result = fetch(peer);
-                            if let Err(e) = &result {
-                                tracing::debug!(%peer, error = %e, "peer demand");
-                            }
-                            shared.peers.record(peer, result);
-                        });
-                }
-            });
-            std::thread::sleep(EVERY.saturating_sub(started.elapsed()));
-        })?;
-    Ok(())
+pub fn spawn(shared: Arc<Shared>) -> std::io::Result<Service> {
+    Service::start("peers", move |stop| loop {
+        let started = Instant::now();
+        let peers = shared.runtime.load().config.predictor.peers.clone();
+        shared.peers.keep_only(&peers);
+        std::thread::scope(|scope| {
+            for &peer in &peers {
+                let shared = &shared;
+                let _ = std::thread::Builder::new()
+                    .name("augur-peer".into())
+                    .spawn_scoped(scope, move || {
+                        let result = fetch(peer);
+                        if let Err(e) = &result {
+                            tracing::debug!(%peer, error = %e, "peer demand");
+                        }
+                        shared.peers.record(peer, result);
+                    });
+            }
+        });
+        if stop.sleep(EVERY.saturating_sub(started.elapsed())) {
+            return Ok(());
+        }
+    })
 }
 
 /// One peer's own concurrency per upstream, from its `/demand`, within `TIMEOUT` in all.

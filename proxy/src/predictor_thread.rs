@@ -2,7 +2,6 @@
 //! capacity, and publishes the next snapshot (and the figures `/status` and `/metrics` show)
 //! through `ArcSwap`.
 
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,8 +14,17 @@ use serde_json::json;
 use crate::clock;
 use crate::peers::Peers;
 use crate::runtime::Runtime;
-use crate::scale_hook::HookCall;
+use crate::scale_hook::{HookCall, Hooks};
+use crate::services::{Service, Stop};
 use crate::state::Shared;
+
+/// Test-only fault injection: `AUGUR_TEST_PANIC=predictor:N` makes the predictor panic once,
+/// right after publishing its N-th snapshot, so that the end-to-end tests can watch it being
+/// restarted. Read once at start; nothing else sets or reads it.
+const TEST_PANIC: &str = "AUGUR_TEST_PANIC";
+
+/// A snapshot older than this many ticks is flagged stale in `/status`.
+pub const STALE_TICKS: u32 = 10;
 
 /// What the predictor publishes besides the snapshot, for the admin pages.
 #[derive(Debug, Default)]
@@ -33,40 +41,61 @@ pub struct PredictorView {
     pub last_tick: Duration,
 }
 
-/// Starts the predictor thread with the config's settings.
-pub fn spawn(shared: Arc<Shared>, config: &augur_config::Predictor) -> std::io::Result<()> {
+/// Starts the predictor service with the config's settings, and the scale hook service it
+/// sends standby transitions to; returns both (predictor first).
+pub fn spawn(
+    shared: Arc<Shared>,
+    config: &augur_config::Predictor,
+) -> std::io::Result<(Service, Service)> {
     let settings = PredictorSettings {
         tick: config.tick,
         horizon: config.horizon,
         lead: config.lead,
         ..PredictorSettings::default()
     };
-    let hooks = crate::scale_hook::spawn()?;
-    std::thread::Builder::new()
-        .name("augur-predictor".into())
-        .spawn(move || {
-            let mut standby = Standby {
-                planning: StandbyPlanning::new(),
-                hooks,
-            };
-            run(&shared, settings, &mut standby)
-        })?;
-    Ok(())
+    let (hooks, hook_service) = crate::scale_hook::spawn()?;
+    let mut panic_after = injected_panic();
+    // Standby planning's state outlives a restart (the models start over).
+    let mut standby = Standby {
+        planning: StandbyPlanning::new(),
+        hooks,
+    };
+    let predictor = Service::start("predictor", move |stop| {
+        run(&shared, settings, &mut standby, stop, &mut panic_after);
+        Ok(())
+    })?;
+    Ok((predictor, hook_service))
+}
+
+/// The tick after which `AUGUR_TEST_PANIC=predictor:N` asks for a panic (tests only).
+fn injected_panic() -> Option<u64> {
+    let value = std::env::var(TEST_PANIC).ok()?;
+    let n = value.strip_prefix("predictor:")?.parse().ok()?;
+    tracing::warn!(%value, "{TEST_PANIC} is set: the predictor will panic (test-only fault injection)");
+    Some(n)
 }
 
 /// Standby planning's state, and where its decisions go.
 struct Standby {
     planning: StandbyPlanning,
-    /// The scale hook's thread.
-    hooks: Sender<HookCall>,
+    /// The scale hook service.
+    hooks: Hooks,
 }
 
-fn run(shared: &Shared, settings: PredictorSettings, standby: &mut Standby) {
+fn run(
+    shared: &Shared,
+    settings: PredictorSettings,
+    standby: &mut Standby,
+    stop: &Stop,
+    panic_after: &mut Option<u64>,
+) {
     let mut predictor = Predictor::new(settings);
     let mut next = Instant::now() + settings.tick;
     loop {
         // A fixed-rate ticker: the models take one step per tick.
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        if stop.sleep(next.saturating_duration_since(Instant::now())) {
+            return;
+        }
         next += settings.tick;
         let started = Instant::now();
         let ids = shared.registry.ids();
@@ -104,6 +133,10 @@ fn run(shared: &Shared, settings: PredictorSettings, standby: &mut Standby) {
             ticks: predictor.ticks(),
             last_tick: started.elapsed(),
         }));
+        if *panic_after == Some(predictor.ticks()) {
+            *panic_after = None;
+            panic!("{TEST_PANIC}: injected predictor panic");
+        }
         // After a long stall (suspended process), do not try to catch up tick by tick.
         if next < Instant::now() {
             next = Instant::now() + settings.tick;
@@ -177,7 +210,7 @@ fn plan(
                 "warmup_seconds": Duration::from_nanos(warmup).as_secs_f64(),
             })
             .to_string();
-            let _ = standby.hooks.send(HookCall {
+            standby.hooks.call(HookCall {
                 command: command.clone(),
                 payload,
             });

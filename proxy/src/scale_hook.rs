@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::{channel, Sender};
 use std::time::Duration;
 
+use crate::services::{Service, Stop};
+
 /// One hook run to make.
 #[derive(Debug)]
 pub struct HookCall {
@@ -18,20 +20,40 @@ pub struct HookCall {
 
 const ATTEMPTS: u32 = 3;
 
-/// Starts the hook thread; send it calls.
-pub fn spawn() -> std::io::Result<Sender<HookCall>> {
-    let (tx, rx) = channel::<HookCall>();
-    std::thread::Builder::new()
-        .name("augur-scale-hook".into())
-        .spawn(move || {
-            for call in rx {
-                run(&call);
-            }
-        })?;
-    Ok(tx)
+/// Where hook runs are sent.
+#[derive(Debug, Clone)]
+pub struct Hooks(Sender<Option<HookCall>>);
+
+impl Hooks {
+    /// Queues one hook run.
+    pub fn call(&self, call: HookCall) {
+        let _ = self.0.send(Some(call));
+    }
 }
 
-fn run(call: &HookCall) {
+/// Starts the supervised hook service; send it calls through the returned [`Hooks`].
+pub fn spawn() -> std::io::Result<(Hooks, Service)> {
+    // `None` only wakes the service to see that it is told to stop.
+    let (tx, rx) = channel::<Option<HookCall>>();
+    let service = Service::start("scale-hook", move |stop| {
+        while let Ok(Some(call)) = rx.recv() {
+            if stop.requested() {
+                break;
+            }
+            run(&call, stop);
+        }
+        Ok(())
+    })?;
+    let wake = tx.clone();
+    Ok((
+        Hooks(tx),
+        service.on_stop(move || {
+            let _ = wake.send(None);
+        }),
+    ))
+}
+
+fn run(call: &HookCall, stop: &Stop) {
     for attempt in 1..=ATTEMPTS {
         match run_once(call) {
             Ok(()) => {
@@ -40,9 +62,9 @@ fn run(call: &HookCall) {
             }
             Err(error) => {
                 tracing::warn!(command = %call.command, attempt, %error, "scale hook failed");
-                if attempt < ATTEMPTS {
-                    // Back off before trying again (this thread only runs hooks).
-                    std::thread::sleep(Duration::from_secs(u64::from(attempt)));
+                // Back off before trying again (this thread only runs hooks).
+                if attempt < ATTEMPTS && stop.sleep(Duration::from_secs(u64::from(attempt))) {
+                    return;
                 }
             }
         }

@@ -1,5 +1,6 @@
-//! Assembles a Pingora server from a validated config and runs it: listeners, admin, SIGHUP
-//! reload, and a drain that ends the process as soon as in-flight work is done.
+//! Assembles a Pingora server from a validated config and runs it: listeners, admin, the
+//! supervised background services, and the ordered stop: the listeners drain, then the
+//! background services stop, the access log is flushed, and `run` returns.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +18,8 @@ use pingora::server::{
 };
 use pingora::services::listening::Service;
 use pingora::services::{ServiceReadyNotifier, ServiceWithDependents};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::runtime::Runtime as TokioRuntime;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::broadcast;
 
 use augur_config::{Config, ListenerKind};
@@ -29,6 +31,7 @@ use crate::reload::reload;
 use crate::revocation::Revocable;
 use crate::runtime::{ConfigVersion, Runtime};
 use crate::segment_gate::SegmentGate;
+use crate::services;
 use crate::state::Shared;
 use crate::tcp_relay::TcpRelay;
 
@@ -46,7 +49,10 @@ pub struct Launch {
     pub extra: Vec<(String, SocketAddr, crate::demo::backend::DemoBackend)>,
 }
 
-/// Runs augur until it is told to stop; returns only on error, otherwise exits the process.
+/// Longest wait for each background service to stop once the listeners have drained.
+const STOP_WITHIN: Duration = Duration::from_secs(1);
+
+/// Runs augur until it is told to stop and has stopped in order.
 pub fn run(launch: Launch) -> anyhow::Result<()> {
     let config = launch.config;
     crate::logging::init(&config.server.log_level);
@@ -64,12 +70,13 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
         check_binds(&binds)?;
     }
 
-    let access_log = match &config.server.access_log {
-        Some(a) => Some(
-            AccessLog::open(&a.path, a.format)
-                .with_context(|| format!("cannot open access log {}", a.path.display()))?,
-        ),
-        None => None,
+    let (access_log, log_writer) = match &config.server.access_log {
+        Some(a) => {
+            let (log, writer) = AccessLog::open(&a.path, a.format)
+                .with_context(|| format!("cannot open access log {}", a.path.display()))?;
+            (Some(log), Some(writer))
+        }
+        None => (None, None),
     };
     write_pid_file(&config.server.pid_file);
 
@@ -180,26 +187,50 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
             .collect(),
     );
 
-    reload_on_sighup(Arc::clone(&shared))?;
-    crate::peers::spawn(Arc::clone(&shared)).context("start the peers thread")?;
-    crate::predictor_thread::spawn(Arc::clone(&shared), &predictor_settings)
-        .context("predictor thread")?;
-    crate::health::spawn(Arc::clone(&shared))?;
+    let sighup = reload_on_sighup(Arc::clone(&shared))?;
+    let peers = crate::peers::spawn(Arc::clone(&shared)).context("start the peers service")?;
+    let (predictor, scale_hook) =
+        crate::predictor_thread::spawn(Arc::clone(&shared), &predictor_settings)
+            .context("start the predictor service")?;
+    let health = crate::health::spawn(Arc::clone(&shared)).context("start the health service")?;
+    // The order they stop in: what feeds the predictor first, the predictor, then what it
+    // feeds; the access log last, so that it has every line of the drain.
+    let background: Vec<services::Service> = [peers, health, predictor, scale_hook, sighup]
+        .into_iter()
+        .chain(log_writer)
+        .collect();
+    for service in &background {
+        shared.services.register(service);
+    }
     let phases = server.watch_execution_phase();
     tracing::info!(
         listeners = listeners.len(),
         upgrade = launch.upgrade,
         "augur starting"
     );
-    server.run(RunArgs {
-        shutdown_signal: Box::new(Signals {
-            shared,
-            accepting,
-            phases: std::sync::Mutex::new(Some(phases)),
-            grace,
-        }),
+    let signals = Box::new(Signals {
+        shared: Arc::clone(&shared),
     });
-    std::process::exit(0)
+    // Pingora's `run` sleeps out the whole grace period before it returns; on a thread of its
+    // own it cannot hold up the end of the drain, which this thread watches.
+    let pingora = std::thread::Builder::new()
+        .name("augur-server".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: signals,
+            })
+        })
+        .context("start the server thread")?;
+    drain(&shared, &accepting, phases, grace);
+    for service in background {
+        service.stop(STOP_WITHIN);
+    }
+    shared.tunnels.remove_endpoints();
+    if pingora.is_finished() && pingora.join().is_err() {
+        bail!("the Pingora server panicked");
+    }
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// The segment gate of listener `slot`, as Pingora's accept loop takes it.
@@ -232,28 +263,34 @@ fn write_pid_file(path: &std::path::Path) {
     }
 }
 
-/// Starts a thread that reloads the config on every SIGHUP. The handler is installed before
+/// Starts the service that reloads the config on every SIGHUP. The handler is installed before
 /// this returns, so a SIGHUP sent once the process is serving never kills it.
-fn reload_on_sighup(shared: Arc<Shared>) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("SIGHUP runtime")?;
-    let mut hup = rt
+fn reload_on_sighup(shared: Arc<Shared>) -> anyhow::Result<services::Service> {
+    let mut first = Some(listen_for_hangup()?);
+    let service = services::Service::start("sighup", move |stop| {
+        let (rt, mut hup) = match first.take() {
+            Some(installed) => installed,
+            None => listen_for_hangup()?,
+        };
+        services::until_stopped(&rt, stop, async {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading");
+                let _ = reload(&shared);
+            }
+        });
+        Ok(())
+    })
+    .context("start the SIGHUP service")?;
+    Ok(service)
+}
+
+/// A runtime and, on it, a SIGHUP stream.
+fn listen_for_hangup() -> anyhow::Result<(TokioRuntime, Signal)> {
+    let rt = services::runtime()?;
+    let hup = rt
         .block_on(async { signal(SignalKind::hangup()) })
         .context("installing the SIGHUP handler")?;
-    std::thread::Builder::new()
-        .name("augur-sighup".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                while hup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: reloading");
-                    let _ = reload(&shared);
-                }
-            });
-        })
-        .context("SIGHUP thread")?;
-    Ok(())
+    Ok((rt, hup))
 }
 
 /// A service counted in `accepting` until its accept loops have stopped and its app has
@@ -309,14 +346,10 @@ impl ServiceWithDependents for Accepting {
     }
 }
 
-/// Pingora's shutdown signals (SIGTERM graceful, SIGINT fast, SIGQUIT upgrade hand-over),
-/// plus augur's drain: once the listeners have closed, exit as soon as every connection they
-/// accepted is done instead of always sleeping out the grace period.
+/// Pingora's shutdown signals (SIGTERM graceful, SIGINT fast, SIGQUIT upgrade hand-over);
+/// a graceful one flags the process as draining (what [`drain`] then waits out).
 struct Signals {
     shared: Arc<Shared>,
-    accepting: Arc<AtomicUsize>,
-    phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
-    grace: Duration,
 }
 
 #[async_trait]
@@ -337,15 +370,6 @@ impl ShutdownSignalWatch for Signals {
         };
         if !matches!(sig, ShutdownSignal::FastShutdown) {
             self.shared.draining.store(true, Ordering::Relaxed);
-            let phases = self.phases.lock().ok().and_then(|mut p| p.take());
-            if let Some(phases) = phases {
-                let shared = Arc::clone(&self.shared);
-                let accepting = Arc::clone(&self.accepting);
-                let grace = self.grace;
-                let _ = std::thread::Builder::new()
-                    .name("augur-drain".into())
-                    .spawn(move || drain(shared, accepting, phases, grace));
-            }
             tracing::info!(
                 upgrade = matches!(sig, ShutdownSignal::GracefulUpgrade),
                 "draining"
@@ -357,24 +381,25 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
-/// Waits for the shutdown to start, then (at most `grace`) for the listeners to stop accepting
-/// and for every connection they accepted to close, then exits the process.
+/// Waits for a graceful shutdown to start, then (at most `grace`) for the listeners to stop
+/// accepting and for every connection they accepted to close. Returns at once when Pingora
+/// stops without a grace period (SIGINT).
 ///
 /// Pingora's grace period starts as it tells the listeners to stop, not once they have, and
 /// nothing is in flight on a connection accepted a moment before whose request has not been
 /// read yet: exiting as soon as nothing is in flight reset such connections. A TLS handshake
 /// still under way is not waited for: Pingora has no hook between accept and the app.
 fn drain(
-    shared: Arc<Shared>,
-    accepting: Arc<AtomicUsize>,
+    shared: &Shared,
+    accepting: &AtomicUsize,
     mut phases: broadcast::Receiver<ExecutionPhase>,
     grace: Duration,
 ) {
     loop {
         match phases.blocking_recv() {
             Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+            Ok(ExecutionPhase::Terminated) | Err(broadcast::error::RecvError::Closed) => return,
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
     let deadline = Instant::now() + grace;
@@ -390,8 +415,6 @@ fn drain(
     tracing::info!(
         in_flight_left = shared.in_flight.load(Ordering::Relaxed),
         connections_left = shared.connections.load(Ordering::Relaxed),
-        "drained; exiting"
+        "drained; stopping"
     );
-    shared.tunnels.remove_endpoints();
-    std::process::exit(0);
 }

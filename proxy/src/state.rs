@@ -74,6 +74,8 @@ pub struct Shared {
     pub reloaded: tokio::sync::Notify,
     /// Where access log lines go, if enabled.
     pub access_log: Option<AccessLog>,
+    /// The background services' health, for `/status` and `/metrics`.
+    pub services: crate::services::Services,
 }
 
 impl Shared {
@@ -110,6 +112,7 @@ impl Shared {
             started: Instant::now(),
             reloaded: tokio::sync::Notify::new(),
             access_log,
+            services: crate::services::Services::default(),
         })
     }
 

@@ -158,11 +158,20 @@ impl Augur {
     /// Writes `config` (with the harness's `server:` and `admin:` sections), starts
     /// `augur run`, and waits for the admin listener and every listener.
     pub fn start(test: &str, config: &Config) -> Augur {
+        Self::start_with_env(test, config, &[])
+    }
+
+    /// [`Augur::start`] with extra environment variables for the process.
+    pub fn start_with_env(test: &str, config: &Config, env: &[(&str, &str)]) -> Augur {
         let dir = temp_dir(test);
         let admin = loopback();
         let path = dir.join("augur.yaml");
         std::fs::write(&path, config.render(&dir, admin)).expect("write config");
-        let child = Self::spawn(&dir, &path, false);
+        let mut child = Self::command(&dir, &path, false);
+        let child = child
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("spawn augur");
         let mut augur = Augur {
             dir,
             config: path,
@@ -175,6 +184,13 @@ impl Augur {
 
     /// Starts `augur run` on `config`, logging to a file in `dir`.
     pub fn spawn(dir: &Path, config: &Path, upgrade: bool) -> Child {
+        Self::command(dir, config, upgrade)
+            .spawn()
+            .expect("spawn augur")
+    }
+
+    /// The `augur run` command on `config`, logging to a file in `dir`.
+    fn command(dir: &Path, config: &Path, upgrade: bool) -> Command {
         let log_name = if upgrade {
             "augur-upgrade.log"
         } else {
@@ -186,10 +202,8 @@ impl Augur {
         if upgrade {
             cmd.arg("--upgrade");
         }
-        cmd.stdout(log.try_clone().expect("log clone"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn augur")
+        cmd.stdout(log.try_clone().expect("log clone")).stderr(log);
+        cmd
     }
 
     /// Starts `augur run --upgrade` on this one's config and waits until the successor listens

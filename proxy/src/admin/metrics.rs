@@ -182,6 +182,7 @@ pub fn metrics(shared: &Shared) -> String {
     doc.family(&CONFIG_GENERATION, |s| {
         s.sample([], rt.version.generation);
     });
+    shared.services.metrics(&mut doc);
     crate::segment_report::metrics(&mut doc, &rt);
     shared.tunnels.metrics(&mut doc);
     if let Some(log) = &shared.access_log {

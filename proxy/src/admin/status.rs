@@ -10,6 +10,7 @@ use augur_config::ListenerKind;
 use augur_predictor::{Eligibility, STATUS_CLASSES};
 
 use crate::runtime::Runtime;
+use crate::services::State;
 use crate::state::Shared;
 
 fn unix_secs(t: SystemTime) -> f64 {
@@ -150,6 +151,7 @@ pub fn status(shared: &Shared) -> Value {
         "in_flight": shared.in_flight.load(Ordering::Relaxed),
         "connections": shared.connections.load(Ordering::Relaxed),
         "peers": shared.peers.status(),
+        "services": shared.services.status(),
         "config": {
             "path": shared.config_path.as_ref().map(|p| p.display().to_string()),
             "hash": rt.version.hash,
@@ -189,8 +191,15 @@ fn predictor_status(shared: &Shared) -> Value {
             })
         })
         .collect();
+    // Before the first snapshot this is the time since start: a predictor that never
+    // publishes turns stale as well.
     let age = crate::clock::now_nanos().saturating_sub(snapshot.built_at_nanos);
+    let stale_after = rt.config.predictor.tick * crate::predictor_thread::STALE_TICKS;
+    let service = shared.services.get("predictor");
     json!({
+        "running": service.as_ref().is_some_and(|h| h.state() == State::Running),
+        "restarts": service.as_ref().map_or(0, |h| h.restarts()),
+        "stale": u128::from(age) > stale_after.as_nanos(),
         "snapshot_version": snapshot.version,
         "snapshot_age_ms": if snapshot.version == 0 { Value::Null } else { num(age as f64 / 1e6) },
         "ticks": view.ticks,
