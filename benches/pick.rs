@@ -5,8 +5,8 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use augur_predictor::{
-    BackendId, Forecast, LeastConn, Member, P2cLeastRequest, P2cPeakEwma, PickContext, Policy,
-    Predictive, PredictiveParams, Random, RoundRobin, Snapshot, Tried,
+    BackendId, Forecast, Member, PickContext, Policy, PolicyKind, PredictiveParams, RoundRobin,
+    Snapshot, Tried,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
@@ -50,15 +50,8 @@ fn picks(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("baseline_atomic_mod", n), &m, |b, m| {
             b.iter(|| black_box(baseline.fetch_add(1, Ordering::Relaxed) % m.len()))
         });
-        let policies: Vec<Box<dyn Policy>> = vec![
-            Box::new(RoundRobin::new(&m)),
-            Box::new(LeastConn::new()),
-            Box::new(Random::new(1)),
-            Box::new(P2cLeastRequest::new(2)),
-            Box::new(P2cPeakEwma::new(3)),
-            Box::new(Predictive::new(PredictiveParams::default(), 4)),
-        ];
-        for policy in &policies {
+        for (seed, kind) in (1..).zip(PolicyKind::ALL) {
+            let policy = kind.build(&m, PredictiveParams::default(), seed);
             group.bench_with_input(BenchmarkId::new(policy.name(), n), &m, |b, m| {
                 b.iter(|| black_box(policy.pick(black_box(&cx), black_box(m), &Tried::default())))
             });

@@ -45,9 +45,9 @@ REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 AUGUR_BIN=$TARGET_DIR/release/augur
 LOADGEN_BIN=$TARGET_DIR/release/loadgen
-
-log() { printf '[loopback] %s\n' "$*" >&2; }
-die() { printf '[loopback] error: %s\n' "$*" >&2; exit 1; }
+LOG_TAG=loopback
+# shellcheck source=../lib.sh
+source "$SCRIPT_DIR/../lib.sh"
 
 # --- prerequisites -------------------------------------------------------------------------
 
@@ -74,76 +74,18 @@ fi
 [[ -x $AUGUR_BIN ]] || die "augur binary not found at $AUGUR_BIN"
 [[ -x $LOADGEN_BIN ]] || die "loadgen binary not found at $LOADGEN_BIN"
 
-port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-for ((i = 1; i <= BACKENDS; i++)); do
-    if port_in_use $((BACKEND_BASE_PORT + i)); then die "$HOST:$((BACKEND_BASE_PORT + i)) is already in use"; fi
-done
-for port in "$AUGUR_PORT" "$AUGUR_ADMIN_PORT" "$NGINX_PORT" "$HAPROXY_PORT"; do
-    if port_in_use "$port"; then die "$HOST:$port is already in use"; fi
-done
+ports_free $(seq $((BACKEND_BASE_PORT + 1)) $((BACKEND_BASE_PORT + BACKENDS))) \
+    "$AUGUR_PORT" "$AUGUR_ADMIN_PORT" "$NGINX_PORT" "$HAPROXY_PORT"
 
 # --- temp dir, process tracking, cleanup ---------------------------------------------------
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/augur-loopback.XXXXXX")
 BACKEND_PIDS=()
 PROXY_PID=
-
-# stop PID...: SIGTERM, wait up to 10 s, then SIGKILL.
-stop() {
-    local pid i alive
-    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for ((i = 0; i < 100; i++)); do
-        alive=0
-        for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [[ $alive -eq 0 ]] && break
-        sleep 0.1
-    done
-    for pid in "$@"; do
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
+stop_processes() {
     if [[ -n $PROXY_PID ]]; then stop "$PROXY_PID"; fi
     if [[ ${#BACKEND_PIDS[@]} -gt 0 ]]; then stop "${BACKEND_PIDS[@]}"; fi
-    if [[ $KEEP_TMP == 1 || $rc -ne 0 ]]; then
-        log "temp dir kept: $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Poll URL until its body contains WANT, or fail (after ~10 s) when PID died or never answered.
-wait_ready() {
-    local name=$1 pid=$2 url=$3 want=$4 logfile=$5 i body
-    for ((i = 0; i < 200; i++)); do
-        if body=$(curl -fsS --max-time 1 "$url" 2>/dev/null) && [[ $body == *"$want"* ]]; then return 0; fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$logfile" >&2 || true
-            die "$name exited during startup (log: $logfile)"
-        fi
-        sleep 0.05
-    done
-    tail -n 20 "$logfile" >&2 || true
-    die "$name did not answer on $url (log: $logfile)"
-}
-
-# Poll until PORT is closed (a stopped proxy released it).
-wait_port_free() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        port_in_use "$1" || return 0
-        sleep 0.05
-    done
-    die "$HOST:$1 still in use after stopping its proxy"
-}
+temp_dir augur-loopback "$KEEP_TMP"
 
 # --- scenarios -----------------------------------------------------------------------------
 
@@ -188,10 +130,9 @@ start_backends() {
     for ((i = 1; i <= BACKENDS; i++)); do
         port=$((BACKEND_BASE_PORT + i))
         read -r -a extra <<<"$(backend_flags "$s" "$i" | tr '\n' ' ')"
-        taskset -c "$LOAD_CPU" "$AUGUR_BIN" backend --listen "$HOST:$port" --name "b$i" \
-            --concurrency "$CONCURRENCY" --delay-dist normal "${extra[@]}" \
-            >"$TMP/$s/backend-$i.log" 2>&1 &
-        BACKEND_PIDS+=("$!")
+        pinned "$LOAD_CPU" "$TMP/$s/backend-$i.log" "$AUGUR_BIN" backend --listen "$HOST:$port" \
+            --name "b$i" --concurrency "$CONCURRENCY" --delay-dist normal "${extra[@]}"
+        BACKEND_PIDS+=("$STARTED")
     done
     for ((i = 1; i <= BACKENDS; i++)); do
         port=$((BACKEND_BASE_PORT + i))
@@ -208,66 +149,17 @@ stop_backends() {
 # --- proxy configs -------------------------------------------------------------------------
 
 write_configs() {
-    local dir=$TMP/conf i
+    local dir=$TMP/conf i servers=
     mkdir -p "$dir/nginx" "$dir/haproxy"
+    for ((i = 1; i <= BACKENDS; i++)); do servers+=$'\n'"        server $HOST:$((BACKEND_BASE_PORT + i));"; done
     {
-        cat <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx/nginx.pid;
-error_log $dir/nginx/error.log warn;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
-    client_body_temp_path $dir/nginx/client_body;
-    proxy_temp_path $dir/nginx/proxy;
-    fastcgi_temp_path $dir/nginx/fastcgi;
-    uwsgi_temp_path $dir/nginx/uwsgi;
-    scgi_temp_path $dir/nginx/scgi;
-    upstream backends {
-        least_conn;
-EOF
-        for ((i = 1; i <= BACKENDS; i++)); do echo "        server $HOST:$((BACKEND_BASE_PORT + i));"; done
-        cat <<EOF
-        keepalive 256;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen $HOST:$NGINX_PORT;
-        location / {
-            proxy_pass http://backends;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
+        nginx_head "$dir/nginx" 8192
+        nginx_proxy "$NGINX_PORT" 256 "        least_conn;$servers"
     } >"$dir/nginx/nginx.conf"
 
     {
-        cat <<EOF
-global
-    nbthread 1
-    maxconn 8000
-    pidfile $dir/haproxy/haproxy.pid
-
-defaults
-    mode http
-    maxconn 8000
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    http-reuse always
-
-frontend fe
-    bind $HOST:$HAPROXY_PORT
-    default_backend be
-
-backend be
-    balance leastconn
-EOF
+        haproxy_head "$dir/haproxy" 8000 "$HAPROXY_PORT"
+        echo "    balance leastconn"
         for ((i = 1; i <= BACKENDS; i++)); do echo "    server b$i $HOST:$((BACKEND_BASE_PORT + i))"; done
     } >"$dir/haproxy/haproxy.cfg"
 }
@@ -276,12 +168,8 @@ write_augur_config() {
     local policy=$1 dir=$TMP/conf/augur-$1 i
     mkdir -p "$dir"
     {
+        augur_head "$dir" "$AUGUR_ADMIN_PORT" "$AUGUR_PORT" 0s
         cat <<EOF
-server: { threads: 1, grace_period: 0s, upgrade_sock: $dir/upgrade.sock, pid_file: $dir/augur.pid }
-admin: { bind: $HOST:$AUGUR_ADMIN_PORT }
-listeners:
-  - { name: web, bind: $HOST:$AUGUR_PORT, protocol: http, routes: [ { upstream: b } ] }
-upstreams:
   - name: b
     policy: $policy
     read_timeout: 10s
@@ -298,22 +186,21 @@ start_proxy() {
     case $name in
         augur:*)
             logfile=$dir/augur-${name#augur:}/augur.log
-            taskset -c "$PROXY_CPU" "$AUGUR_BIN" run -c "$dir/augur-${name#augur:}/augur.yaml" >"$logfile" 2>&1 &
+            pinned "$PROXY_CPU" "$logfile" "$AUGUR_BIN" run -c "$dir/augur-${name#augur:}/augur.yaml"
             PROXY_PORT=$AUGUR_PORT
             ;;
         nginx)
             logfile=$dir/nginx/error.log
-            taskset -c "$PROXY_CPU" nginx -p "$dir/nginx" -e "$logfile" -c "$dir/nginx/nginx.conf" \
-                >"$dir/nginx/stdout.log" 2>&1 &
+            pinned "$PROXY_CPU" "$dir/nginx/stdout.log" nginx -p "$dir/nginx" -e "$logfile" -c "$dir/nginx/nginx.conf"
             PROXY_PORT=$NGINX_PORT
             ;;
         haproxy)
             logfile=$dir/haproxy/haproxy.log
-            taskset -c "$PROXY_CPU" haproxy -f "$dir/haproxy/haproxy.cfg" -db >"$logfile" 2>&1 &
+            pinned "$PROXY_CPU" "$logfile" haproxy -f "$dir/haproxy/haproxy.cfg" -db
             PROXY_PORT=$HAPROXY_PORT
             ;;
     esac
-    PROXY_PID=$!
+    PROXY_PID=$STARTED
     wait_ready "$name" "$PROXY_PID" "http://$HOST:$PROXY_PORT/" '"backend":"b' "$logfile"
 }
 
@@ -368,10 +255,6 @@ done
 
 # --- report --------------------------------------------------------------------------------
 
-# median: of the numbers on stdin.
-median() {
-    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 # column SCEN PROXY COL: that column over the runs.
 column() { awk -F'\t' -v s="$1" -v p="$2" -v c="$3" '$1 == s && $3 == p { print $c }' "$RAW"; }
 # ratios SCEN PROXY COL: per run, PROXY's column over the baseline's in the same run.
@@ -383,7 +266,7 @@ ratios() {
 }
 ms() { awk -v v="$1" 'BEGIN { if (v == "n/a") print v; else printf "%.1f", v / 1000 }'; }
 
-cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+cpu_model=$(cpu_model)
 git_rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 echo "## Routing quality on loopback (open-loop, $BACKENDS backends)"
 echo

@@ -88,16 +88,16 @@ fn parse(args: &[String]) -> Result<Options, String> {
 
 /// One unit of work: a cell of a scenario's table, or of S9's.
 #[derive(Debug, Clone, Copy)]
-enum Cell {
+enum Cell<'s> {
     Table {
-        scenario: usize,
-        policy: usize,
+        scenario: &'s Scenario,
+        policy: PolicyKind,
         seed: u64,
     },
     Standby {
-        scenario: usize,
-        strategy: usize,
-        routing: usize,
+        scenario: &'s Scenario,
+        strategy: Strategy,
+        routing: PolicyKind,
         seed: u64,
     },
 }
@@ -115,35 +115,26 @@ type AllResults = (Vec<Vec<Vec<CellResult>>>, Vec<Vec<Vec<Vec<s9::Cell>>>>);
 /// Runs every cell on `threads` workers, longest scenarios first; results come back in cell
 /// order whatever the scheduling, so the report does not depend on it.
 fn run_all(scenarios: &[Scenario], s9: &[Scenario], seeds: u64, threads: usize) -> AllResults {
-    let mut cells: Vec<Cell> = Vec::new();
-    for scenario in 0..scenarios.len() {
-        for policy in 0..PolicyKind::ALL.len() {
-            for seed in 1..=seeds {
-                cells.push(Cell::Table {
-                    scenario,
-                    policy,
-                    seed,
-                });
-            }
-        }
-    }
-    for scenario in 0..s9.len() {
-        for strategy in 0..Strategy::ALL.len() {
-            for routing in 0..s9::ROUTING.len() {
-                for seed in 1..=seeds {
-                    cells.push(Cell::Standby {
-                        scenario,
-                        strategy,
-                        routing,
-                        seed,
-                    });
-                }
-            }
-        }
-    }
+    let routings = s9::ROUTING.len();
+    let mut cells: Vec<Cell> = grid(scenarios.len(), PolicyKind::ALL.len(), seeds)
+        .map(|(scenario, policy, seed)| Cell::Table {
+            scenario: &scenarios[scenario],
+            policy: PolicyKind::ALL[policy],
+            seed,
+        })
+        .collect();
+    // A plan is a strategy and a routing policy, routing varying faster.
+    let plans = Strategy::ALL.len() * routings;
+    cells.extend(
+        grid(s9.len(), plans, seeds).map(|(scenario, plan, seed)| Cell::Standby {
+            scenario: &s9[scenario],
+            strategy: Strategy::ALL[plan / routings],
+            routing: s9::ROUTING[plan % routings],
+            seed,
+        }),
+    );
     let cost = |c: &Cell| match *c {
-        Cell::Table { scenario, .. } => scenarios[scenario].cost(),
-        Cell::Standby { scenario, .. } => s9[scenario].cost(),
+        Cell::Table { scenario, .. } | Cell::Standby { scenario, .. } => scenario.cost(),
     };
     let mut order: Vec<usize> = (0..cells.len()).collect();
     order.sort_by(|&a, &b| cost(&cells[b]).total_cmp(&cost(&cells[a])));
@@ -160,22 +151,13 @@ fn run_all(scenarios: &[Scenario], s9: &[Scenario], seeds: u64, threads: usize) 
                         scenario,
                         policy,
                         seed,
-                    } => Done::Table(engine::run(
-                        &scenarios[scenario],
-                        PolicyKind::ALL[policy],
-                        seed,
-                    )),
+                    } => Done::Table(engine::run(scenario, policy, seed)),
                     Cell::Standby {
                         scenario,
                         strategy,
                         routing,
                         seed,
-                    } => Done::Standby(s9::run(
-                        &s9[scenario],
-                        Strategy::ALL[strategy],
-                        s9::ROUTING[routing],
-                        seed,
-                    )),
+                    } => Done::Standby(s9::run(scenario, strategy, routing, seed)),
                 };
                 if let Ok(mut all) = results.lock() {
                     all[i] = Some(done);
@@ -199,28 +181,28 @@ fn run_all(scenarios: &[Scenario], s9: &[Scenario], seeds: u64, threads: usize) 
             None => {}
         }
     }
-    let mut flat = table.into_iter();
-    let tables = (0..scenarios.len())
-        .map(|_| {
-            (0..PolicyKind::ALL.len())
-                .map(|_| flat.by_ref().take(seeds as usize).collect())
-                .collect()
-        })
-        .collect();
-    let mut flat = standby_cells.into_iter();
-    let s9_cells = s9
-        .iter()
-        .map(|_| {
-            (0..Strategy::ALL.len())
-                .map(|_| {
-                    (0..s9::ROUTING.len())
-                        .map(|_| flat.by_ref().take(seeds as usize).collect())
-                        .collect()
-                })
-                .collect()
-        })
-        .collect();
+    let seeds = seeds as usize;
+    let tables = groups(groups(table, seeds), PolicyKind::ALL.len());
+    let s9_cells = groups(
+        groups(groups(standby_cells, seeds), routings),
+        Strategy::ALL.len(),
+    );
     (tables, s9_cells)
+}
+
+/// Every (outer, inner, seed) in order, seeds counted from 1 and varying fastest.
+fn grid(outer: usize, inner: usize, seeds: u64) -> impl Iterator<Item = (usize, usize, u64)> {
+    (0..outer).flat_map(move |o| (0..inner).flat_map(move |i| (1..=seeds).map(move |s| (o, i, s))))
+}
+
+/// `flat` cut into consecutive groups of `size` (the last one shorter if it must be).
+fn groups<T>(flat: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut flat = flat.into_iter().peekable();
+    let mut out = Vec::new();
+    while flat.peek().is_some() {
+        out.push(flat.by_ref().take(size.max(1)).collect());
+    }
+    out
 }
 
 fn header(o: &Options, args: &[String], out: &mut String) {

@@ -41,13 +41,17 @@ def handle(conn, block):
                 n = conn.send(block[: min(left, CHUNK)])
                 left -= n
         else:
-            total = 0
-            while True:
-                got = conn.recv(CHUNK)
-                if not got:
-                    break
-                total += len(got)
-            conn.sendall(b"%d\n" % total)
+            conn.sendall(b"%d\n" % drain(conn))
+
+
+def drain(conn):
+    """Reads until the peer closes; the number of bytes read."""
+    total = 0
+    while True:
+        got = conn.recv(CHUNK)
+        if not got:
+            return total
+        total += len(got)
 
 
 def client(mode, host, port, size):
@@ -55,12 +59,7 @@ def client(mode, host, port, size):
     start = time.monotonic()
     if mode == "down":
         conn.sendall(b"down %d\n" % size)
-        got = 0
-        while True:
-            data = conn.recv(CHUNK)
-            if not data:
-                break
-            got += len(data)
+        got = drain(conn)
         if got != size:
             sys.exit(f"short download: {got} of {size}")
     else:

@@ -32,8 +32,9 @@ SRV=augur-bench-srv
 CLI=augur-bench-cli
 TMP=$(mktemp -d /tmp/augur-tunnel-bench.XXXXXX)
 PIDS=()
-
-log() { printf '[tunnel-bench] %s\n' "$*" >&2; }
+LOG_TAG=tunnel-bench
+# shellcheck source=../lib.sh
+source "$SCRIPT_DIR/../lib.sh"
 
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -51,7 +52,7 @@ cleanup() {
 trap cleanup EXIT
 
 for tool in wireguard-go wg wrk python3 ip; do
-    command -v "$tool" >/dev/null || { log "missing $tool"; exit 1; }
+    command -v "$tool" >/dev/null || die "missing $tool"
 done
 if [[ -z ${AUGUR_BIN:-} ]]; then
     log "building augur (release)"
@@ -100,19 +101,11 @@ SRV_PUB=$(wg pubkey < "$TMP/srv.key")
 CLI_PUB=$(wg pubkey < "$TMP/cli.key")
 
 WG_PIDS=()
-ticks() { # pid... -> their user + system clock ticks together
-    local pid sum=0
-    for pid in "$@"; do
-        sum=$((sum + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-    done
-    echo "$sum"
-}
 start_wg() { # ns iface
     WG_PROCESS_FOREGROUND=1 ip netns exec "$1" wireguard-go "$2" >/dev/null 2>&1 &
     PIDS+=($!)
     WG_PIDS+=($!)
-    for _ in $(seq 100); do ip -n "$1" link show "$2" >/dev/null 2>&1 && return; sleep 0.05; done
-    log "wireguard-go did not create $2"; exit 1
+    poll 100 ip -n "$1" link show "$2" >/dev/null 2>&1 || die "wireguard-go did not create $2"
 }
 start_wg "$SRV" wgbsrv
 ip netns exec "$SRV" wg set wgbsrv private-key "$TMP/srv.key" listen-port 51820 \
@@ -138,11 +131,14 @@ PIDS+=($!)
 "$AUGUR_BIN" keygen > "$TMP/remote.key"
 chmod 600 "$TMP/remote.key"
 REMOTE_PUB=$("$AUGUR_BIN" pubkey < "$TMP/remote.key")
-cat > "$TMP/remote.yaml" <<EOF
-server:
-  pid_file: $TMP/remote.pid
-  upgrade_sock: $TMP/remote.sock
-  log_level: ${LOG_LEVEL:-warn}
+# augur_server NAME: the server section of augur NAME's config, its files in TMP.
+augur_server() {
+    printf 'server:\n  pid_file: %s\n  upgrade_sock: %s\n  log_level: %s\n' \
+        "$TMP/$1.pid" "$TMP/$1.sock" "${LOG_LEVEL:-warn}"
+}
+{
+    augur_server remote
+    cat <<EOF
 tunnels:
   - name: near
     private_key_file: $TMP/remote.key
@@ -160,15 +156,14 @@ upstreams:
   - name: idle
     backends: [ { addr: 127.0.0.1:8080 } ]
 EOF
+} > "$TMP/remote.yaml"
 ip netns exec "$SRV" "$AUGUR_BIN" run -c "$TMP/remote.yaml" > "$TMP/remote.log" 2>&1 &
 REMOTE_PID=$!
 PIDS+=($!)
 
-cat > "$TMP/augur.yaml" <<EOF
-server:
-  pid_file: $TMP/augur.pid
-  upgrade_sock: $TMP/augur.sock
-  log_level: ${LOG_LEVEL:-warn}
+{
+    augur_server augur
+    cat <<EOF
 admin:
   bind: 127.0.0.1:18991
 tunnels:
@@ -210,16 +205,15 @@ upstreams:
   - name: pair-bulk
     backends: [ { addr: 10.30.1.10:5001, via: pair } ]
 EOF
+} > "$TMP/augur.yaml"
 "$AUGUR_BIN" run -c "$TMP/augur.yaml" > "$TMP/augur.log" 2>&1 &
 AUGUR_PID=$!
 PIDS+=($AUGUR_PID)
 
 wait_http() { # command prefix..., url
-    for _ in $(seq 200); do
-        if "$@" >/dev/null 2>&1; then return; fi
-        sleep 0.05
-    done
-    log "not ready: $*"; cat "$TMP/augur.log" "$TMP/remote.log" >&2; exit 1
+    poll 200 "$@" >/dev/null 2>&1 && return
+    cat "$TMP/augur.log" "$TMP/remote.log" >&2
+    die "not ready: $*"
 }
 wait_http curl -sf -o /dev/null http://127.0.0.1:18980/
 wait_http curl -sf -o /dev/null http://127.0.0.1:18982/
@@ -255,12 +249,12 @@ run_path() { # path kind -> prints one figure (Mbit/s, or "req/s p99ms")
         # comes from its subshell's `times` (children's user and system seconds).
         local augur_pids=("$AUGUR_PID") cpu0 cpu1 other0 other1 wrk_cpu
         [[ $path == augur-pair ]] && augur_pids+=("$REMOTE_PID")
-        cpu0=$(ticks "${augur_pids[@]}")
-        other0=$(ticks "${WG_PIDS[@]}" "$BACKEND_PID")
+        cpu0=$(cpu_ticks "${augur_pids[@]}")
+        other0=$(cpu_ticks "${WG_PIDS[@]}" "$BACKEND_PID")
         wrk_cpu=$( ("${prefix[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$url" > "$TMP/wrk.out"; times) |
             awk 'NR == 2 {s = 0; for (i = 1; i <= 2; i++) {split($i, a, /[ms]/); s += a[1] * 60 + a[2]}; print s}')
-        cpu1=$(ticks "${augur_pids[@]}")
-        other1=$(ticks "${WG_PIDS[@]}" "$BACKEND_PID")
+        cpu1=$(cpu_ticks "${augur_pids[@]}")
+        other1=$(cpu_ticks "${WG_PIDS[@]}" "$BACKEND_PID")
         local rps p99 total us others hz
         hz=$(getconf CLK_TCK)
         rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out")
@@ -306,7 +300,6 @@ for run in $(seq "$RUNS"); do
     done
 done
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 col() { # path kind field
     [[ -n ${RESULT[$1,$2,1]:-} ]] || { echo -; return; }
     for run in $(seq "$RUNS"); do echo "${RESULT[$1,$2,$run]}" | awk -v f="$3" '{print $f}'; done | median

@@ -29,9 +29,9 @@ PROXIES=(augur nginx haproxy)
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 AUGUR_BIN=${AUGUR_BIN:-}
-
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+LOG_TAG=bench
+# shellcheck source=../lib.sh
+source "$SCRIPT_DIR/../lib.sh"
 
 # --- prerequisites -------------------------------------------------------------------------
 
@@ -71,93 +71,27 @@ if [[ -z $AUGUR_BIN ]]; then
 fi
 [[ -x $AUGUR_BIN ]] || die "augur binary not found at $AUGUR_BIN"
 
-port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
-for port in "$BACKEND_PORT" "$BACKEND_STATUS_PORT" "$AUGUR_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$AUGUR_ADMIN_PORT"; do
-    if port_in_use "$port"; then die "$HOST:$port is already in use"; fi
-done
+ports_free "$BACKEND_PORT" "$BACKEND_STATUS_PORT" "$AUGUR_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$AUGUR_ADMIN_PORT"
 
 # --- temp dir, process tracking, cleanup ---------------------------------------------------
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/augur-bench.XXXXXX")
 PIDS=()
-
-stop_all() {
-    local pid i
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for ((i = 0; i < 50; i++)); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [[ $alive -eq 0 ]] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+stop_processes() {
+    if [[ ${#PIDS[@]} -gt 0 ]]; then stop "${PIDS[@]}"; fi
 }
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_all
-    if [[ $KEEP_TMP == 1 || $rc -ne 0 ]]; then
-        log "temp dir kept: $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Poll until `curl URL` answers with a body containing "hello", or fail (after ~10 s) when the
-# process died or never answered.
-wait_ready() {
-    local name=$1 pid=$2 url=$3 logfile=$4 i body
-    for ((i = 0; i < 200; i++)); do
-        if body=$(curl -fsS --max-time 1 "$url" 2>/dev/null) && [[ $body == *hello* ]]; then return 0; fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$logfile" >&2 || true
-            die "$name exited during startup (log: $logfile)"
-        fi
-        sleep 0.05
-    done
-    tail -n 20 "$logfile" >&2 || true
-    die "$name did not answer on $url (log: $logfile)"
-}
+temp_dir augur-bench "$KEEP_TMP"
 
 # --- configs -------------------------------------------------------------------------------
 
 HAVE_STUB_STATUS=0
 if nginx -V 2>&1 | grep -q http_stub_status_module; then HAVE_STUB_STATUS=1; fi
 
-nginx_temp_paths() {
-    local dir=$1
-    cat <<EOF
-    client_body_temp_path $dir/client_body;
-    proxy_temp_path $dir/proxy;
-    fastcgi_temp_path $dir/fastcgi;
-    uwsgi_temp_path $dir/uwsgi;
-    scgi_temp_path $dir/scgi;
-EOF
-}
-
 mkdir -p "$TMP/backend" "$TMP/nginx" "$TMP/haproxy" "$TMP/augur"
 
 {
+    nginx_head "$TMP/backend" 4096
     cat <<EOF
-worker_processes 1;
-daemon off;
-pid $TMP/backend/nginx.pid;
-error_log $TMP/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
     default_type text/plain;
-EOF
-    nginx_temp_paths "$TMP/backend"
-    cat <<EOF
     server {
         listen $HOST:$BACKEND_PORT;
         location / { return 200 "hello\n"; }
@@ -175,65 +109,19 @@ EOF
 } >"$TMP/backend/nginx.conf"
 
 {
-    cat <<EOF
-worker_processes 1;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
-EOF
-    nginx_temp_paths "$TMP/nginx"
-    cat <<EOF
-    upstream backend {
-        server $HOST:$BACKEND_PORT;
-        keepalive 32;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen $HOST:$NGINX_PORT;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
+    nginx_head "$TMP/nginx" 4096
+    nginx_proxy "$NGINX_PORT" 32 "        server $HOST:$BACKEND_PORT;"
 } >"$TMP/nginx/nginx.conf"
 
-cat >"$TMP/haproxy/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-    pidfile $TMP/haproxy/haproxy.pid
+{
+    haproxy_head "$TMP/haproxy" 4096 "$HAPROXY_PORT"
+    echo "    server s1 $HOST:$BACKEND_PORT"
+} >"$TMP/haproxy/haproxy.cfg"
 
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    http-reuse always
-
-frontend fe
-    bind $HOST:$HAPROXY_PORT
-    default_backend be
-
-backend be
-    server s1 $HOST:$BACKEND_PORT
-EOF
-
-cat >"$TMP/augur/augur.yaml" <<EOF
-server: { threads: 1, grace_period: 1s, upgrade_sock: $TMP/augur/upgrade.sock, pid_file: $TMP/augur/augur.pid }
-admin: { bind: $HOST:$AUGUR_ADMIN_PORT }
-listeners:
-  - { name: web, bind: $HOST:$AUGUR_PORT, protocol: http, routes: [ { upstream: b } ] }
-upstreams:
-  - { name: b, policy: round_robin, backends: [ { addr: $HOST:$BACKEND_PORT } ] }
-EOF
+{
+    augur_head "$TMP/augur" "$AUGUR_ADMIN_PORT" "$AUGUR_PORT" 1s
+    echo "  - { name: b, policy: round_robin, backends: [ { addr: $HOST:$BACKEND_PORT } ] }"
+} >"$TMP/augur/augur.yaml"
 
 # --- start everything ----------------------------------------------------------------------
 
@@ -242,28 +130,26 @@ PORT[augur]=$AUGUR_PORT
 PORT[nginx]=$NGINX_PORT
 PORT[haproxy]=$HAPROXY_PORT
 
+# start NAME PORT CPU OUT LOG CMD...: start NAME pinned to CPU (output to OUT), track it, and
+# wait until it says hello on PORT (showing LOG if it does not).
+start() {
+    local name=$1 port=$2 cpu=$3 out=$4 logfile=$5
+    shift 5
+    pinned "$cpu" "$out" "$@"
+    PID[$name]=$STARTED
+    PIDS+=("$STARTED")
+    wait_ready "$name" "$STARTED" "http://$HOST:$port/" hello "$logfile"
+}
+
 log "temp dir: $TMP"
-taskset -c "$LOAD_CPU" nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf" \
-    >"$TMP/backend/stdout.log" 2>&1 &
-PID[backend]=$!
-PIDS+=("${PID[backend]}")
-wait_ready backend "${PID[backend]}" "http://$HOST:$BACKEND_PORT/" "$TMP/backend/error.log"
-
-taskset -c "$PROXY_CPU" "$AUGUR_BIN" run -c "$TMP/augur/augur.yaml" >"$TMP/augur/augur.log" 2>&1 &
-PID[augur]=$!
-PIDS+=("${PID[augur]}")
-wait_ready augur "${PID[augur]}" "http://$HOST:$AUGUR_PORT/" "$TMP/augur/augur.log"
-
-taskset -c "$PROXY_CPU" nginx -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
-    >"$TMP/nginx/stdout.log" 2>&1 &
-PID[nginx]=$!
-PIDS+=("${PID[nginx]}")
-wait_ready nginx "${PID[nginx]}" "http://$HOST:$NGINX_PORT/" "$TMP/nginx/error.log"
-
-taskset -c "$PROXY_CPU" haproxy -f "$TMP/haproxy/haproxy.cfg" -db >"$TMP/haproxy/haproxy.log" 2>&1 &
-PID[haproxy]=$!
-PIDS+=("${PID[haproxy]}")
-wait_ready haproxy "${PID[haproxy]}" "http://$HOST:$HAPROXY_PORT/" "$TMP/haproxy/haproxy.log"
+start backend "$BACKEND_PORT" "$LOAD_CPU" "$TMP/backend/stdout.log" "$TMP/backend/error.log" \
+    nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf"
+start augur "$AUGUR_PORT" "$PROXY_CPU" "$TMP/augur/augur.log" "$TMP/augur/augur.log" \
+    "$AUGUR_BIN" run -c "$TMP/augur/augur.yaml"
+start nginx "$NGINX_PORT" "$PROXY_CPU" "$TMP/nginx/stdout.log" "$TMP/nginx/error.log" \
+    nginx -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf"
+start haproxy "$HAPROXY_PORT" "$PROXY_CPU" "$TMP/haproxy/haproxy.log" "$TMP/haproxy/haproxy.log" \
+    haproxy -f "$TMP/haproxy/haproxy.cfg" -db
 
 # --- sanity check --------------------------------------------------------------------------
 
@@ -276,28 +162,6 @@ for proxy in "${PROXIES[@]}"; do
 done
 
 # --- measurement helpers -------------------------------------------------------------------
-
-# The PID and all its descendants (nginx: master + worker).
-pid_tree() {
-    local pid=$1 child list
-    local -a kids
-    echo "$pid"
-    list=$(cat /proc/"$pid"/task/*/children 2>/dev/null | tr '\n' ' ' || true)
-    read -r -a kids <<<"$list"
-    for child in "${kids[@]}"; do pid_tree "$child"; done
-}
-
-# utime+stime (clock ticks) summed over the given PIDs (all threads of each process).
-cpu_ticks() {
-    local total=0 pid stat fields
-    for pid in "$@"; do
-        stat=$(<"/proc/$pid/stat") || die "process $pid vanished during the run"
-        read -r -a fields <<<"${stat##*) }"
-        # fields[0] is stat field 3 (state); utime = field 14, stime = field 15.
-        total=$((total + fields[11] + fields[12]))
-    done
-    echo "$total"
-}
 
 backend_accepts() {
     if [[ $HAVE_STUB_STATUS == 1 ]]; then
@@ -373,23 +237,20 @@ done
 
 # --- report --------------------------------------------------------------------------------
 
-# median COLUMN PROXY: median of a column of $RAW over that proxy's runs.
-median() {
-    awk -F'\t' -v c="$1" -v p="$2" '$2 == p { print $c }' "$RAW" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+# column COLUMN PROXY: that column of $RAW over the proxy's runs.
+column() { awk -F'\t' -v c="$1" -v p="$2" '$2 == p { print $c }' "$RAW"; }
 
 declare -A MED_RPS MED_P50 MED_P99 MED_CPU
 for proxy in "${PROXIES[@]}"; do
-    MED_RPS[$proxy]=$(median 3 "$proxy")
-    MED_P50[$proxy]=$(median 4 "$proxy")
-    MED_P99[$proxy]=$(median 5 "$proxy")
-    MED_CPU[$proxy]=$(median 8 "$proxy")
+    MED_RPS[$proxy]=$(column 3 "$proxy" | median)
+    MED_P50[$proxy]=$(column 4 "$proxy" | median)
+    MED_P99[$proxy]=$(column 5 "$proxy" | median)
+    MED_CPU[$proxy]=$(column 8 "$proxy" | median)
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+cpu_model=$(cpu_model)
 nginx_version=$(nginx -v 2>&1)
 haproxy_version=$(haproxy -v 2>&1 | head -n 1 || true)
 wrk_version=$(wrk -v 2>&1 | head -n 1 || true)

@@ -3,8 +3,7 @@
 use std::alloc::System;
 
 use augur_predictor::{
-    BackendId, Forecast, LeastConn, Member, P2cLeastRequest, P2cPeakEwma, PickContext, Policy,
-    Predictive, PredictiveParams, Random, RoundRobin, Snapshot, Tried,
+    BackendId, Forecast, Member, PickContext, Policy, PolicyKind, PredictiveParams, Snapshot, Tried,
 };
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -33,14 +32,10 @@ fn picks_do_not_allocate() {
             })
             .collect(),
     };
-    let policies: Vec<Box<dyn Policy>> = vec![
-        Box::new(RoundRobin::new(&members)),
-        Box::new(LeastConn::new()),
-        Box::new(Random::new(1)),
-        Box::new(P2cLeastRequest::new(2)),
-        Box::new(P2cPeakEwma::new(3)),
-        Box::new(Predictive::new(PredictiveParams::default(), 4)),
-    ];
+    let policies: Vec<Box<dyn Policy>> = (1..)
+        .zip(PolicyKind::ALL)
+        .map(|(seed, kind)| kind.build(&members, PredictiveParams::default(), seed))
+        .collect();
     // One pass per policy before measuring: the counting allocator sees every thread, and
     // one CI run counted 4 allocations, never freed, against the first policy measured,
     // most likely the test harness's main thread recording the test thread it had just

@@ -10,18 +10,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use augur_segmenter::{ListenerRules, Prefix, Rules, Segment, SegmentDefault, SegmentMode, Table};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use fastrand::Rng;
 
-/// xorshift64*: the same prefixes every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+/// The generator's seed: the same prefixes and sources every run.
+const SEED: u64 = 0x0bad_5eed_1234_5678;
 
 const PREFIXES: usize = 10_000;
 const SEGMENTS: usize = 100;
@@ -37,13 +29,12 @@ fn rules(rng: &mut Rng) -> Rules {
         .collect();
     for i in 0..PREFIXES {
         let prefix = if i % 10 < 7 {
-            let length = 16 + (rng.next() % 17) as u8;
-            Prefix::containing(IpAddr::V4(Ipv4Addr::from(rng.next() as u32)), length)
+            let length = rng.u8(16..=32);
+            Prefix::containing(IpAddr::V4(Ipv4Addr::from(rng.u32(..))), length)
         } else {
-            let length = 32 + (rng.next() % 97) as u8;
-            let addr = (0x2001_0db8_u128 << 96)
-                | u128::from(rng.next()) << 32
-                | u128::from(rng.next() as u32);
+            let length = rng.u8(32..=128);
+            let addr =
+                (0x2001_0db8_u128 << 96) | u128::from(rng.u64(..)) << 32 | u128::from(rng.u32(..));
             Prefix::containing(IpAddr::V6(Ipv6Addr::from(addr)), length)
         };
         segments[i % SEGMENTS]
@@ -73,20 +64,20 @@ fn sources(rules: &Rules, rng: &mut Rng, v6: bool) -> Vec<IpAddr> {
     (0..1024)
         .map(|i| {
             if i % 2 == 0 {
-                all[rng.next() as usize % all.len()].addr()
+                all[rng.usize(..all.len())].addr()
             } else if v6 {
                 IpAddr::V6(Ipv6Addr::from(
-                    (0x2001_0db8_u128 << 96) | u128::from(rng.next()) << 32,
+                    (0x2001_0db8_u128 << 96) | u128::from(rng.u64(..)) << 32,
                 ))
             } else {
-                IpAddr::V4(Ipv4Addr::from(rng.next() as u32))
+                IpAddr::V4(Ipv4Addr::from(rng.u32(..)))
             }
         })
         .collect()
 }
 
 fn lookup(c: &mut Criterion) {
-    let mut rng = Rng(0x0bad_5eed_1234_5678);
+    let mut rng = Rng::with_seed(SEED);
     let rules = rules(&mut rng);
     let table = Table::compile(&rules, None);
     let all: Vec<Prefix> = rules
@@ -135,7 +126,7 @@ fn lookup(c: &mut Criterion) {
 
 /// What a reload pays to compile the same 10,000 prefixes (not on the request path).
 fn compile(c: &mut Criterion) {
-    let rules = rules(&mut Rng(0x0bad_5eed_1234_5678));
+    let rules = rules(&mut Rng::with_seed(SEED));
     let previous = Table::compile(&rules, None);
     let mut group = c.benchmark_group("compile_10k_prefixes");
     group.sample_size(20);

@@ -34,6 +34,8 @@ mod decision;
 mod flows;
 mod log_budget;
 mod ranges;
+#[doc(hidden)]
+pub mod reference;
 mod rules;
 mod suggest;
 mod table;

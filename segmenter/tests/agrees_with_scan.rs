@@ -5,32 +5,17 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use augur_segmenter::{
-    Decision, ListenerRules, Prefix, Rules, Segment, SegmentDefault, SegmentMode, Table,
-};
+use augur_segmenter::reference::{compare, edges};
+use augur_segmenter::{ListenerRules, Prefix, Rules, Segment, SegmentDefault, SegmentMode, Table};
+use fastrand::Rng;
 
-/// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
+/// True `percent` times in a hundred.
+fn chance(rng: &mut Rng, percent: u8) -> bool {
+    rng.u8(..100) < percent
 }
 
 /// A few networks that prefixes and probes crowd around, so that they overlap.
-const V4_ANCHORS: [u32; 7] = [
+const V4_ANCHORS: [u128; 7] = [
     0x0a00_0000,
     0x0a01_0200,
     0xc0a8_0100,
@@ -48,100 +33,64 @@ const V6_ANCHORS: [u128; 6] = [
     0xffff_ffff_ffff, // ::ffff:255.255.255.255, its last address
 ];
 
-fn random_v4(rng: &mut Rng) -> u32 {
-    if rng.chance(80) {
-        let anchor = V4_ANCHORS[rng.below(V4_ANCHORS.len() as u64) as usize];
-        if rng.chance(20) {
-            return anchor;
-        }
-        anchor ^ (rng.next() as u32 >> rng.below(33).min(31))
-    } else {
-        rng.next() as u32
+/// A random number of `bits` bits (32 or 128) that 80 % of the time is one of `anchors`
+/// or one with some of its low bits flipped.
+fn near(rng: &mut Rng, anchors: &[u128], bits: u32) -> u128 {
+    let noise = rng.u128(..) >> (128 - bits);
+    if !chance(rng, 80) {
+        return noise;
     }
+    let anchor = anchors[rng.usize(..anchors.len())];
+    if chance(rng, 20) {
+        return anchor;
+    }
+    anchor ^ (noise >> rng.u32(..=bits).min(bits - 1))
 }
 
-fn random_v6(rng: &mut Rng) -> u128 {
-    if rng.chance(80) {
-        let anchor = V6_ANCHORS[rng.below(V6_ANCHORS.len() as u64) as usize];
-        if rng.chance(20) {
-            return anchor;
-        }
-        let noise = (u128::from(rng.next()) << 64) | u128::from(rng.next());
-        anchor ^ (noise >> (rng.below(129).min(127)))
-    } else {
-        (u128::from(rng.next()) << 64) | u128::from(rng.next())
-    }
+fn random_v4(rng: &mut Rng) -> Ipv4Addr {
+    Ipv4Addr::from(u32::try_from(near(rng, &V4_ANCHORS, 32)).expect("32 bits"))
+}
+
+fn random_v6(rng: &mut Rng) -> Ipv6Addr {
+    Ipv6Addr::from(near(rng, &V6_ANCHORS, 128))
 }
 
 fn random_prefix(rng: &mut Rng) -> Prefix {
-    let (addr, max) = match rng.below(10) {
-        0..=4 => (IpAddr::V4(Ipv4Addr::from(random_v4(rng))), 32),
-        5..=7 => (IpAddr::V6(Ipv6Addr::from(random_v6(rng))), 128),
+    let (addr, max) = match rng.u8(..10) {
+        0..=4 => (IpAddr::V4(random_v4(rng)), 32),
+        5..=7 => (IpAddr::V6(random_v6(rng)), 128),
         // Written as IPv4-mapped IPv6.
-        _ => (
-            IpAddr::V6(Ipv4Addr::from(random_v4(rng)).to_ipv6_mapped()),
-            128,
-        ),
+        _ => (IpAddr::V6(random_v4(rng).to_ipv6_mapped()), 128),
     };
-    let length = if rng.chance(30) {
-        max - rng.below(4) as u8
+    let length = if chance(rng, 30) {
+        max - rng.u8(..4)
     } else {
-        rng.below(u64::from(max) + 1) as u8
+        rng.u8(..=max)
     };
     Prefix::containing(addr, length).unwrap()
 }
 
-/// First and last address of a prefix, and their outside neighbours, in every form.
-fn edges(prefix: Prefix, out: &mut Vec<IpAddr>) {
-    let length = u32::from(prefix.length());
-    match prefix.addr() {
-        IpAddr::V4(net) => {
-            let lo = u32::from(net);
-            let hi = lo | u32::MAX.checked_shr(length).unwrap_or(0);
-            for a in [lo, hi, lo.wrapping_sub(1), hi.wrapping_add(1)] {
-                let a = Ipv4Addr::from(a);
-                out.push(IpAddr::V4(a));
-                out.push(IpAddr::V6(a.to_ipv6_mapped()));
-            }
-        }
-        IpAddr::V6(net) => {
-            let lo = u128::from(net);
-            let hi = lo | u128::MAX.checked_shr(length).unwrap_or(0);
-            for a in [lo, hi, lo.wrapping_sub(1), hi.wrapping_add(1)] {
-                let a = Ipv6Addr::from(a);
-                out.push(IpAddr::V6(a));
-                if let Some(v4) = a.to_ipv4_mapped() {
-                    out.push(IpAddr::V4(v4));
-                }
-            }
-        }
-    }
-}
-
 fn random_allow(rng: &mut Rng, segments: usize) -> Vec<usize> {
-    let count = 1 + rng.below(segments as u64 + 1) as usize;
-    // Out-of-range indices are ignored by the table, and so by the scan below.
-    (0..count)
-        .map(|_| rng.below(segments as u64 + 1) as usize)
-        .collect()
+    let count = 1 + rng.usize(..=segments);
+    // Out-of-range indices are ignored by the table, and so by the scan.
+    (0..count).map(|_| rng.usize(..=segments)).collect()
 }
 
 fn random_mode(rng: &mut Rng) -> SegmentMode {
-    [SegmentMode::Enforce, SegmentMode::Audit, SegmentMode::Learn][rng.below(3) as usize]
+    [SegmentMode::Enforce, SegmentMode::Audit, SegmentMode::Learn][rng.usize(..3)]
 }
 
 #[test]
 fn table_agrees_with_a_linear_scan() {
-    let mut rng = Rng(0x5eed_0f5e_6a3e_7b1d);
+    // Seeded, so that a failure reproduces.
+    let mut rng = Rng::with_seed(0x5eed_0f5e_6a3e_7b1d);
     let mut probes_checked = 0usize;
     for case in 0..400 {
-        let segment_count = 1 + rng.below(if case % 10 == 0 { 90 } else { 8 }) as usize;
+        let segment_count = 1 + rng.usize(..if case % 10 == 0 { 90 } else { 8 });
         let mut segments: Vec<Segment> = (0..segment_count)
             .map(|s| Segment {
                 name: format!("s{s}"),
-                sources: (0..rng.below(12))
-                    .map(|_| random_prefix(&mut rng))
-                    .collect(),
+                sources: (0..rng.u8(..12)).map(|_| random_prefix(&mut rng)).collect(),
             })
             .collect();
         if case % 20 == 0 {
@@ -154,11 +103,11 @@ fn table_agrees_with_a_linear_scan() {
                 "::ffff:255.255.255.254",
                 "::ffff:0.0.0.0",
             ] {
-                let s = rng.below(segment_count as u64) as usize;
+                let s = rng.usize(..segment_count);
                 segments[s].sources.push(Prefix::parse(edge).unwrap());
             }
         }
-        let default = if rng.chance(50) {
+        let default = if rng.bool() {
             SegmentDefault::Allow
         } else {
             SegmentDefault::Deny
@@ -179,10 +128,7 @@ fn table_agrees_with_a_linear_scan() {
                 allow: (l > 0).then(|| random_allow(&mut rng, segment_count)),
                 mode: random_mode(&mut rng),
                 routes: (0..3)
-                    .map(|_| {
-                        rng.chance(70)
-                            .then(|| random_allow(&mut rng, segment_count))
-                    })
+                    .map(|_| chance(&mut rng, 70).then(|| random_allow(&mut rng, segment_count)))
                     .collect(),
             });
         }
@@ -193,50 +139,15 @@ fn table_agrees_with_a_linear_scan() {
         };
         let table = Table::compile(&rules, None);
 
-        let mut probes = Vec::new();
-        for segment in &rules.segments {
-            for prefix in &segment.sources {
-                edges(*prefix, &mut probes);
-            }
-        }
+        let mut probes = edges(&rules);
         for _ in 0..50 {
-            probes.push(IpAddr::V4(Ipv4Addr::from(random_v4(&mut rng))));
-            probes.push(IpAddr::V6(Ipv6Addr::from(random_v6(&mut rng))));
+            probes.push(IpAddr::V4(random_v4(&mut rng)));
+            probes.push(IpAddr::V6(random_v6(&mut rng)));
         }
 
         for &source in &probes {
-            let inside: Vec<bool> = rules
-                .segments
-                .iter()
-                .map(|s| s.sources.iter().any(|p| p.contains(source)))
-                .collect();
-            let admits = |allow: &[usize]| allow.iter().any(|s| inside.get(*s) == Some(&true));
-            for (index, listener) in rules.listeners.iter().enumerate() {
-                let admitted = match &listener.allow {
-                    Some(allow) => admits(allow),
-                    None => default == SegmentDefault::Allow,
-                };
-                let expected = Decision::in_mode(listener.mode, admitted);
-                assert_eq!(
-                    table.check(index, source),
-                    expected,
-                    "case {case}: {source} on {} ({:?}); segments {:?}",
-                    listener.name,
-                    listener.allow,
-                    rules.segments
-                );
-                for (route, allow) in listener.routes.iter().enumerate() {
-                    let expected = match allow {
-                        None => Decision::Allow,
-                        Some(allow) => Decision::in_mode(listener.mode, admits(allow)),
-                    };
-                    assert_eq!(
-                        table.check_route(index, route, source),
-                        expected,
-                        "case {case}: {source} on {} route {route}",
-                        listener.name
-                    );
-                }
+            if let Err(e) = compare(&table, &rules, source) {
+                panic!("case {case}: {e}; rules {rules:?}");
             }
             probes_checked += 1;
         }

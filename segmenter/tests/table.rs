@@ -52,6 +52,14 @@ fn edited(from: &str, to: &str) -> Config {
     config(&CONFIG.replace(from, to))
 }
 
+/// The example's table with `web` in `mode` (`audit` or `learn`), and web's index.
+fn web_in(mode: &str) -> (Table, usize) {
+    let config = edited("segment_mode: enforce", &format!("segment_mode: {mode}"));
+    let table = Table::from_config(&config, None);
+    let web = table.listener_index("web").unwrap();
+    (table, web)
+}
+
 #[test]
 fn tables_can_be_shared_across_threads() {
     fn shared<T: Send + Sync + std::fmt::Debug>() {}
@@ -99,11 +107,7 @@ fn default_deny_and_audit_and_learn() {
     assert_eq!(table.decide(db, ip("127.0.0.2")), Decision::Deny);
     assert_eq!(table.decide(99, ip("127.0.0.2")), Decision::Deny);
 
-    let audit = Table::from_config(
-        &edited("segment_mode: enforce", "segment_mode: audit"),
-        None,
-    );
-    let web = audit.listener_index("web").unwrap();
+    let (audit, web) = web_in("audit");
     assert_eq!(audit.decide(web, ip("127.0.0.4")), Decision::WouldDeny);
     assert_eq!(audit.decide(web, ip("127.0.0.2")), Decision::Allow);
     assert!(audit.decide(web, ip("127.0.0.4")).admits());
@@ -112,10 +116,7 @@ fn default_deny_and_audit_and_learn() {
         "only learn mode records"
     );
 
-    let learn = Table::from_config(
-        &edited("segment_mode: enforce", "segment_mode: learn"),
-        None,
-    );
+    let (learn, _) = web_in("learn");
     assert_eq!(learn.decide(web, ip("127.0.0.4")), Decision::Learn);
     assert_eq!(learn.decide(web, ip("127.0.0.2")), Decision::Learn);
     assert_eq!(learn.decide_route(web, 0, ip("127.0.0.3")), Decision::Learn);
@@ -189,11 +190,7 @@ fn counts_per_listener_and_segment() {
 
 #[test]
 fn reload_keeps_counters_flows_and_log_budgets() {
-    let old = Table::from_config(
-        &edited("segment_mode: enforce", "segment_mode: learn"),
-        None,
-    );
-    let web = old.listener_index("web").unwrap();
+    let (old, web) = web_in("learn");
     old.decide(web, ip("127.0.0.3"));
     assert!(old.learn(web, Some(1), ip("127.0.0.3")));
     for _ in 0..DENIAL_LOG_LINES_PER_SECOND + 5 {
@@ -228,11 +225,7 @@ fn reload_keeps_counters_flows_and_log_budgets() {
 
 #[test]
 fn learned_suggestion_applied_admits_what_was_seen_and_nothing_else() {
-    let learning = Table::from_config(
-        &edited("segment_mode: enforce", "segment_mode: learn"),
-        None,
-    );
-    let web = learning.listener_index("web").unwrap();
+    let (learning, web) = web_in("learn");
     for (source, route) in [
         ("127.0.0.2", Some(0)),
         ("127.0.0.2", Some(1)),
