@@ -5,8 +5,8 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use augur_predictor::{
-    BackendId, Forecast, Member, PickContext, Policy, PolicyKind, PredictiveParams, RoundRobin,
-    Snapshot, Tried,
+    BackendId, BuildPolicy, Forecast, Member, PickContext, Policy, PolicyKind, PredictiveParams,
+    RoundRobin, Snapshot, Tried,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 

@@ -3,7 +3,8 @@
 use std::alloc::System;
 
 use augur_predictor::{
-    BackendId, Forecast, Member, PickContext, Policy, PolicyKind, PredictiveParams, Snapshot, Tried,
+    BackendId, BuildPolicy, Forecast, Member, PickContext, Policy, PolicyKind, PredictiveParams,
+    Snapshot, Tried,
 };
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
