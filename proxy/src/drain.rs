@@ -86,13 +86,13 @@ pub fn apply(shared: &Shared, upstream: &str, body: &[u8], on: bool) -> Result<V
     } else {
         serde_json::from_slice(body).map_err(DrainError::Body)?
     };
-    let rt = shared.runtime.load();
+    let rt = shared.routing.runtime.load();
     let u = rt
         .upstreams
         .iter()
         .find(|u| u.name == upstream)
         .ok_or_else(|| DrainError::UnknownUpstream(upstream.to_owned()))?;
-    let snapshot = shared.snapshot.load();
+    let snapshot = shared.routing.snapshot.load();
     let chosen: Vec<usize> = match (&request.backends, request.count) {
         (Some(_), Some(_)) => return Err(DrainError::CountAndBackends),
         (Some(names), None) => names
@@ -189,6 +189,7 @@ pub fn announce(shared: &Shared, body: &[u8]) -> Result<Value, EventError> {
     }
     if let Some(name) = &e.upstream {
         if !shared
+            .routing
             .runtime
             .load()
             .upstreams
@@ -210,7 +211,11 @@ pub fn announce(shared: &Shared, body: &[u8]) -> Result<Value, EventError> {
         "end": humantime::format_rfc3339_seconds(event.end).to_string(),
         "multiplier": event.multiplier,
     });
-    let mut events = shared.events.lock().unwrap_or_else(|p| p.into_inner());
+    let mut events = shared
+        .feedback
+        .events
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     // Forget events that are over.
     let now = std::time::SystemTime::now();
     events.retain(|e| e.end > now);

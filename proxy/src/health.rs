@@ -20,9 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::client::response::parse_head;
 use crate::client::Request;
 use crate::clock;
+use crate::routing::Routing;
 use crate::runtime::{Backend, Runtime};
 use crate::services::{self, Service};
-use crate::state::Shared;
 
 /// How often ejections are swept and due checks started.
 pub const SWEEP: Duration = Duration::from_millis(50);
@@ -32,15 +32,15 @@ const HEAD_MAX: usize = 16 << 10;
 
 /// Starts the health service (its own single-threaded runtime, apart from Pingora's; a
 /// restart starts a new one, and checks that were under way are dropped with the old).
-pub fn spawn(shared: Arc<Shared>) -> std::io::Result<Service> {
+pub fn spawn(routing: Arc<Routing>) -> std::io::Result<Service> {
     Service::start("health", move |stop| {
         let rt = services::runtime()?;
-        services::until_stopped(&rt, stop, run(Arc::clone(&shared)));
+        services::until_stopped(&rt, stop, run(Arc::clone(&routing)));
         Ok(())
     })
 }
 
-async fn run(shared: Arc<Shared>) {
+async fn run(routing: Arc<Routing>) {
     let rng = Rng::new(clock::now_nanos() | 1);
     // When each backend's next check is due (ns), by stable identity.
     let mut due: HashMap<BackendId, u64> = HashMap::new();
@@ -48,7 +48,7 @@ async fn run(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let rt = shared.runtime.load_full();
+        let rt = routing.runtime.load_full();
         let now = clock::now_nanos();
         for (u, upstream) in rt.upstreams.iter().enumerate() {
             for (b, entry) in upstream.backends.iter().enumerate() {

@@ -19,9 +19,10 @@ use augur_predictor::{load_report, Attempt, Exchange, Failure, Outcome, PickCont
 
 use crate::access_log::Entry;
 use crate::clock;
+use crate::lifecycle::Busy;
 use crate::runtime::Runtime;
 use crate::segment_gate::{self, RequestCheck};
-use crate::state::{Busy, Shared};
+use crate::state::Shared;
 
 /// The proxy logic of one HTTP or HTTPS listener.
 pub struct HttpProxy {
@@ -79,12 +80,12 @@ impl ProxyHttp for HttpProxy {
             attempt: None,
             tried: Tried::default(),
             attempts: 0,
-            _busy: Some(self.shared.enter()),
+            _busy: Some(self.shared.lifecycle.enter()),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let runtime = self.shared.runtime.load_full();
+        let runtime = self.shared.routing.runtime.load_full();
         let req = session.req_header();
         let route = runtime.route(self.slot, host_of(req), req.uri.path());
         // The TCP peer, never X-Forwarded-For: a client can write any header it likes.
@@ -158,7 +159,7 @@ impl ProxyHttp for HttpProxy {
             return Err(Error::explain(ErrorType::InternalError, "no route chosen"));
         };
         let upstream = &rt.upstreams[u];
-        let snapshot = self.shared.snapshot.load();
+        let snapshot = self.shared.routing.snapshot.load();
         let now_nanos = clock::now_nanos();
         let cx = PickContext {
             now_nanos,
@@ -224,6 +225,7 @@ impl ProxyHttp for HttpProxy {
             let now = clock::now_nanos();
             upstream.judge(b, &mut attempt, Some(Failure::Connect), now);
             self.shared
+                .feedback
                 .recorder
                 .push(attempt.fail(now, Outcome::ConnectFailure));
             // Only a backend that failed is excluded from the retry.
@@ -270,6 +272,7 @@ impl ProxyHttp for HttpProxy {
                 // The final attempt is recorded by `logging`; this one ends here.
                 if let Some((_, attempt)) = ctx.attempt.take() {
                     self.shared
+                        .feedback
                         .recorder
                         .push(attempt.fail(now, Outcome::Broken));
                 }
@@ -323,11 +326,12 @@ impl ProxyHttp for HttpProxy {
                 Ok(report) => attempt.reported(report.utilization().map(|u| u as f32)),
                 Err(_) => {
                     self.shared
+                        .feedback
                         .bad_load_reports
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
-            if !self.shared.keep_load_reports {
+            if !self.shared.feedback.keep_load_reports {
                 upstream_response.remove_header(LOAD_REPORT_HEADER);
             }
         }
@@ -422,6 +426,7 @@ impl ProxyHttp for HttpProxy {
                 backend_label = &upstream.backends[b].label;
                 let bytes = session.body_bytes_sent() as u64;
                 self.shared
+                    .feedback
                     .recorder
                     .push(attempt.finish(now, status, e.is_some(), bytes));
             }

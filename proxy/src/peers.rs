@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::client::{self, Budget, Limits, Request};
+use crate::routing::Routing;
 use crate::services::Service;
-use crate::state::Shared;
 
 /// Time between polls of every peer.
 const EVERY: Duration = Duration::from_secs(1);
@@ -114,14 +114,14 @@ impl Peers {
 /// Starts the service that polls the configured peers (the list is read anew every round, so
 /// a reload applies). Each round asks every peer at once, each on its own scoped thread, so a
 /// slow or unreachable peer costs the others nothing.
-pub fn spawn(shared: Arc<Shared>) -> std::io::Result<Service> {
+pub fn spawn(routing: Arc<Routing>, demand: Arc<Peers>) -> std::io::Result<Service> {
     Service::start("peers", move |stop| loop {
         let started = Instant::now();
-        let peers = shared.runtime.load().config.predictor.peers.clone();
-        shared.peers.keep_only(&peers);
+        let peers = routing.runtime.load().config.predictor.peers.clone();
+        demand.keep_only(&peers);
         std::thread::scope(|scope| {
             for &peer in &peers {
-                let shared = &shared;
+                let demand = &demand;
                 let _ = std::thread::Builder::new()
                     .name("augur-peer".into())
                     .spawn_scoped(scope, move || {
@@ -129,7 +129,7 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<Service> {
                         if let Err(e) = &result {
                             tracing::debug!(%peer, error = %e, "peer demand");
                         }
-                        shared.peers.record(peer, result);
+                        demand.record(peer, result);
                     });
             }
         });

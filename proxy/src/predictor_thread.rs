@@ -6,17 +6,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use augur_predictor::{
-    BackendReport, DemandEvent, PlannedUpstream, PoolConcurrency, PoolReport, Predictor,
-    PredictorSettings, Scaling, Snapshot, StandbyPlanning,
+    DemandEvent, PlannedUpstream, PoolConcurrency, PoolReport, Predictor, PredictorSettings,
+    Scaling, Snapshot, StandbyPlanning,
 };
 use serde_json::json;
 
 use crate::clock;
+use crate::feedback::Feedback;
+use crate::feedback::PredictorView;
 use crate::peers::Peers;
+use crate::routing::Routing;
 use crate::runtime::Runtime;
 use crate::scale_hook::{HookCall, Hooks};
 use crate::services::{Service, Stop};
-use crate::state::Shared;
 
 /// Test-only fault injection: `AUGUR_TEST_PANIC=predictor:N` makes the predictor panic once,
 /// right after publishing its N-th snapshot, so that the end-to-end tests can watch it being
@@ -26,25 +28,11 @@ const TEST_PANIC: &str = "AUGUR_TEST_PANIC";
 /// A snapshot older than this many ticks is flagged stale in `/status`.
 pub const STALE_TICKS: u32 = 10;
 
-/// What the predictor publishes besides the snapshot, for the admin pages.
-#[derive(Debug, Default)]
-pub struct PredictorView {
-    /// Per `BackendId`: what the predictor knows.
-    pub reports: Vec<Option<BackendReport>>,
-    /// Per upstream with standby planning: demand against capacity.
-    pub pools: Vec<PoolReport>,
-    /// Per upstream with standby planning: the concurrency it saw in the last tick.
-    pub concurrency: Vec<PoolConcurrency>,
-    /// Ticks so far.
-    pub ticks: u64,
-    /// How long the last tick took.
-    pub last_tick: Duration,
-}
-
 /// Starts the predictor service with the config's settings, and the scale hook service it
 /// sends standby transitions to; returns both (predictor first).
 pub fn spawn(
-    shared: Arc<Shared>,
+    routing: Arc<Routing>,
+    feedback: Arc<Feedback>,
     config: &augur_config::Predictor,
 ) -> std::io::Result<(Service, Service)> {
     let settings = PredictorSettings {
@@ -61,7 +49,14 @@ pub fn spawn(
         hooks,
     };
     let predictor = Service::start("predictor", move |stop| {
-        run(&shared, settings, &mut standby, stop, &mut panic_after);
+        run(
+            &routing,
+            &feedback,
+            settings,
+            &mut standby,
+            stop,
+            &mut panic_after,
+        );
         Ok(())
     })?;
     Ok((predictor, hook_service))
@@ -83,7 +78,8 @@ struct Standby {
 }
 
 fn run(
-    shared: &Shared,
+    routing: &Routing,
+    feedback: &Feedback,
     settings: PredictorSettings,
     standby: &mut Standby,
     stop: &Stop,
@@ -98,35 +94,35 @@ fn run(
         }
         next += settings.tick;
         let started = Instant::now();
-        let ids = shared.registry.ids();
+        let ids = routing.registry.ids();
         for &id in &ids {
             predictor.track(id);
         }
-        while let Some(observation) = shared.recorder.pop() {
+        while let Some(observation) = feedback.recorder.pop() {
             predictor.observe(&observation);
         }
         let now = clock::now_nanos();
-        let rt = shared.runtime.load_full();
+        let rt = routing.runtime.load_full();
         let mut snapshot = predictor.tick(now);
-        standby.planning.set_events(events(shared, &rt, now));
+        standby.planning.set_events(events(feedback, &rt, now));
         let (pools, concurrency) = plan(
             standby,
             &rt,
             &mut snapshot,
             now,
             settings.horizon,
-            &shared.peers,
+            &feedback.peers,
         );
         // Drain, standby and health as of this tick (picks decide live the same way).
         augur_predictor::eligibility::finish(
             &mut snapshot,
             rt.upstreams.iter().flat_map(|u| u.members()),
         );
-        shared.snapshot.store(Arc::new(snapshot));
+        routing.snapshot.store(Arc::new(snapshot));
         let reports = (0..ids.len() as u32)
             .map(|id| predictor.report(id))
             .collect();
-        shared.predictor_view.store(Arc::new(PredictorView {
+        feedback.predictor_view.store(Arc::new(PredictorView {
             reports,
             pools,
             concurrency,
@@ -145,13 +141,17 @@ fn run(
 }
 
 /// The config's events and those announced through `POST /events`, on the predictor clock.
-fn events(shared: &Shared, rt: &Runtime, now_nanos: u64) -> Vec<DemandEvent> {
+fn events(feedback: &Feedback, rt: &Runtime, now_nanos: u64) -> Vec<DemandEvent> {
     let wall = SystemTime::now();
     let to_nanos = |t: SystemTime| match t.duration_since(wall) {
         Ok(ahead) => now_nanos.saturating_add(ahead.as_nanos() as u64),
         Err(behind) => now_nanos.saturating_sub(behind.duration().as_nanos() as u64),
     };
-    let announced = shared.events.lock().map(|e| e.clone()).unwrap_or_default();
+    let announced = feedback
+        .events
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
     rt.config
         .events
         .iter()

@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::lifecycle::ReloadOutcome;
 use crate::runtime::{content_hash, ConfigVersion, Runtime};
-use crate::state::{ReloadOutcome, Shared};
+use crate::state::Shared;
 
 /// Why a reload was refused (the running config stays).
 #[derive(Debug, thiserror::Error)]
@@ -55,13 +56,14 @@ pub enum ReloadError {
 /// Reloads the config file; returns what changed, or why the reload was refused.
 pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
     let _one_at_a_time = shared
+        .lifecycle
         .reload_lock
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let result = try_reload(shared);
     let outcome = match &result {
         Ok(changes) => {
-            shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            shared.lifecycle.reloads_ok.fetch_add(1, Ordering::Relaxed);
             tracing::info!(changes = changes.len(), "config reloaded");
             for change in changes {
                 tracing::info!(%change, "config change");
@@ -74,7 +76,10 @@ pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
             }
         }
         Err(error) => {
-            shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .lifecycle
+                .reloads_failed
+                .fetch_add(1, Ordering::Relaxed);
             tracing::error!(%error, "reload refused; the running config stays");
             ReloadOutcome {
                 at: SystemTime::now(),
@@ -84,19 +89,23 @@ pub fn reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
             }
         }
     };
-    shared.last_reload.store(Arc::new(Some(outcome)));
+    shared.lifecycle.last_reload.store(Arc::new(Some(outcome)));
     result
 }
 
 fn try_reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
-    let path = shared.config_path.as_deref().ok_or(ReloadError::NoFile)?;
+    let path = shared
+        .lifecycle
+        .config_path
+        .as_deref()
+        .ok_or(ReloadError::NoFile)?;
     // One read: the bytes hashed are the bytes parsed.
     let bytes = std::fs::read(path).map_err(|source| ReloadError::Read {
         path: path.to_owned(),
         source,
     })?;
     let config = augur_config::load_bytes(path, &bytes).map_err(ReloadError::Invalid)?;
-    let old = shared.runtime.load_full();
+    let old = shared.routing.runtime.load_full();
     let changes = augur_config::diff(&old.config, &config);
     let needs_sockets: Vec<String> = changes
         .iter()
@@ -112,6 +121,7 @@ fn try_reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
     // Host names of tunnel peers are looked up again; one that does not resolve refuses the
     // reload like any other error in the file.
     let endpoints = shared
+        .routing
         .tunnels
         .resolve_endpoints(&config.tunnels)
         .map_err(|message| ReloadError::Endpoint {
@@ -123,16 +133,16 @@ fn try_reload(shared: &Shared) -> Result<Vec<String>, ReloadError> {
         loaded_at: SystemTime::now(),
         generation: old.version.generation + 1,
     };
-    shared.tunnels.reload(&endpoints);
+    shared.routing.tunnels.reload(&endpoints);
     let runtime = Runtime::build(
         config,
         version,
         Some(&old),
-        &shared.slots,
-        &shared.registry,
-        &shared.tunnels,
+        &shared.lifecycle.slots,
+        &shared.routing.registry,
+        &shared.routing.tunnels,
     );
-    shared.runtime.store(Arc::new(runtime));
-    shared.reloaded.notify_waiters();
+    shared.routing.runtime.store(Arc::new(runtime));
+    shared.lifecycle.reloaded.notify_waiters();
     Ok(changes.iter().map(ToString::to_string).collect())
 }

@@ -110,7 +110,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Revocable<A> {
         tokio::pin!(serve);
         loop {
             // Armed before the check, so a reload between the two still wakes us.
-            let reloaded = self.shared.reloaded.notified();
+            let reloaded = self.shared.lifecycle.reloaded.notified();
             tokio::pin!(reloaded);
             reloaded.as_mut().enable();
             if conn.phase() == Phase::Idle && !conn.admitted() {
@@ -165,7 +165,10 @@ struct Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        self.shared
+            .lifecycle
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -196,7 +199,7 @@ impl Connection {
         let Some(source) = self.source else {
             return true;
         };
-        let rt = self.shared.runtime.load();
+        let rt = self.shared.routing.runtime.load();
         let generation = rt.version.generation;
         if self.checked.swap(generation, Ordering::Relaxed) == generation {
             return true;
@@ -226,7 +229,7 @@ impl Watched {
             let conn = Arc::clone(&watched.conn);
             return (stream, conn, false);
         }
-        shared.connections.fetch_add(1, Ordering::Relaxed);
+        shared.lifecycle.connections.fetch_add(1, Ordering::Relaxed);
         let source = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
@@ -236,7 +239,7 @@ impl Watched {
             source,
             phase: AtomicU8::new(Phase::Idle as u8),
             // Admitted at accept by the table of this generation.
-            checked: AtomicU64::new(shared.runtime.load().version.generation),
+            checked: AtomicU64::new(shared.routing.runtime.load().version.generation),
             revoked: AtomicBool::new(false),
         });
         let watched = Watched {

@@ -48,7 +48,7 @@ impl SegmentGate {
     /// Decides on a new connection from `peer`, counts it, logs a denial (rate-limited) and
     /// records a learn-mode flow; returns whether the connection goes on.
     pub fn admit(&self, peer: Option<&SocketAddr>) -> bool {
-        let rt = self.shared.runtime.load();
+        let rt = self.shared.routing.runtime.load();
         let Some(listener) = rt.listeners.get(self.slot) else {
             return true;
         };
@@ -137,7 +137,7 @@ pub async fn revoked(shared: &Shared, slot: usize, source: IpAddr) {
     let mut checked = 0;
     loop {
         tick.tick().await;
-        let rt = shared.runtime.load();
+        let rt = shared.routing.runtime.load();
         if rt.version.generation == checked {
             continue;
         }
@@ -212,7 +212,7 @@ fn log_denial(
     decision: Decision,
     stage: Stage,
 ) {
-    let now = shared.started.elapsed().as_secs();
+    let now = shared.lifecycle.started.elapsed().as_secs();
     if let LogPermit::Log { suppressed } = table.log_permit(listener.segment_index, now) {
         tracing::warn!(
             listener = %listener.name,

@@ -45,8 +45,9 @@ pub struct Launch {
     pub config_path: Option<PathBuf>,
     /// Take listening sockets over from a running instance instead of binding them.
     pub upgrade: bool,
-    /// Extra services to run in the same server (the demo's backends).
-    pub extra: Vec<(String, SocketAddr, crate::demo::backend::DemoBackend)>,
+    /// Extra services to run in the same server, as (name, address, the service listening
+    /// there): the demo's backends.
+    pub extra: Vec<(String, SocketAddr, Box<dyn ServiceWithDependents>)>,
 }
 
 /// Longest wait for each background service to stop once the listeners have drained.
@@ -174,11 +175,7 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
         svc.add_tcp(&admin.bind.to_string());
         services.push(Box::new(svc));
     }
-    for (name, addr, app) in launch.extra {
-        let mut svc = Service::new(name, app);
-        svc.add_tcp(&addr.to_string());
-        services.push(Box::new(svc));
-    }
+    services.extend(launch.extra.into_iter().map(|(_, _, service)| service));
     let accepting = Arc::new(AtomicUsize::new(0));
     server.add_services(
         services
@@ -188,11 +185,19 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
     );
 
     let sighup = reload_on_sighup(Arc::clone(&shared))?;
-    let peers = crate::peers::spawn(Arc::clone(&shared)).context("start the peers service")?;
-    let (predictor, scale_hook) =
-        crate::predictor_thread::spawn(Arc::clone(&shared), &predictor_settings)
-            .context("start the predictor service")?;
-    let health = crate::health::spawn(Arc::clone(&shared)).context("start the health service")?;
+    let peers = crate::peers::spawn(
+        Arc::clone(&shared.routing),
+        Arc::clone(&shared.feedback.peers),
+    )
+    .context("start the peers service")?;
+    let (predictor, scale_hook) = crate::predictor_thread::spawn(
+        Arc::clone(&shared.routing),
+        Arc::clone(&shared.feedback),
+        &predictor_settings,
+    )
+    .context("start the predictor service")?;
+    let health =
+        crate::health::spawn(Arc::clone(&shared.routing)).context("start the health service")?;
     // The order they stop in: what feeds the predictor first, the predictor, then what it
     // feeds; the access log last, so that it has every line of the drain.
     let background: Vec<services::Service> = [peers, health, predictor, scale_hook, sighup]
@@ -225,7 +230,7 @@ pub fn run(launch: Launch) -> anyhow::Result<()> {
     for service in background {
         service.stop(STOP_WITHIN);
     }
-    shared.tunnels.remove_endpoints();
+    shared.routing.tunnels.remove_endpoints();
     if pingora.is_finished() && pingora.join().is_err() {
         bail!("the Pingora server panicked");
     }
@@ -369,7 +374,10 @@ impl ShutdownSignalWatch for Signals {
             _ = int.recv() => ShutdownSignal::FastShutdown,
         };
         if !matches!(sig, ShutdownSignal::FastShutdown) {
-            self.shared.draining.store(true, Ordering::Relaxed);
+            self.shared
+                .lifecycle
+                .draining
+                .store(true, Ordering::Relaxed);
             tracing::info!(
                 upgrade = matches!(sig, ShutdownSignal::GracefulUpgrade),
                 "draining"
@@ -406,15 +414,15 @@ fn drain(
     // Polling counters: the request path must not pay for a notification on every request.
     let busy = || {
         accepting.load(Ordering::Relaxed) > 0
-            || shared.connections.load(Ordering::Relaxed) > 0
-            || shared.in_flight.load(Ordering::Relaxed) > 0
+            || shared.lifecycle.connections.load(Ordering::Relaxed) > 0
+            || shared.lifecycle.in_flight.load(Ordering::Relaxed) > 0
     };
     while busy() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     tracing::info!(
-        in_flight_left = shared.in_flight.load(Ordering::Relaxed),
-        connections_left = shared.connections.load(Ordering::Relaxed),
+        in_flight_left = shared.lifecycle.in_flight.load(Ordering::Relaxed),
+        connections_left = shared.lifecycle.connections.load(Ordering::Relaxed),
         "drained; stopping"
     );
 }

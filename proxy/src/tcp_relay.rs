@@ -115,9 +115,9 @@ impl ServerApp for TcpRelay {
         mut client: Stream,
         _shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let _busy = self.shared.enter();
+        let _busy = self.shared.lifecycle.enter();
         let started = Instant::now();
-        let rt = self.shared.runtime.load_full();
+        let rt = self.shared.routing.runtime.load_full();
         let listener = rt.listeners.get(self.slot)?;
         // Admitted at accept (the listener's `SegmentGate`); re-checked after every reload.
         let source = client
@@ -127,7 +127,7 @@ impl ServerApp for TcpRelay {
         let upstream = &rt.upstreams[u];
         let mut tried = Tried::default();
         let mut attempts = 0;
-        let snapshot = self.shared.snapshot.load();
+        let snapshot = self.shared.routing.snapshot.load();
         let (status, backend) = loop {
             let sent_at = clock::now_nanos();
             let cx = PickContext {
@@ -190,14 +190,14 @@ impl ServerApp for TcpRelay {
                     let bytes = from_server.bytes;
                     let ended = clock::now_nanos();
                     let observation = attempt.finish(ended, status, status >= 500, bytes);
-                    self.shared.recorder.push(observation);
+                    self.shared.feedback.recorder.push(observation);
                     break (status, Some(b));
                 }
                 Err(e) => {
                     let now = clock::now_nanos();
                     upstream.judge(b, &mut attempt, Some(Failure::Connect), now);
                     let observation = attempt.fail(now, Outcome::ConnectFailure);
-                    self.shared.recorder.push(observation);
+                    self.shared.feedback.recorder.push(observation);
                     tracing::debug!(backend = %upstream.backends[b].label, error = %e, "tcp connect failed");
                     if !upstream.may_retry(attempts, &tried, now) {
                         break (502, None);

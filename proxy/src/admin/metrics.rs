@@ -128,22 +128,33 @@ families! {
 type ProcessFigure = fn(&Shared) -> Number;
 
 const PROCESS: [(Family<0>, ProcessFigure); 8] = [
-    (SNAPSHOT_VERSION, |s| s.snapshot.load().version.into()),
+    (SNAPSHOT_VERSION, |s| {
+        s.routing.snapshot.load().version.into()
+    }),
     (SNAPSHOT_AGE, |s| {
-        let built = s.snapshot.load().built_at_nanos;
+        let built = s.routing.snapshot.load().built_at_nanos;
         (crate::clock::now_nanos().saturating_sub(built) as f64 / 1e9).into()
     }),
     (TICK, |s| {
-        s.predictor_view.load().last_tick.as_secs_f64().into()
+        s.feedback
+            .predictor_view
+            .load()
+            .last_tick
+            .as_secs_f64()
+            .into()
     }),
-    (OBSERVATIONS, |s| s.recorder.pushed().into()),
-    (OBSERVATIONS_DROPPED, |s| s.recorder.dropped().into()),
+    (OBSERVATIONS, |s| s.feedback.recorder.pushed().into()),
+    (OBSERVATIONS_DROPPED, |s| {
+        s.feedback.recorder.dropped().into()
+    }),
     (LOAD_REPORTS_INVALID, |s| {
-        s.bad_load_reports.load(Ordering::Relaxed).into()
+        s.feedback.bad_load_reports.load(Ordering::Relaxed).into()
     }),
-    (IN_FLIGHT, |s| s.in_flight.load(Ordering::Relaxed).into()),
+    (IN_FLIGHT, |s| {
+        s.lifecycle.in_flight.load(Ordering::Relaxed).into()
+    }),
     (CONNECTIONS, |s| {
-        s.connections.load(Ordering::Relaxed).into()
+        s.lifecycle.connections.load(Ordering::Relaxed).into()
     }),
 ];
 
@@ -158,7 +169,7 @@ families! {
 
 /// The `/metrics` document.
 pub fn metrics(shared: &Shared) -> String {
-    let rt = shared.runtime.load();
+    let rt = shared.routing.runtime.load();
     let mut doc = Exposition::new();
     traffic(&mut doc, &rt);
     super::health::metrics(&mut doc, &rt);
@@ -176,15 +187,18 @@ pub fn metrics(shared: &Shared) -> String {
         doc.family(family, |s| s.sample([], figure(shared)));
     }
     doc.family(&RELOADS, |s| {
-        s.sample(["ok"], shared.reloads_ok.load(Ordering::Relaxed));
-        s.sample(["failed"], shared.reloads_failed.load(Ordering::Relaxed));
+        s.sample(["ok"], shared.lifecycle.reloads_ok.load(Ordering::Relaxed));
+        s.sample(
+            ["failed"],
+            shared.lifecycle.reloads_failed.load(Ordering::Relaxed),
+        );
     });
     doc.family(&CONFIG_GENERATION, |s| {
         s.sample([], rt.version.generation);
     });
     shared.services.metrics(&mut doc);
     crate::segment_report::metrics(&mut doc, &rt);
-    shared.tunnels.metrics(&mut doc);
+    shared.routing.tunnels.metrics(&mut doc);
     if let Some(log) = &shared.access_log {
         doc.family(&ACCESS_LOG_DROPPED, |s| {
             s.sample([], log.dropped.load(Ordering::Relaxed));
@@ -232,8 +246,8 @@ fn traffic(doc: &mut Exposition, rt: &Runtime) {
 
 /// The predictor's view of each backend and of each upstream with standby planning.
 fn predictor(doc: &mut Exposition, shared: &Shared, rt: &Runtime) {
-    let snapshot = shared.snapshot.load();
-    let view = shared.predictor_view.load();
+    let snapshot = shared.routing.snapshot.load();
+    let view = shared.feedback.predictor_view.load();
     for (family, figure) in &BACKEND_PREDICTED {
         doc.family(family, |s| {
             for (u, b, m) in backends(rt) {

@@ -66,7 +66,7 @@ impl ServeHttp for Admin {
             (Method::GET, "/segments/suggest") => reply(
                 StatusCode::OK,
                 "application/yaml; charset=utf-8",
-                self.shared.runtime.load().segments.suggest(),
+                self.shared.routing.runtime.load().segments.suggest(),
             ),
             (Method::POST, p) if p.starts_with("/upstreams/") && (p.ends_with("/drain") || p.ends_with("/undrain")) => {
                 let on = p.ends_with("/drain");

@@ -21,7 +21,7 @@ fn unix_secs(t: SystemTime) -> f64 {
 /// A backend's state for `/status`: the decision picks make (`augur_predictor::eligibility`),
 /// with a drained backend that has nothing left in flight shown as drained.
 fn backend_state(shared: &Shared, m: &augur_predictor::Member) -> &'static str {
-    match augur_predictor::eligibility(m, &shared.snapshot.load()) {
+    match augur_predictor::eligibility(m, &shared.routing.snapshot.load()) {
         Eligibility::Draining if m.live.in_flight() == 0 => "drained",
         e => e.as_str(),
     }
@@ -40,8 +40,8 @@ fn num(x: f64) -> Value {
 /// `warmth` is the share of its weight slow start lets it take now (what every pick uses).
 fn predicted(shared: &Shared, rt: &Runtime, m: &augur_predictor::Member) -> Value {
     let id = m.id;
-    let snapshot = shared.snapshot.load();
-    let view = shared.predictor_view.load();
+    let snapshot = shared.routing.snapshot.load();
+    let view = shared.feedback.predictor_view.load();
     let f = snapshot.get(id);
     let mut v = json!({
         "latency_ms": num(f.latency_ms),
@@ -65,8 +65,8 @@ fn predicted(shared: &Shared, rt: &Runtime, m: &augur_predictor::Member) -> Valu
 
 /// The `/status` document.
 pub fn status(shared: &Shared) -> Value {
-    let rt = shared.runtime.load();
-    let last_reload = shared.last_reload.load();
+    let rt = shared.routing.runtime.load();
+    let last_reload = shared.lifecycle.last_reload.load();
     let listeners: Vec<Value> = rt
         .config
         .listeners
@@ -120,7 +120,7 @@ pub fn status(shared: &Shared) -> Value {
                     })
                 })
                 .collect();
-            let view = shared.predictor_view.load();
+            let view = shared.feedback.predictor_view.load();
             let seen = view.concurrency.iter().find(|c| c.upstream == u.name);
             let capacity = view
                 .pools
@@ -146,14 +146,14 @@ pub fn status(shared: &Shared) -> Value {
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
-        "uptime_seconds": shared.started.elapsed().as_secs_f64(),
-        "draining": shared.draining.load(Ordering::Relaxed),
-        "in_flight": shared.in_flight.load(Ordering::Relaxed),
-        "connections": shared.connections.load(Ordering::Relaxed),
-        "peers": shared.peers.status(),
+        "uptime_seconds": shared.lifecycle.started.elapsed().as_secs_f64(),
+        "draining": shared.lifecycle.draining.load(Ordering::Relaxed),
+        "in_flight": shared.lifecycle.in_flight.load(Ordering::Relaxed),
+        "connections": shared.lifecycle.connections.load(Ordering::Relaxed),
+        "peers": shared.feedback.peers.status(),
         "services": shared.services.status(),
         "config": {
-            "path": shared.config_path.as_ref().map(|p| p.display().to_string()),
+            "path": shared.lifecycle.config_path.as_ref().map(|p| p.display().to_string()),
             "hash": rt.version.hash,
             "generation": rt.version.generation,
             "loaded_at_unix": unix_secs(rt.version.loaded_at),
@@ -161,19 +161,19 @@ pub fn status(shared: &Shared) -> Value {
         "last_reload": last_reload.as_ref().as_ref().map(|r| json!({
             "at_unix": unix_secs(r.at), "ok": r.ok, "error": r.error, "changes": r.changes,
         })),
-        "reloads": {"ok": shared.reloads_ok.load(Ordering::Relaxed), "failed": shared.reloads_failed.load(Ordering::Relaxed)},
+        "reloads": {"ok": shared.lifecycle.reloads_ok.load(Ordering::Relaxed), "failed": shared.lifecycle.reloads_failed.load(Ordering::Relaxed)},
         "predictor": predictor_status(shared),
         "segmentation": crate::segment_report::status(&rt),
         "listeners": listeners,
         "upstreams": upstreams,
-        "tunnels": shared.tunnels.status(),
+        "tunnels": shared.routing.tunnels.status(),
     })
 }
 
 fn predictor_status(shared: &Shared) -> Value {
-    let snapshot = shared.snapshot.load();
-    let view = shared.predictor_view.load();
-    let rt = shared.runtime.load();
+    let snapshot = shared.routing.snapshot.load();
+    let view = shared.feedback.predictor_view.load();
+    let rt = shared.routing.runtime.load();
     // Backends under an anomaly penalty now, with how many anomalies each has had.
     let anomalous: Vec<Value> = super::backends(&rt)
         .filter(|(_, _, m)| snapshot.get(m.id).anomaly_penalty > 1.05)
@@ -204,9 +204,9 @@ fn predictor_status(shared: &Shared) -> Value {
         "snapshot_age_ms": if snapshot.version == 0 { Value::Null } else { num(age as f64 / 1e6) },
         "ticks": view.ticks,
         "last_tick_us": view.last_tick.as_micros() as u64,
-        "observations": shared.recorder.pushed(),
-        "observations_dropped": shared.recorder.dropped(),
-        "invalid_load_reports": shared.bad_load_reports.load(Ordering::Relaxed),
+        "observations": shared.feedback.recorder.pushed(),
+        "observations_dropped": shared.feedback.recorder.dropped(),
+        "invalid_load_reports": shared.feedback.bad_load_reports.load(Ordering::Relaxed),
         "anomalous": anomalous,
     })
 }
@@ -215,7 +215,7 @@ fn predictor_status(shared: &Shared) -> Value {
 /// itself (`NAME CONCURRENCY` lines), what peers (`predictor.peers`) poll.
 pub fn demand(shared: &Shared) -> String {
     let mut out = String::new();
-    for c in &shared.predictor_view.load().concurrency {
+    for c in &shared.feedback.predictor_view.load().concurrency {
         let _ = writeln!(out, "{} {}", c.upstream, c.own_last_second);
     }
     out

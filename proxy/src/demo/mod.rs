@@ -9,6 +9,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use pingora::services::listening::Service;
+use pingora::services::ServiceWithDependents;
 use serde_json::Value;
 
 use crate::client::{self, Budget, Connection, Limits, Request};
@@ -68,7 +70,10 @@ Ctrl-C stops it."
                     since: started,
                 });
             }
-            ((*name).to_owned(), addr, backend)
+            let mut service = Service::new((*name).to_owned(), backend);
+            service.add_tcp(&addr.to_string());
+            let service: Box<dyn ServiceWithDependents> = Box::new(service);
+            ((*name).to_owned(), addr, service)
         })
         .collect();
     let proxy: SocketAddr = "127.0.0.1:8080".parse().expect("valid address");
