@@ -8,6 +8,7 @@ mod drain;
 mod health;
 mod http;
 mod keys;
+mod layering;
 mod lifecycle;
 mod metrics;
 mod policies;
