@@ -646,16 +646,17 @@ mod tests {
         }
     }
 
-    fn upstream(members: &[Health]) -> UpstreamHealth {
+    /// `n` healthy members and their upstream's counts.
+    fn members(n: usize) -> (Vec<Health>, UpstreamHealth) {
+        let hs: Vec<Health> = (0..n).map(|_| Health::default()).collect();
         let u = UpstreamHealth::default();
-        u.recount(members, 0.5);
-        u
+        u.recount(&hs, 0.5);
+        (hs, u)
     }
 
     #[test]
     fn consecutive_failures_eject_and_a_success_resets_the_count() {
-        let hs: Vec<Health> = (0..4).map(|_| Health::default()).collect();
-        let u = upstream(&hs);
+        let (hs, u) = members(4);
         let h = &hs[0];
         let p = policy();
         assert_eq!(h.record_request(Some(Failure::Status), 1, &p, &u), None);
@@ -681,8 +682,7 @@ mod tests {
 
     #[test]
     fn a_lost_path_takes_the_backend_out_at_once_and_its_return_brings_it_back_slowly() {
-        let hs: Vec<Health> = (0..2).map(|_| Health::default()).collect();
-        let u = upstream(&hs);
+        let (hs, u) = members(2);
         let h = &hs[0];
         assert_eq!(
             h.set_path(true, SEC, &u),
@@ -740,8 +740,7 @@ mod tests {
 
     #[test]
     fn ejection_ends_at_the_sweep_after_its_time_and_repeats_grow_up_to_the_cap() {
-        let hs: Vec<Health> = (0..2).map(|_| Health::default()).collect();
-        let u = upstream(&hs);
+        let (hs, u) = members(2);
         let h = &hs[0];
         let p = policy();
         let mut now = SEC;
@@ -772,8 +771,7 @@ mod tests {
 
     #[test]
     fn never_more_than_the_allowed_share_is_ejected() {
-        let hs: Vec<Health> = (0..5).map(|_| Health::default()).collect();
-        let u = upstream(&hs);
+        let (hs, u) = members(5);
         let p = policy();
         let ejected = hs
             .iter()
@@ -794,40 +792,28 @@ mod tests {
     fn checks_take_a_backend_down_after_fall_and_up_after_rise() {
         let h = Health::default();
         let u = UpstreamHealth::default();
-        let (rise, fall) = (2, 3);
-        assert_eq!(
-            h.record_check(Some(Failure::Timeout), 1, rise, fall, &u),
-            None
-        );
-        assert_eq!(
-            h.record_check(Some(Failure::Timeout), 2, rise, fall, &u),
-            None
-        );
-        // A pass in between restarts the count.
-        assert_eq!(h.record_check(None, 3, rise, fall, &u), None);
-        assert_eq!(
-            h.record_check(Some(Failure::Status), 4, rise, fall, &u),
-            None
-        );
-        assert_eq!(
-            h.record_check(Some(Failure::Status), 5, rise, fall, &u),
-            None
-        );
-        let down = h
-            .record_check(Some(Failure::Connect), 6, rise, fall, &u)
-            .unwrap();
+        let check = |failure: Option<Failure>, now: u64| h.record_check(failure, now, 2, 3, &u);
+        // Two failures, a pass (which restarts the count), two failures: fall 3 not reached.
+        for (now, failure) in [
+            (1, Some(Failure::Timeout)),
+            (2, Some(Failure::Timeout)),
+            (3, None),
+            (4, Some(Failure::Status)),
+            (5, Some(Failure::Status)),
+        ] {
+            assert_eq!(check(failure, now), None, "check at {now}");
+        }
+        let down = check(Some(Failure::Connect), 6).unwrap();
         assert_eq!((down.from, down.to), (HealthState::Up, HealthState::Down));
         assert_eq!(
             down.reason.to_string(),
             "3 failed checks in a row (last: connect failure)"
         );
         assert!(!h.serving());
-        assert_eq!(
-            h.record_check(Some(Failure::Connect), 7, rise, fall, &u),
-            None
-        );
-        assert_eq!(h.record_check(None, 8, rise, fall, &u), None);
-        let up = h.record_check(None, 9, rise, fall, &u).unwrap();
+        // A failure, then one pass: rise 2 not reached.
+        assert_eq!(check(Some(Failure::Connect), 7), None);
+        assert_eq!(check(None, 8), None);
+        let up = check(None, 9).unwrap();
         assert_eq!((up.from, up.to), (HealthState::Down, HealthState::Up));
         assert_eq!(up.reason, Reason::ChecksPassed { count: 2 });
         assert!(h.serving());
@@ -848,8 +834,7 @@ mod tests {
 
     #[test]
     fn the_last_reason_is_kept_with_the_state() {
-        let hs: Vec<Health> = (0..2).map(|_| Health::default()).collect();
-        let u = upstream(&hs);
+        let (hs, u) = members(2);
         let h = &hs[0];
         assert_eq!(h.figures().reason, None);
         for now in 0..3 {
@@ -883,8 +868,7 @@ mod tests {
 
     #[test]
     fn passing_checks_end_an_ejection_only_after_checks_took_the_backend_down() {
-        let hs: Vec<Health> = (0..2).map(|_| Health::default()).collect();
-        let u = upstream(&hs);
+        let (hs, u) = members(2);
         let p = policy();
         // A crash: requests fail (ejected), then checks fail too.
         let crashed = &hs[0];
@@ -944,8 +928,7 @@ mod tests {
 
     #[test]
     fn panic_when_too_few_serve() {
-        let hs: Vec<Health> = (0..4).map(|_| Health::default()).collect();
-        let u = upstream(&hs);
+        let (hs, u) = members(4);
         assert!(!u.panic());
         for h in &hs[..3] {
             for now in 0..3 {

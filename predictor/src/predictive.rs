@@ -322,28 +322,23 @@ mod tests {
             r.cost = 0.4;
         }
         let p = Predictive::new(PredictiveParams::default(), 3);
-        let calm = snapshot(&[
-            (10.0, 10.0, 0.5),
-            (10.0, 10.0, 0.5),
-            (5.0, 5.0, 0.1),
-            (5.0, 5.0, 0.1),
-        ]);
-        let counts = shares(&p, &calm, &m, 2000);
+        // Picks of 2000 that go remote, with both locals at `local` (latency ms, utilisation)
+        // and both remotes at `remote`.
+        let remote_picks = |local: (f64, f64), remote: (f64, f64)| {
+            let at = |(ms, utilization)| (ms, ms, utilization);
+            let snap = snapshot(&[at(local), at(local), at(remote), at(remote)]);
+            let counts = shares(&p, &snap, &m, 2000);
+            counts[2] + counts[3]
+        };
         assert_eq!(
-            counts[2] + counts[3],
+            remote_picks((10.0, 0.5), (5.0, 0.1)),
             0,
-            "remote is faster but local is not overloaded: {counts:?}"
+            "remote is faster but local is not overloaded"
         );
-        let hot = snapshot(&[
-            (10.0, 10.0, 0.99),
-            (10.0, 10.0, 0.99),
-            (10.0, 10.0, 0.1),
-            (10.0, 10.0, 0.1),
-        ]);
-        let counts = shares(&p, &hot, &m, 2000);
+        let spilled = remote_picks((10.0, 0.99), (10.0, 0.1));
         assert!(
-            counts[2] + counts[3] > 1500,
-            "local predicted past capacity spills over: {counts:?}"
+            spilled > 1500,
+            "local predicted past capacity spills over: {spilled} of 2000"
         );
     }
 

@@ -6,17 +6,14 @@ use std::f64::consts::TAU;
 use augur_predictor::models::{
     detect_period, Accuracy, AdaptiveForecaster, Forecaster, Holt, HoltWinters, ResidualDetector,
 };
+use augur_predictor::sampling::Rng;
 
-/// splitmix64 + Box–Muller: reproducible Gaussian noise.
-struct Noise(u64);
+/// Box–Muller over the policies' splitmix64: reproducible Gaussian noise.
+struct Noise(Rng);
 
 impl Noise {
     fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (((z ^ (z >> 31)) >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+        ((self.0.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
     }
 
     fn gaussian(&mut self) -> f64 {
@@ -37,7 +34,7 @@ fn load(t: usize, noise: &mut Noise) -> f64 {
 
 #[test]
 fn models_pipeline_detects_the_season_forecasts_it_and_flags_the_spike() {
-    let mut noise = Noise(2024);
+    let mut noise = Noise(Rng::new(2024));
     let mut history = Vec::with_capacity(1_200);
     let mut scratch = vec![0.0; 121];
     let mut adaptive = AdaptiveForecaster::new();

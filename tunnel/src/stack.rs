@@ -223,34 +223,27 @@ impl Stack {
     /// nothing is buffered yet.
     pub fn read(&mut self, conn: Conn, buf: &mut [u8], waker: &Waker) -> Poll<io::Result<usize>> {
         let socket = self.sockets.get_mut::<tcp::Socket>(conn.0);
-        match socket.recv_slice(buf) {
-            Ok(0) if !buf.is_empty() => {
-                socket.register_recv_waker(waker);
-                Poll::Pending
-            }
-            Ok(n) => Poll::Ready(Ok(n)),
-            Err(RecvError::Finished) => Poll::Ready(Ok(0)),
-            Err(RecvError::InvalidState) => Poll::Ready(Err(io::Error::new(
+        let read = match socket.recv_slice(buf) {
+            Err(RecvError::Finished) => return Poll::Ready(Ok(0)),
+            Err(RecvError::InvalidState) => Err(io::Error::new(
                 io::ErrorKind::ConnectionReset,
                 "connection reset inside the tunnel",
-            ))),
-        }
+            )),
+            Ok(n) => Ok(n),
+        };
+        ready_or_wait(read, buf.len(), || socket.register_recv_waker(waker))
     }
 
     /// Writes from `buf` into the send buffer; pending (waker registered) when it is full.
     pub fn write(&mut self, conn: Conn, buf: &[u8], waker: &Waker) -> Poll<io::Result<usize>> {
         let socket = self.sockets.get_mut::<tcp::Socket>(conn.0);
-        match socket.send_slice(buf) {
-            Ok(0) if !buf.is_empty() => {
-                socket.register_send_waker(waker);
-                Poll::Pending
-            }
-            Ok(n) => Poll::Ready(Ok(n)),
-            Err(SendError::InvalidState) => Poll::Ready(Err(io::Error::new(
+        let written = socket.send_slice(buf).map_err(|SendError::InvalidState| {
+            io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "connection closed inside the tunnel",
-            ))),
-        }
+            )
+        });
+        ready_or_wait(written, buf.len(), || socket.register_send_waker(waker))
     }
 
     /// Bytes received and not yet read.
@@ -373,6 +366,22 @@ impl Stack {
             }
             self.listeners[l].sockets = kept;
         }
+    }
+}
+
+/// What a read or write of a `len`-byte buffer moved, ready; but nothing moved of a non-empty
+/// buffer means "not yet": pending, once `register_waker` has asked to be woken.
+fn ready_or_wait(
+    moved: io::Result<usize>,
+    len: usize,
+    register_waker: impl FnOnce(),
+) -> Poll<io::Result<usize>> {
+    match moved {
+        Ok(0) if len > 0 => {
+            register_waker();
+            Poll::Pending
+        }
+        moved => Poll::Ready(moved),
     }
 }
 

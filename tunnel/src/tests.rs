@@ -7,9 +7,9 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use boringtun::x25519::{PublicKey, StaticSecret};
-
-use crate::{AllowedIps, Conn, DropReason, EngineConfig, Node, StackConfig, TunnelState};
+use crate::{
+    public_key, AllowedIps, Conn, DropReason, EngineConfig, Node, Stack, StackConfig, TunnelState,
+};
 
 const A_UDP: &str = "127.0.0.1:40001";
 const B_UDP: &str = "127.0.0.1:40002";
@@ -24,8 +24,30 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn public(private: [u8; 32]) -> [u8; 32] {
-    *PublicKey::from(&StaticSecret::from(private)).as_bytes()
+/// One end of the wire at time zero; `index` (1 or 2) tells the ends' sessions and stack
+/// seeds apart.
+fn end(
+    private_key: [u8; 32],
+    peer_private_key: [u8; 32],
+    endpoint: Option<SocketAddr>,
+    allowed_ips: AllowedIps,
+    address: &str,
+    index: u32,
+) -> Node {
+    Node::new(
+        EngineConfig {
+            private_key,
+            peer_public_key: public_key(peer_private_key),
+            preshared_key: Some([3; 32]),
+            persistent_keepalive: None,
+            endpoint,
+            allowed_ips,
+            address: ip(address),
+            index,
+        },
+        StackConfig::new(ip(address), 1420, 10 + u64::from(index)),
+        Duration::ZERO,
+    )
 }
 
 /// A decides whether each datagram crosses the wire (and may damage it).
@@ -44,37 +66,10 @@ impl Wire {
     /// A (10.20.255.1) knows B's endpoint; B learns A's. B accepts A's whole /16.
     fn new(b_allows: AllowedIps) -> Wire {
         let (ka, kb) = ([7u8; 32], [9u8; 32]);
-        let a = Node::new(
-            EngineConfig {
-                private_key: ka,
-                peer_public_key: public(kb),
-                preshared_key: Some([3; 32]),
-                persistent_keepalive: None,
-                endpoint: Some(addr(B_UDP)),
-                allowed_ips: AllowedIps::new([(ip("10.20.0.0"), 16)]),
-                address: ip(A_IP),
-                index: 1,
-            },
-            StackConfig::new(ip(A_IP), 1420, 11),
-            Duration::ZERO,
-        );
-        let b = Node::new(
-            EngineConfig {
-                private_key: kb,
-                peer_public_key: public(ka),
-                preshared_key: Some([3; 32]),
-                persistent_keepalive: None,
-                endpoint: None,
-                allowed_ips: b_allows,
-                address: ip(B_IP),
-                index: 2,
-            },
-            StackConfig::new(ip(B_IP), 1420, 12),
-            Duration::ZERO,
-        );
+        let a_allows = AllowedIps::new([(ip("10.20.0.0"), 16)]);
         Wire {
-            a,
-            b,
+            a: end(ka, kb, Some(addr(B_UDP)), a_allows, A_IP, 1),
+            b: end(kb, ka, None, b_allows, B_IP, 2),
             queue: VecDeque::new(),
             now: Duration::ZERO,
             sent: 0,
@@ -151,6 +146,48 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// One end of a transfer: what it has to send, how far it got, and what it has read.
+struct Flow<'a> {
+    conn: Conn,
+    out: &'a [u8],
+    at: usize,
+    shut: bool,
+    got: Vec<u8>,
+}
+
+impl<'a> Flow<'a> {
+    fn new(conn: Conn, out: &'a [u8]) -> Self {
+        Flow {
+            conn,
+            out,
+            at: 0,
+            shut: false,
+            got: Vec::new(),
+        }
+    }
+
+    /// Writes what it can of the rest (shutting its end once all is written), then reads
+    /// all that has arrived; true once the other end has shut.
+    fn pump(&mut self, stack: &mut Stack, buf: &mut [u8]) -> bool {
+        if self.at < self.out.len() {
+            if let Poll::Ready(n) = stack.write(self.conn, &self.out[self.at..], Waker::noop()) {
+                self.at += n.unwrap();
+            }
+        } else if !self.shut {
+            stack.shutdown(self.conn);
+            self.shut = true;
+        }
+        while let Poll::Ready(n) = stack.read(self.conn, buf, Waker::noop()) {
+            let n = n.unwrap();
+            if n == 0 {
+                return true;
+            }
+            self.got.extend_from_slice(&buf[..n]);
+        }
+        false
+    }
+}
+
 /// Moves `down` from B to A and `up` from A to B at once; returns what each side read.
 fn transfer(
     wire: &mut Wire,
@@ -159,55 +196,21 @@ fn transfer(
     up: &[u8],
     down: &[u8],
 ) -> (Vec<u8>, Vec<u8>) {
-    let (mut up_at, mut down_at) = (0, 0);
-    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    let (mut a, mut b) = (Flow::new(a_end, up), Flow::new(b_end, down));
     let mut buf = vec![0u8; 64 * 1024];
-    let (mut a_shut, mut b_shut) = (false, false);
     for _ in 0..2_000_000 {
-        if up_at < up.len() {
-            if let Poll::Ready(n) = wire.a.stack.write(a_end, &up[up_at..], Waker::noop()) {
-                up_at += n.unwrap();
-            }
-        } else if !a_shut {
-            wire.a.stack.shutdown(a_end);
-            a_shut = true;
-        }
-        if down_at < down.len() {
-            if let Poll::Ready(n) = wire.b.stack.write(b_end, &down[down_at..], Waker::noop()) {
-                down_at += n.unwrap();
-            }
-        } else if !b_shut {
-            wire.b.stack.shutdown(b_end);
-            b_shut = true;
-        }
-        let mut a_done = false;
-        while let Poll::Ready(n) = wire.a.stack.read(a_end, &mut buf, Waker::noop()) {
-            let n = n.unwrap();
-            if n == 0 {
-                a_done = true;
-                break;
-            }
-            got_a.extend_from_slice(&buf[..n]);
-        }
-        let mut b_done = false;
-        while let Poll::Ready(n) = wire.b.stack.read(b_end, &mut buf, Waker::noop()) {
-            let n = n.unwrap();
-            if n == 0 {
-                b_done = true;
-                break;
-            }
-            got_b.extend_from_slice(&buf[..n]);
-        }
+        let a_done = a.pump(&mut wire.a.stack, &mut buf);
+        let b_done = b.pump(&mut wire.b.stack, &mut buf);
         if a_done && b_done {
-            return (got_a, got_b);
+            return (a.got, b.got);
         }
         wire.step();
     }
     panic!(
         "transfer stalled: A read {} of {}, B read {} of {}",
-        got_a.len(),
+        a.got.len(),
         down.len(),
-        got_b.len(),
+        b.got.len(),
         up.len()
     );
 }

@@ -254,38 +254,45 @@ mod tests {
         assert!(adaptive.candidates() <= MAX_CANDIDATES);
     }
 
-    #[test]
-    fn missing_values_do_not_poison_the_scores() {
-        let mut noise = Noise::new(9);
+    /// A period-5 forecaster fed 300 points of a noisy ramp, the point at `t` replaced by
+    /// `damage(t)` where that is some; `check` looks at the forecaster after each point.
+    fn feed_damaged_ramp(
+        seed: u64,
+        damage: impl Fn(usize) -> Option<f64>,
+        mut check: impl FnMut(usize, &AdaptiveForecaster),
+    ) -> AdaptiveForecaster {
+        let mut noise = Noise::new(seed);
         let mut adaptive = AdaptiveForecaster::new();
         adaptive.set_period(Some(5));
         for t in 0..300 {
-            let value = match t % 37 {
-                3 => f64::NAN,
-                4 => f64::INFINITY,
-                _ => ramp(t, &mut noise),
-            };
-            adaptive.observe(value);
+            adaptive.observe(damage(t).unwrap_or_else(|| ramp(t, &mut noise)));
+            check(t, &adaptive);
         }
-        let error = adaptive.recent_error();
+        adaptive
+    }
+
+    #[test]
+    fn missing_values_do_not_poison_the_scores() {
+        let damage = |t| match t % 37 {
+            3 => Some(f64::NAN),
+            4 => Some(f64::INFINITY),
+            _ => None,
+        };
+        let error = feed_damaged_ramp(9, damage, |_, _| {}).recent_error();
         assert!(error.is_finite() && error < 2.0, "RMSE {error}");
     }
 
     #[test]
     fn absurd_values_give_no_nan() {
-        let mut noise = Noise::new(10);
-        let mut adaptive = AdaptiveForecaster::new();
-        adaptive.set_period(Some(5));
-        for t in 0..300 {
-            let value = match t {
-                70 | 71 => f64::MAX,
-                80 => -f64::MAX,
-                _ => ramp(t, &mut noise),
-            };
-            adaptive.observe(value);
+        let damage = |t| match t {
+            70 | 71 => Some(f64::MAX),
+            80 => Some(-f64::MAX),
+            _ => None,
+        };
+        feed_damaged_ramp(10, damage, |t, adaptive| {
             assert!(!adaptive.forecast(2).is_nan(), "step {t}");
             assert!(!adaptive.recent_error().is_nan(), "step {t}");
-        }
+        });
     }
 
     #[test]

@@ -164,24 +164,16 @@ mod tests {
 
     #[test]
     fn needs_two_periods_and_enough_scratch() {
-        let series = noisy_sine(50.0, 99, 0.0, 1);
-        let mut scratch = [0.0; 201];
-        assert_eq!(
-            detect_period(&series, 2, 200, &mut scratch),
-            None,
-            "under 2 periods"
-        );
-        let series = noisy_sine(50.0, 600, 0.0, 1);
-        let mut short = [0.0; 40];
-        assert_eq!(
-            detect_period(&series, 2, 200, &mut short),
-            None,
-            "lags cut at 39"
-        );
-        let mut enough = [0.0; 51];
-        assert_eq!(
-            detect_period(&series, 2, 200, &mut enough).map(|p| p.0),
-            Some(50)
-        );
+        let short = noisy_sine(50.0, 99, 0.0, 1);
+        let long = noisy_sine(50.0, 600, 0.0, 1);
+        for (series, scratch_len, found, why) in [
+            (&short, 201, None, "under 2 periods"),
+            (&long, 40, None, "lags cut at 39"),
+            (&long, 51, Some(50), "enough scratch"),
+        ] {
+            let mut scratch = vec![0.0; scratch_len];
+            let period = detect_period(series, 2, 200, &mut scratch).map(|p| p.0);
+            assert_eq!(period, found, "{why}");
+        }
     }
 }

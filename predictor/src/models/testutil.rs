@@ -1,28 +1,24 @@
-//! Deterministic noise for the models' unit tests: splitmix64 driving Box–Muller.
+//! Deterministic noise for the models' unit tests: the policies' splitmix64 driving
+//! Box–Muller.
+
+use crate::sampling::Rng;
 
 /// A reproducible source of uniform and Gaussian noise.
 pub(crate) struct Noise {
-    state: u64,
+    rng: Rng,
 }
 
 impl Noise {
     /// A source whose whole sequence is fixed by `seed`.
     pub(crate) fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// The next splitmix64 output.
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Self {
+            rng: Rng::new(seed),
+        }
     }
 
     /// Uniform in (0, 1]: never 0, so its logarithm is finite.
     pub(crate) fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+        ((self.rng.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
     }
 
     /// Standard normal (mean 0, standard deviation 1).

@@ -20,8 +20,6 @@ use super::link::Link;
 /// Upper bound on a dial made for CONNECT (Pingora gives up sooner, at the upstream's
 /// `connect_timeout`, and closes the socket).
 const DIAL_LIMIT: Duration = Duration::from_secs(30);
-/// Relay buffer per direction.
-const RELAY_BUFFER: usize = 64 * 1024;
 
 /// Accepts CONNECT requests until the process ends.
 pub async fn serve(link: Arc<Link>, listener: UnixListener) {
@@ -70,11 +68,5 @@ async fn handle(link: Arc<Link>, mut conn: UnixStream) {
     if head.len() > len && inside.write_all(&head[len..]).await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional_with_sizes(
-        &mut conn,
-        &mut inside,
-        RELAY_BUFFER,
-        RELAY_BUFFER,
-    )
-    .await;
+    inside.relay(&mut conn).await;
 }

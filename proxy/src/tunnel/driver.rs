@@ -21,8 +21,6 @@ use super::stream::TunnelStream;
 
 /// Datagrams read before the stack runs (so acknowledgements go out promptly).
 const BATCH: usize = 64;
-/// Relay buffer per direction for forwarded connections.
-const RELAY_BUFFER: usize = 64 * 1024;
 
 /// Runs the tunnel until the process ends.
 pub async fn drive(link: Arc<Link>, udp: UdpSocket, forward: Vec<Forward>) {
@@ -167,7 +165,7 @@ fn publish(link: &Link, node: &mut augur_tunnel::Node, now: Duration) {
 }
 
 /// A connection that arrived through the tunnel, relayed to its local target.
-async fn relay(mut inside: TunnelStream, to: SocketAddr, tunnel: String) {
+async fn relay(inside: TunnelStream, to: SocketAddr, tunnel: String) {
     let mut outside = match TcpStream::connect(to).await {
         Ok(s) => s,
         Err(e) => {
@@ -176,11 +174,5 @@ async fn relay(mut inside: TunnelStream, to: SocketAddr, tunnel: String) {
         }
     };
     let _ = outside.set_nodelay(true);
-    let _ = tokio::io::copy_bidirectional_with_sizes(
-        &mut inside,
-        &mut outside,
-        RELAY_BUFFER,
-        RELAY_BUFFER,
-    )
-    .await;
+    inside.relay(&mut outside).await;
 }

@@ -10,6 +10,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::link::Link;
 
+/// Relay buffer per direction.
+const RELAY_BUFFER: usize = 64 * 1024;
+
 /// One connection through a tunnel. Dropping it closes the connection in the background.
 pub struct TunnelStream {
     link: Arc<Link>,
@@ -19,6 +22,17 @@ pub struct TunnelStream {
 impl TunnelStream {
     pub(super) fn new(link: Arc<Link>, conn: Conn) -> TunnelStream {
         TunnelStream { link, conn }
+    }
+
+    /// Relays between this connection and `outside` until both directions have ended.
+    pub(super) async fn relay(mut self, outside: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
+        let _ = tokio::io::copy_bidirectional_with_sizes(
+            &mut self,
+            outside,
+            RELAY_BUFFER,
+            RELAY_BUFFER,
+        )
+        .await;
     }
 }
 
