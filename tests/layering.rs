@@ -3,7 +3,7 @@
 //! each one names. A cycle is what makes a module impossible to read, test or change alone.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Each top-level module (but `main`) and the other top-level modules it names.
 fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
@@ -39,7 +39,7 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     graph
 }
 
-fn top_module(src: &Path, file: &PathBuf) -> String {
+fn top_module(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).expect("under src");
     let first = rel.components().next().expect("a component");
     let name = first.as_os_str().to_string_lossy();

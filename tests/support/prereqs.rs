@@ -54,7 +54,10 @@ pub fn cannot_run(tool: &str, error: &std::io::Error) -> String {
 /// or CAP_SYS_ADMIN and CAP_NET_ADMIN), and the TUN device wireguard-go opens exists.
 pub fn require_namespaces() {
     require_tools(&["ip"]);
-    let probe = format!("augur-probe-{}", std::process::id());
+    // One name per call: the tests that need namespaces run in parallel in this process.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = format!("augur-probe-{}-{call}", std::process::id());
     let out = Command::new("ip")
         .args(["netns", "add", &probe])
         .output()
