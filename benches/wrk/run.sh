@@ -5,7 +5,10 @@
 #
 # Usage: [RUNS=3] [DURATION=10s] [CONNECTIONS=32] [WARMUP=2s] benches/wrk/run.sh
 # Other knobs: AUGUR_BIN=path (skip the cargo build and use this binary), SKIP_BUILD=1,
-#              KEEP_TMP=1 (keep the temp dir with configs and logs).
+#              KEEP_TMP=1 (keep the temp dir with configs and logs), AUGUR_BASE_BIN=path
+#              (a second augur, e.g. the commit before a change, measured in the same run as
+#              `augur-base`, interleaved with the others).
+
 set -euo pipefail
 
 RUNS=${RUNS:-3}
@@ -22,6 +25,8 @@ AUGUR_PORT=18081
 NGINX_PORT=18082
 HAPROXY_PORT=18083
 AUGUR_ADMIN_PORT=18091
+BASE_PORT=18084
+BASE_ADMIN_PORT=18092
 PROXY_CPU=1
 LOAD_CPU=0
 PROXIES=(augur nginx haproxy)
@@ -29,6 +34,8 @@ PROXIES=(augur nginx haproxy)
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
 AUGUR_BIN=${AUGUR_BIN:-}
+AUGUR_BASE_BIN=${AUGUR_BASE_BIN:-}
+if [[ -n $AUGUR_BASE_BIN ]]; then PROXIES=(augur augur-base nginx haproxy); fi
 LOG_TAG=bench
 # shellcheck source=../lib.sh
 source "$SCRIPT_DIR/../lib.sh"
@@ -70,8 +77,10 @@ if [[ -z $AUGUR_BIN ]]; then
     fi
 fi
 [[ -x $AUGUR_BIN ]] || die "augur binary not found at $AUGUR_BIN"
+[[ -z $AUGUR_BASE_BIN || -x $AUGUR_BASE_BIN ]] || die "augur binary not found at $AUGUR_BASE_BIN"
 
 ports_free "$BACKEND_PORT" "$BACKEND_STATUS_PORT" "$AUGUR_PORT" "$NGINX_PORT" "$HAPROXY_PORT" "$AUGUR_ADMIN_PORT"
+[[ -z $AUGUR_BASE_BIN ]] || ports_free "$BASE_PORT" "$BASE_ADMIN_PORT"
 
 # --- temp dir, process tracking, cleanup ---------------------------------------------------
 
@@ -86,7 +95,7 @@ temp_dir augur-bench "$KEEP_TMP"
 HAVE_STUB_STATUS=0
 if nginx -V 2>&1 | grep -q http_stub_status_module; then HAVE_STUB_STATUS=1; fi
 
-mkdir -p "$TMP/backend" "$TMP/nginx" "$TMP/haproxy" "$TMP/augur"
+mkdir -p "$TMP/backend" "$TMP/nginx" "$TMP/haproxy" "$TMP/augur" "$TMP/augur-base"
 
 {
     nginx_head "$TMP/backend" 4096
@@ -122,11 +131,16 @@ EOF
     augur_head "$TMP/augur" "$AUGUR_ADMIN_PORT" "$AUGUR_PORT" 1s
     echo "  - { name: b, policy: round_robin, backends: [ { addr: $HOST:$BACKEND_PORT } ] }"
 } >"$TMP/augur/augur.yaml"
+{
+    augur_head "$TMP/augur-base" "$BASE_ADMIN_PORT" "$BASE_PORT" 1s
+    echo "  - { name: b, policy: round_robin, backends: [ { addr: $HOST:$BACKEND_PORT } ] }"
+} >"$TMP/augur-base/augur.yaml"
 
 # --- start everything ----------------------------------------------------------------------
 
 declare -A PID PORT
 PORT[augur]=$AUGUR_PORT
+PORT[augur-base]=$BASE_PORT
 PORT[nginx]=$NGINX_PORT
 PORT[haproxy]=$HAPROXY_PORT
 
@@ -146,6 +160,10 @@ start backend "$BACKEND_PORT" "$LOAD_CPU" "$TMP/backend/stdout.log" "$TMP/backen
     nginx -p "$TMP/backend" -e "$TMP/backend/error.log" -c "$TMP/backend/nginx.conf"
 start augur "$AUGUR_PORT" "$PROXY_CPU" "$TMP/augur/augur.log" "$TMP/augur/augur.log" \
     "$AUGUR_BIN" run -c "$TMP/augur/augur.yaml"
+if [[ -n $AUGUR_BASE_BIN ]]; then
+    start augur-base "$BASE_PORT" "$PROXY_CPU" "$TMP/augur-base/augur.log" "$TMP/augur-base/augur.log" \
+        "$AUGUR_BASE_BIN" run -c "$TMP/augur-base/augur.yaml"
+fi
 start nginx "$NGINX_PORT" "$PROXY_CPU" "$TMP/nginx/stdout.log" "$TMP/nginx/error.log" \
     nginx -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf"
 start haproxy "$HAPROXY_PORT" "$PROXY_CPU" "$TMP/haproxy/haproxy.log" "$TMP/haproxy/haproxy.log" \
@@ -256,6 +274,7 @@ haproxy_version=$(haproxy -v 2>&1 | head -n 1 || true)
 wrk_version=$(wrk -v 2>&1 | head -n 1 || true)
 rustc_version=$(rustc -V 2>/dev/null || echo "rustc not found")
 augur_version=$("$AUGUR_BIN" --version 2>/dev/null || echo unknown)
+[[ -z $AUGUR_BASE_BIN ]] || augur_version="$augur_version; augur-base: $AUGUR_BASE_BIN"
 git_rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 echo "## augur vs nginx vs HAProxy (wrk, loopback)"
@@ -268,7 +287,7 @@ echo "- $nginx_version; $haproxy_version"
 echo "- $wrk_version"
 echo "- $rustc_version; $augur_version (git $git_rev)"
 echo "- setup: proxy alone on CPU $PROXY_CPU (1 worker thread each); wrk -t1 -c$CONNECTIONS -d$DURATION and backend nginx (1 worker, return 200 \"hello\\n\") on CPU $LOAD_CPU; upstream keepalive in all three; CPU = utime+stime of all proxy processes from /proc/PID/stat (CLK_TCK $CLK_TCK)"
-echo "- runs: $RUNS per proxy, interleaved (augur, nginx, haproxy); medians below"
+echo "- runs: $RUNS per proxy, interleaved (${PROXIES[*]}); medians below"
 echo
 echo "| proxy | req/s (median) | p50 µs | p99 µs | CPU µs/req (median) | CPU/req vs nginx | CPU/req vs haproxy |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
