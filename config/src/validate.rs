@@ -130,25 +130,22 @@ impl Checks<'_> {
         self.report(parent, message);
     }
 
-    /// The list at `parent.key`, which must be there (`why` says what for) and hold at least
-    /// one `what`.
+    /// The list at `path` (`parent.key`), which must be there (`why` says what for) and hold
+    /// at least one `what`.
     fn non_empty_list<T>(
         &mut self,
         raw: Option<Vec<T>>,
-        parent: &str,
-        key: &str,
+        path: &str,
         why: &str,
         what: &str,
     ) -> Option<Vec<T>> {
         let Some(raw) = raw else {
+            let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
             self.missing(parent, key, why);
             return None;
         };
         if raw.is_empty() {
-            self.report(
-                &join(parent, key),
-                format!("expected at least one {what}, found none"),
-            );
+            self.report(path, format!("expected at least one {what}, found none"));
             return None;
         }
         Some(raw)

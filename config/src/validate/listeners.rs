@@ -24,7 +24,7 @@ impl Checks<'_> {
             built: None,
             binds: Vec::new(),
         };
-        let Some(raw) = self.non_empty_list(raw, "", "listeners", "", "listener") else {
+        let Some(raw) = self.non_empty_list(raw, "listeners", "", "listener") else {
             return checked;
         };
         let mut names = Names::new("listener", "");
@@ -179,7 +179,7 @@ impl Checks<'_> {
         kind: &str,
     ) -> Option<Vec<Route>> {
         let why = format!("{kind} listener needs at least one route");
-        let raw = self.non_empty_list(raw, path, "routes", &why, "route")?;
+        let raw = self.non_empty_list(raw, &format!("{path}.routes"), &why, "route")?;
         let checked: Vec<Option<Route>> = raw
             .into_iter()
             .enumerate()

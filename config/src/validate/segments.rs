@@ -31,8 +31,7 @@ impl Checks<'_> {
             let name = name.map(str::to_owned);
             let sources = self.prefixes(
                 segment.sources,
-                &path,
-                "sources",
+                &format!("{path}.sources"),
                 "a segment needs at least one address or prefix, like 10.1.0.0/16",
             );
             built = built
@@ -45,20 +44,19 @@ impl Checks<'_> {
         CheckedSegments { built, names }
     }
 
-    /// The networks at `parent.key` (a segment's `sources`, a peer's `allowed_ips`): at
-    /// least one, each canonical; `why` says what the list is for.
+    /// The networks at `path` (a segment's `sources`, a peer's `allowed_ips`): at least one,
+    /// each canonical; `why` says what the list is for.
     pub(super) fn prefixes(
         &mut self,
         raw: Option<Vec<String>>,
-        parent: &str,
-        key: &str,
+        path: &str,
         why: &str,
     ) -> Option<Vec<Prefix>> {
-        let raw = self.non_empty_list(raw, parent, key, why, "address or prefix")?;
+        let raw = self.non_empty_list(raw, path, why, "address or prefix")?;
         let checked: Vec<Option<Prefix>> = raw
             .iter()
             .enumerate()
-            .map(|(j, text)| self.prefix(text, &format!("{parent}.{key}[{j}]")))
+            .map(|(j, text)| self.prefix(text, &format!("{path}[{j}]")))
             .collect();
         checked.into_iter().collect()
     }

@@ -200,8 +200,7 @@ impl Checks<'_> {
         };
         let allowed_ips = self.prefixes(
             raw.allowed_ips,
-            path,
-            "allowed_ips",
+            &format!("{path}.allowed_ips"),
             "the networks behind the peer, like 10.20.0.0/16",
         );
         let persistent_keepalive = match raw.persistent_keepalive.as_deref() {

@@ -292,7 +292,7 @@ impl Checks<'_> {
         tunnels: &TunnelNames,
     ) -> Option<Vec<Backend>> {
         let why = "an upstream needs at least one backend";
-        let raw = self.non_empty_list(raw, path, "backends", why, "backend")?;
+        let raw = self.non_empty_list(raw, &format!("{path}.backends"), why, "backend")?;
         let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
         let any_standby = raw.iter().any(|b| b.standby == Some(true));
         let mut built = Some(Vec::with_capacity(raw.len()));
