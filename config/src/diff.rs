@@ -7,7 +7,8 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use crate::model::{
-    Config, ListenerKind, PolicyKind, Route, SegmentDefault, SegmentMode, Upstream,
+    Config, Listener, ListenerKind, PolicyKind, Route, Segment, SegmentDefault, SegmentMode,
+    Tunnel, Upstream,
 };
 
 pub use tunnels::TunnelSetting;
@@ -452,29 +453,74 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     changes
 }
 
-/// Segment changes, matched by name, and the segmentation default.
-fn diff_segments(old: &Config, new: &Config, changes: &mut Vec<Change>) {
-    for segment in &old.segments {
-        if !new.segments.iter().any(|s| s.name == segment.name) {
-            changes.push(Change::SegmentRemoved(segment.name.clone()));
-        }
-    }
-    for segment in &new.segments {
-        match old.segments.iter().find(|s| s.name == segment.name) {
-            None => changes.push(Change::SegmentAdded(segment.name.clone())),
-            Some(before) => {
-                let sorted = |sources: &[crate::Prefix]| {
-                    let mut sources = sources.to_vec();
-                    sources.sort_unstable();
-                    sources.dedup();
-                    sources
-                };
-                if sorted(&before.sources) != sorted(&segment.sources) {
-                    changes.push(Change::SegmentSourcesChanged(segment.name.clone()));
-                }
+/// An item a section lists by name (a segment, listener, tunnel or upstream).
+pub(crate) trait Named: Sized {
+    /// The change that says an item of this name was removed.
+    const REMOVED: fn(String) -> Change;
+    /// The change that says an item of this name was added.
+    const ADDED: fn(String) -> Change;
+    /// Its name, unique in its section.
+    fn name(&self) -> &str;
+    /// The section of `config` that lists it.
+    fn section(config: &Config) -> &[Self];
+}
+
+macro_rules! named {
+    ($($item:ty, in $section:ident: $removed:ident, $added:ident;)*) => {$(
+        impl Named for $item {
+            const REMOVED: fn(String) -> Change = Change::$removed;
+            const ADDED: fn(String) -> Change = Change::$added;
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn section(config: &Config) -> &[Self] {
+                &config.$section
             }
         }
+    )*};
+}
+named! {
+    Segment, in segments: SegmentRemoved, SegmentAdded;
+    Listener, in listeners: ListenerRemoved, ListenerAdded;
+    Tunnel, in tunnels: TunnelRemoved, TunnelAdded;
+    Upstream, in upstreams: UpstreamRemoved, UpstreamAdded;
+}
+
+/// The items of one section matched by name: removed for each name only in `old`, then,
+/// in `new`'s order, added for a name only in `new` and `changed` for a name in both.
+pub(crate) fn by_name<'c, T: Named + 'c>(
+    old: &'c Config,
+    new: &'c Config,
+    changes: &mut Vec<Change>,
+    mut changed: impl FnMut(&'c T, &'c T, &mut Vec<Change>),
+) {
+    let (old, new) = (T::section(old), T::section(new));
+    for item in old {
+        if !new.iter().any(|n| n.name() == item.name()) {
+            changes.push(T::REMOVED(item.name().to_owned()));
+        }
     }
+    for item in new {
+        match old.iter().find(|o| o.name() == item.name()) {
+            None => changes.push(T::ADDED(item.name().to_owned())),
+            Some(before) => changed(before, item, changes),
+        }
+    }
+}
+
+/// Segment changes, matched by name, and the segmentation default.
+fn diff_segments(old: &Config, new: &Config, changes: &mut Vec<Change>) {
+    by_name(old, new, changes, |before: &Segment, segment, changes| {
+        let sorted = |sources: &[crate::Prefix]| {
+            let mut sources = sources.to_vec();
+            sources.sort_unstable();
+            sources.dedup();
+            sources
+        };
+        if sorted(&before.sources) != sorted(&segment.sources) {
+            changes.push(Change::SegmentSourcesChanged(segment.name.clone()));
+        }
+    });
     let (from, to) = (old.segmentation.default, new.segmentation.default);
     if from != to {
         changes.push(Change::SegmentationDefaultChanged { from, to });
@@ -496,16 +542,7 @@ fn allowed_names<'c>(config: &'c Config, allow: Option<&[usize]>) -> Option<Vec<
 
 /// Listener changes, matched by name.
 fn diff_listeners(old: &Config, new: &Config, changes: &mut Vec<Change>) {
-    for listener in &old.listeners {
-        if !new.listeners.iter().any(|l| l.name == listener.name) {
-            changes.push(Change::ListenerRemoved(listener.name.clone()));
-        }
-    }
-    for listener in &new.listeners {
-        let Some(before) = old.listeners.iter().find(|l| l.name == listener.name) else {
-            changes.push(Change::ListenerAdded(listener.name.clone()));
-            continue;
-        };
+    by_name(old, new, changes, |before: &Listener, listener, changes| {
         let name = listener.name.clone();
         if before.bind != listener.bind {
             changes.push(Change::ListenerRebound {
@@ -575,7 +612,7 @@ fn diff_listeners(old: &Config, new: &Config, changes: &mut Vec<Change>) {
             // A new protocol brings new routes or TLS anyway; one change says it all.
             _ => changes.push(Change::ListenerProtocolChanged { name }),
         }
-    }
+    });
 }
 
 /// Whether two route lists match the same requests from the same sources to the same
@@ -598,17 +635,9 @@ fn upstream_name(config: &Config, index: usize) -> Option<&str> {
 
 /// Upstream and backend changes, matched by name and by address.
 fn diff_upstreams(old: &Config, new: &Config, changes: &mut Vec<Change>) {
-    for upstream in &old.upstreams {
-        if !new.upstreams.iter().any(|u| u.name == upstream.name) {
-            changes.push(Change::UpstreamRemoved(upstream.name.clone()));
-        }
-    }
-    for upstream in &new.upstreams {
-        match old.upstreams.iter().find(|u| u.name == upstream.name) {
-            None => changes.push(Change::UpstreamAdded(upstream.name.clone())),
-            Some(before) => diff_upstream((old, before), (new, upstream), changes),
-        }
-    }
+    by_name(old, new, changes, |before: &Upstream, upstream, changes| {
+        diff_upstream((old, before), (new, upstream), changes);
+    });
 }
 
 /// Changes within one upstream that exists in both configs, each given with its config.

@@ -221,74 +221,79 @@ mod tests {
     }
 
     #[test]
-    fn unknown_key_suggests_the_nearest() {
-        let found = issue("listeners:\n  - name: web\n    bnd: x\n");
-        assert_eq!(found.path, "listeners[0].bnd");
-        assert_eq!(found.message, "unknown key `bnd`; did you mean `bind`?");
-        assert_eq!(found.anchor, Anchor::Key);
-    }
-
-    #[test]
-    fn unknown_key_without_a_near_one_lists_the_keys() {
-        let found = issue("admin: { zzz: 1 }\n");
-        assert_eq!(found.path, "admin.zzz");
-        assert_eq!(found.message, "unknown key `zzz`; expected `bind`");
-        let found = issue("qqqqqq: 1\n");
-        assert_eq!(
-            found.message,
-            "unknown key `qqqqqq`; expected `server`, `admin`, `predictor`, `events`, `segments`, `segmentation`, `listeners`, `upstreams` or `tunnels`"
-        );
-    }
-
-    #[test]
-    fn unknown_variant_suggests_the_nearest() {
-        let found = issue("listeners:\n  - name: web\n    protocol: htp\n");
-        assert_eq!(found.path, "listeners[0].protocol");
-        assert_eq!(found.message, "unknown value `htp`; did you mean `http`?");
-        assert_eq!(found.anchor, at(3, 15));
-        let found = issue("upstreams: [ { policy: p2c_peak_ewm } ]\n");
-        assert_eq!(
-            found.message,
-            "unknown value `p2c_peak_ewm`; did you mean `p2c_peak_ewma`?"
-        );
-        let found = issue("upstreams: [ { policy: fastest } ]\n");
-        assert!(
-            found.message == "unknown value `fastest`; expected `round_robin`, `least_conn`, `random`, `p2c_least_request`, `p2c_peak_ewma` or `predictive`",
-            "{}",
-            found.message
-        );
-    }
-
-    #[test]
-    fn merge_keys_and_second_documents() {
-        let found = issue("listeners: [ { <<: { name: x } } ]\n");
-        assert_eq!(found.path, "listeners[0].<<");
-        assert_eq!(
-            found.message,
-            "unknown key `<<`; YAML merge keys are not supported"
-        );
-        let found = issue("listeners: []\n---\nupstreams: []\n");
-        assert_eq!(found.path, "");
-        assert_eq!(
-            found.message,
-            "expected one YAML document, found more (separated by `---`)"
-        );
-    }
-
-    #[test]
-    fn duplicate_key() {
-        let found = issue("listeners:\n  - name: web\n    name: web2\n");
-        assert_eq!(found.path, "listeners[0].name");
-        assert_eq!(found.message, "duplicate key `name`");
-        assert_eq!(found.anchor, Anchor::Key);
-    }
-
-    #[test]
-    fn wrong_types_say_expected_and_found() {
-        let found = issue("listeners:\n  - name: [1]\n");
-        assert_eq!(found.path, "listeners[0].name");
-        assert_eq!(found.message, "expected a string, found sequence");
-        assert_eq!(found.anchor, at(2, 11));
+    fn issues_have_a_path_a_message_and_a_place() {
+        let policies = "`round_robin`, `least_conn`, `random`, `p2c_least_request`, `p2c_peak_ewma` or `predictive`";
+        let expected_policy = format!("unknown value `fastest`; expected {policies}");
+        let sections = "`server`, `admin`, `predictor`, `events`, `segments`, `segmentation`, `listeners`, `upstreams` or `tunnels`";
+        let expected_section = format!("unknown key `qqqqqq`; expected {sections}");
+        // Text, then the issue's path and message, and where it points when that is checked.
+        let cases: [(&str, &str, &str, Option<Anchor>); 10] = [
+            (
+                "listeners:\n  - name: web\n    bnd: x\n",
+                "listeners[0].bnd",
+                "unknown key `bnd`; did you mean `bind`?",
+                Some(Anchor::Key),
+            ),
+            (
+                "admin: { zzz: 1 }\n",
+                "admin.zzz",
+                "unknown key `zzz`; expected `bind`",
+                None,
+            ),
+            ("qqqqqq: 1\n", "qqqqqq", &expected_section, None),
+            (
+                "listeners:\n  - name: web\n    protocol: htp\n",
+                "listeners[0].protocol",
+                "unknown value `htp`; did you mean `http`?",
+                Some(at(3, 15)),
+            ),
+            (
+                "upstreams: [ { policy: p2c_peak_ewm } ]\n",
+                "upstreams[0].policy",
+                "unknown value `p2c_peak_ewm`; did you mean `p2c_peak_ewma`?",
+                None,
+            ),
+            (
+                "upstreams: [ { policy: fastest } ]\n",
+                "upstreams[0].policy",
+                &expected_policy,
+                None,
+            ),
+            (
+                "listeners: [ { <<: { name: x } } ]\n",
+                "listeners[0].<<",
+                "unknown key `<<`; YAML merge keys are not supported",
+                None,
+            ),
+            (
+                "listeners: []\n---\nupstreams: []\n",
+                "",
+                "expected one YAML document, found more (separated by `---`)",
+                None,
+            ),
+            (
+                "listeners:\n  - name: web\n    name: web2\n",
+                "listeners[0].name",
+                "duplicate key `name`",
+                Some(Anchor::Key),
+            ),
+            (
+                "listeners:\n  - name: [1]\n",
+                "listeners[0].name",
+                "expected a string, found sequence",
+                Some(at(2, 11)),
+            ),
+        ];
+        for (text, path, message, anchor) in cases {
+            let found = issue(text);
+            assert_eq!(
+                (found.path.as_str(), found.message.as_str()),
+                (path, message)
+            );
+            if let Some(anchor) = anchor {
+                assert_eq!(found.anchor, anchor, "{text:?}");
+            }
+        }
         let found = issue("upstreams:\n - retries: 99999999999999999999999\n");
         assert_eq!(found.path, "upstreams[0].retries");
         assert!(found

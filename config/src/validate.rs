@@ -7,6 +7,7 @@
 mod health;
 mod key_files;
 mod listeners;
+mod names;
 mod segments;
 mod tls;
 mod tunnels;
@@ -127,6 +128,27 @@ impl Checks<'_> {
             format!("missing required key `{key}`; {why}")
         };
         self.report(parent, message);
+    }
+
+    /// The list at `path` (`parent.key`), which must be there (`why` says what for) and hold
+    /// at least one `what`.
+    fn non_empty_list<T>(
+        &mut self,
+        raw: Option<Vec<T>>,
+        path: &str,
+        why: &str,
+        what: &str,
+    ) -> Option<Vec<T>> {
+        let Some(raw) = raw else {
+            let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
+            self.missing(parent, key, why);
+            return None;
+        };
+        if raw.is_empty() {
+            self.report(path, format!("expected at least one {what}, found none"));
+            return None;
+        }
+        Some(raw)
     }
 
     /// A required, non-empty string.

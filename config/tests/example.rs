@@ -235,18 +235,14 @@ upstreams:
 
 #[test]
 fn hosts_are_lower_cased_and_match_is_optional() {
-    let text = "\
-listeners:
-  - name: web
-    bind: 127.0.0.1:8080
-    protocol: http
-    routes:
-      - match: { host: API.Example.COM }
+    let text = format!(
+        "{WEB_ROUTES}      - match: {{ host: API.Example.COM }}
         upstream: api
       - upstream: api
-upstreams: [ { name: api, backends: [ { addr: \"[::1]:9001\" } ] } ]
-";
-    let config = config(text);
+upstreams: [ {{ name: api, backends: [ {{ addr: \"[::1]:9001\" }} ] }} ]
+"
+    );
+    let config = config(&text);
     let ListenerKind::Http { routes } = &config.listeners[0].kind else {
         panic!("not http: {config:?}");
     };
@@ -268,19 +264,16 @@ fn unreadable_config_file_is_an_error_at_zero() {
 
 #[test]
 fn regions_costs_and_predictive_weights() {
-    let text = "\
-listeners:
-  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
-upstreams:
-  - name: api
-    policy: predictive
+    let text = format!(
+        "{WEB_TO_API}    policy: predictive
     prefer_region: local
-    predictive: { load_weight: 2, overload_threshold: 0.7 }
+    predictive: {{ load_weight: 2, overload_threshold: 0.7 }}
     backends:
-      - { addr: 127.0.0.1:9001, region: local }
-      - { addr: 10.20.1.10:8080, region: east, cost: 0.4 }
-";
-    let config = config(text);
+      - {{ addr: 127.0.0.1:9001, region: local }}
+      - {{ addr: 10.20.1.10:8080, region: east, cost: 0.4 }}
+"
+    );
+    let config = config(&text);
     let api = &config.upstreams[0];
     assert_eq!(api.policy, PolicyKind::Predictive);
     assert_eq!(api.prefer_region.as_deref(), Some("local"));
@@ -384,12 +377,8 @@ fn announced_events() {
 
 #[test]
 fn health_checks_outlier_detection_and_retry_budget() {
-    let text = "\
-listeners:
-  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
-upstreams:
-  - name: api
-    health_check:
+    let text = format!(
+        "{WEB_TO_API}    health_check:
       kind: http
       path: /healthz?deep=1
       expect: 200-299
@@ -403,19 +392,20 @@ upstreams:
       max_ejection: 10s
       max_ejection_percent: 100
     panic_threshold: 0
-    retry_budget: { ratio: 0.5, min_per_second: 0 }
-    backends: [ { addr: 127.0.0.1:9001 } ]
+    retry_budget: {{ ratio: 0.5, min_per_second: 0 }}
+    backends: [ {{ addr: 127.0.0.1:9001 }} ]
   - name: tcp
-    health_check: {}
-    outlier_detection: {}
-    retry_budget: {}
-    backends: [ { addr: 127.0.0.1:9002 } ]
+    health_check: {{}}
+    outlier_detection: {{}}
+    retry_budget: {{}}
+    backends: [ {{ addr: 127.0.0.1:9002 }} ]
   - name: single
-    health_check: { kind: http, expect: 204 }
+    health_check: {{ kind: http, expect: 204 }}
     panic_threshold: 1
-    backends: [ { addr: 127.0.0.1:9003 } ]
-";
-    let config = config(text);
+    backends: [ {{ addr: 127.0.0.1:9003 }} ]
+"
+    );
+    let config = config(&text);
     let [api, tcp, single] = &config.upstreams[..] else {
         panic!("{config:?}");
     };

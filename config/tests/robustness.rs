@@ -2,33 +2,12 @@
 
 use augur_config::parse;
 
-const EXAMPLE: &str = "\
-server: { threads: 2, grace_period: 5s, access_log: { path: '-', format: text } }
-admin: { bind: 127.0.0.1:9901 }
-listeners:
-  - name: web
-    bind: 127.0.0.1:8080
-    protocol: http
-    routes:
-      - match: { host: api.example.com, path_prefix: /v1 }
-        upstream: api
-  - name: db
-    bind: 127.0.0.1:15432
-    protocol: tcp
-    upstream: pg
-upstreams:
-  - name: api
-    policy: round_robin
-    connect_timeout: 1s
-    retries: 2
-    backends:
-      - addr: 127.0.0.1:9001
-      - addr: 127.0.0.1:9002
-        weight: 2
-  - name: pg
-    policy: least_conn
-    backends: [ { addr: 127.0.0.1:5432 } ]
-";
+/// The shipped example (an http and a tcp listener, three upstreams) with server settings
+/// added, as the seed that is mutated.
+const EXAMPLE: &str = concat!(
+    "server: { threads: 2, grace_period: 5s, access_log: { path: '-', format: text } }\n",
+    include_str!("../../examples/augur.yaml")
+);
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
 struct Rng(u64);

@@ -37,13 +37,6 @@ upstreams:
     backends: [ { addr: 127.0.0.1:9001 } ]
 ";
 
-/// A valid `upstreams:` section to complete listener-only examples (lines 1-3).
-const UPSTREAMS: &str = "\
-upstreams:
-  - name: api
-    backends: [ { addr: 127.0.0.1:9001 } ]
-";
-
 fn prefix(text: &str) -> Prefix {
     Prefix::parse(text).unwrap()
 }

@@ -9,16 +9,6 @@ use augur_config::*;
 mod common;
 use common::*;
 
-const BASE: &str = "\
-listeners:
-  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
-upstreams:
-  - name: api
-    backends:
-      - addr: 10.20.1.10:8080
-      - addr: 127.0.0.1:9001
-";
-
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
 }
@@ -56,9 +46,11 @@ fn tunnel(name: &str) -> Tunnel {
     }
 }
 
-/// `BASE` with tunnels `dc-east` and `dc-west`, the first backend dialled through `dc-east`.
+/// Upstream `api` with backends 10.20.1.10:8080 and 127.0.0.1:9001, and tunnels `dc-east`
+/// and `dc-west`, the first backend dialled through `dc-east`.
 fn base() -> Config {
-    let mut config = parse(BASE, "augur.yaml").unwrap();
+    let backends = "    backends:\n      - addr: 10.20.1.10:8080\n      - addr: 127.0.0.1:9001\n";
+    let mut config = config(&format!("{WEB_TO_API}{backends}"));
     config.tunnels = vec![tunnel("dc-east"), tunnel("dc-west")];
     config.upstreams[0].backends[0].via = Some(0);
     config

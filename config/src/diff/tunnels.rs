@@ -48,23 +48,14 @@ pub(super) fn name(config: &Config, index: usize) -> Option<&str> {
 
 /// Tunnel changes, matched by name.
 pub(super) fn diff_tunnels(old: &Config, new: &Config, changes: &mut Vec<Change>) {
-    for tunnel in &old.tunnels {
-        if !new.tunnels.iter().any(|t| t.name == tunnel.name) {
-            changes.push(Change::TunnelRemoved(tunnel.name.clone()));
-        }
-    }
-    for tunnel in &new.tunnels {
-        let Some(before) = old.tunnels.iter().find(|t| t.name == tunnel.name) else {
-            changes.push(Change::TunnelAdded(tunnel.name.clone()));
-            continue;
-        };
+    super::by_name(old, new, changes, |before: &Tunnel, tunnel, changes| {
         for setting in changed_settings(before, tunnel) {
             changes.push(Change::TunnelChanged {
                 tunnel: tunnel.name.clone(),
                 setting,
             });
         }
-    }
+    });
 }
 
 /// The settings that differ between two versions of one tunnel.

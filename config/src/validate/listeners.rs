@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::names::Names;
 use super::segments::{segment_mode, SegmentNames};
 use super::upstreams::UpstreamNames;
 use super::{defaults, overlaps, CheckedListeners, Checks};
@@ -23,30 +24,16 @@ impl Checks<'_> {
             built: None,
             binds: Vec::new(),
         };
-        let Some(raw) = raw else {
-            self.missing("", "listeners", "");
+        let Some(raw) = self.non_empty_list(raw, "listeners", "", "listener") else {
             return checked;
         };
-        if raw.is_empty() {
-            self.report("listeners", "expected at least one listener, found none");
-            return checked;
-        }
-        let mut names: Vec<(String, usize)> = Vec::new();
+        let mut names = Names::new("listener", "");
         let mut built = Some(Vec::with_capacity(raw.len()));
         for (i, mut listener) in raw.into_iter().enumerate() {
             let path = format!("listeners[{i}]");
             let name = self.required(listener.name.as_deref(), &path, "name");
             if let Some(name) = name {
-                match names.iter().find(|(n, _)| n == name) {
-                    Some((_, first)) => self.report(
-                        &format!("{path}.name"),
-                        format!(
-                            "duplicate listener name {}; listeners[{first}] has it too",
-                            quoted(name)
-                        ),
-                    ),
-                    None => names.push((name.to_owned(), i)),
-                }
+                self.define(&mut names, name, i, ());
             }
             let name = name.map(str::to_owned);
             let bind = self.bind(listener.bind.as_deref(), &path, &checked.binds);
@@ -191,27 +178,16 @@ impl Checks<'_> {
         segments: &SegmentNames,
         kind: &str,
     ) -> Option<Vec<Route>> {
-        let Some(raw) = raw else {
-            let why = format!("{kind} listener needs at least one route");
-            self.missing(path, "routes", &why);
-            return None;
-        };
-        if raw.is_empty() {
-            self.report(
-                &format!("{path}.routes"),
-                "expected at least one route, found none",
-            );
-            return None;
-        }
-        let mut built = Some(Vec::with_capacity(raw.len()));
-        for (j, route) in raw.into_iter().enumerate() {
-            let checked = self.route(route, &format!("{path}.routes[{j}]"), upstreams, segments);
-            built = built.zip(checked).map(|(mut all, one)| {
-                all.push(one);
-                all
-            });
-        }
-        built
+        let why = format!("{kind} listener needs at least one route");
+        let raw = self.non_empty_list(raw, &format!("{path}.routes"), &why, "route")?;
+        let checked: Vec<Option<Route>> = raw
+            .into_iter()
+            .enumerate()
+            .map(|(j, route)| {
+                self.route(route, &format!("{path}.routes[{j}]"), upstreams, segments)
+            })
+            .collect();
+        checked.into_iter().collect()
     }
 
     /// One route; without `match` it matches every request.
@@ -287,11 +263,8 @@ impl Checks<'_> {
 
     /// An upstream named in a route or tcp listener, as an index.
     fn upstream_ref(&mut self, name: &str, path: &str, upstreams: &UpstreamNames) -> Option<usize> {
-        let found = upstreams.find(name);
-        if found.is_none() {
-            self.report(path, upstreams.unknown(name));
-        }
-        found
+        self.resolve(upstreams, name, path)
+            .map(|upstream| upstream.index)
     }
 }
 

@@ -1,13 +1,11 @@
 //! `segments:`, `segmentation:` and the `allow:` lists of listeners and routes.
 
-use std::collections::HashMap;
-
+use super::names::Names;
 use super::Checks;
 use crate::issue::quoted;
 use crate::model::{Segment, SegmentDefault, SegmentMode, Segmentation};
 use crate::prefix::{Prefix, PrefixError};
 use crate::raw::{RawSegment, RawSegmentDefault, RawSegmentMode, RawSegmentation};
-use crate::suggest::nearest;
 
 /// The segments as built (if all were valid), and their names for resolving `allow:` lists.
 pub(super) struct CheckedSegments {
@@ -15,66 +13,27 @@ pub(super) struct CheckedSegments {
     pub names: SegmentNames,
 }
 
-/// Segment names as written, so that an `allow` naming a segment that exists but has an
-/// error of its own gets one error (the segment's), not two.
-#[derive(Default)]
-pub(super) struct SegmentNames {
-    /// Each name with the index of its first definition.
-    index: HashMap<String, usize>,
-    /// The names in file order, for suggestions.
-    ordered: Vec<String>,
-}
-
-impl SegmentNames {
-    /// Index into `Config::segments` of the segment called `name`.
-    pub fn find(&self, name: &str) -> Option<usize> {
-        self.index.get(name).copied()
-    }
-
-    /// "no segment named ..." with a hint of what was meant.
-    pub fn unknown(&self, name: &str) -> String {
-        let names = self.ordered.iter().map(String::as_str);
-        let hint = match nearest(name, names.clone()) {
-            Some(near) => format!("did you mean {}?", quoted(near)),
-            None if self.ordered.is_empty() => {
-                "no segments are defined; add them under a top-level `segments:`".to_owned()
-            }
-            None => {
-                let listed: Vec<String> = names.take(8).map(quoted).collect();
-                let more = if self.ordered.len() > 8 { ", ..." } else { "" };
-                format!("defined segments are {}{more}", listed.join(", "))
-            }
-        };
-        format!("no segment named {}; {hint}", quoted(name))
-    }
-}
+/// Segment names, for `allow:` lists to refer to.
+pub(super) type SegmentNames = Names;
 
 impl Checks<'_> {
     /// `segments:`: optional; names unique, each with at least one valid source.
     pub(super) fn segments(&mut self, raw: Option<Vec<RawSegment>>) -> CheckedSegments {
-        let mut names = SegmentNames::default();
+        let mut names = Names::new("segment", "; add them under a top-level `segments:`");
         let raw = raw.unwrap_or_default();
         let mut built = Some(Vec::with_capacity(raw.len()));
         for (i, segment) in raw.into_iter().enumerate() {
             let path = format!("segments[{i}]");
             let name = self.required(segment.name.as_deref(), &path, "name");
             if let Some(name) = name {
-                match names.find(name) {
-                    Some(first) => self.report(
-                        &format!("{path}.name"),
-                        format!(
-                            "duplicate segment name {}; segments[{first}] has it too",
-                            quoted(name)
-                        ),
-                    ),
-                    None => {
-                        names.index.insert(name.to_owned(), i);
-                        names.ordered.push(name.to_owned());
-                    }
-                }
+                self.define(&mut names, name, i, ());
             }
             let name = name.map(str::to_owned);
-            let sources = self.sources(segment.sources, &path);
+            let sources = self.prefixes(
+                segment.sources,
+                &format!("{path}.sources"),
+                "a segment needs at least one address or prefix, like 10.1.0.0/16",
+            );
             built = built
                 .zip(name.zip(sources))
                 .map(|(mut all, (name, sources))| {
@@ -85,32 +44,21 @@ impl Checks<'_> {
         CheckedSegments { built, names }
     }
 
-    /// A segment's `sources`: at least one address or prefix, each canonical.
-    fn sources(&mut self, raw: Option<Vec<String>>, path: &str) -> Option<Vec<Prefix>> {
-        let Some(raw) = raw else {
-            self.missing(
-                path,
-                "sources",
-                "a segment needs at least one address or prefix, like 10.1.0.0/16",
-            );
-            return None;
-        };
-        if raw.is_empty() {
-            self.report(
-                &format!("{path}.sources"),
-                "expected at least one address or prefix, found none",
-            );
-            return None;
-        }
-        let mut built = Some(Vec::with_capacity(raw.len()));
-        for (j, text) in raw.iter().enumerate() {
-            let prefix = self.prefix(text, &format!("{path}.sources[{j}]"));
-            built = built.zip(prefix).map(|(mut all, one)| {
-                all.push(one);
-                all
-            });
-        }
-        built
+    /// The networks at `path` (a segment's `sources`, a peer's `allowed_ips`): at least one,
+    /// each canonical; `why` says what the list is for.
+    pub(super) fn prefixes(
+        &mut self,
+        raw: Option<Vec<String>>,
+        path: &str,
+        why: &str,
+    ) -> Option<Vec<Prefix>> {
+        let raw = self.non_empty_list(raw, path, why, "address or prefix")?;
+        let checked: Vec<Option<Prefix>> = raw
+            .iter()
+            .enumerate()
+            .map(|(j, text)| self.prefix(text, &format!("{path}[{j}]")))
+            .collect();
+        checked.into_iter().collect()
     }
 
     /// One network (a segment source or a tunnel peer's allowed IPs).
@@ -150,10 +98,8 @@ impl Checks<'_> {
         }
         let mut built = Some(Vec::with_capacity(raw.len()));
         for (k, name) in raw.iter().enumerate() {
-            let found = segments.find(name);
-            if found.is_none() {
-                self.report(&format!("{path}[{k}]"), segments.unknown(name));
-            }
+            let found = self.resolve(segments, name, &format!("{path}[{k}]"));
+            let found = found.map(|segment| segment.index);
             built = built.zip(found).map(|(mut all, one)| {
                 all.push(one);
                 all

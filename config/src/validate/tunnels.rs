@@ -7,13 +7,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::key_files::Secret;
+use super::names::Names;
 use super::Checks;
 use crate::issue::quoted;
 use crate::key;
 use crate::model::{Endpoint, Forward, Tunnel, TunnelPeer};
 use crate::prefix::Prefix;
 use crate::raw::{RawForward, RawTunnel, RawTunnelPeer};
-use crate::suggest::nearest;
 
 /// Default tunnel MTU, as wg-quick picks for an IPv4 or IPv6 underlay.
 const MTU: u16 = 1420;
@@ -32,86 +32,38 @@ pub(super) struct CheckedTunnels {
     pub names: TunnelNames,
 }
 
-/// Tunnel names as written, with what of each tunnel was valid, so that a backend naming a
-/// tunnel with an error of its own gets one error (the tunnel's), not two.
-#[derive(Default)]
-pub(super) struct TunnelNames {
-    /// The first definition of each name, in file order.
-    first: Vec<TunnelRef>,
-}
+/// Tunnel names, with what of each tunnel was valid, for backends' `via` to refer to.
+pub(super) type TunnelNames = Names<TunnelRef>;
 
-/// What a backend's `via` is checked against.
-struct TunnelRef {
-    name: String,
-    /// Index into `Config::tunnels`.
-    index: usize,
-    /// The tunnel's own address, if valid.
+/// What a backend's `via` is checked against: the parts of the tunnel that were valid.
+#[derive(Default)]
+pub(super) struct TunnelRef {
+    /// The tunnel's own address.
     address: Option<IpAddr>,
     /// The peer's `allowed_ips`, if all were valid.
     allowed_ips: Option<Vec<Prefix>>,
 }
 
-impl TunnelNames {
-    /// The first tunnel called `name`.
-    fn find(&self, name: &str) -> Option<&TunnelRef> {
-        self.first.iter().find(|t| t.name == name)
-    }
-
-    /// "no tunnel named ..." with a hint of what was meant.
-    fn unknown(&self, name: &str) -> String {
-        let names = self.first.iter().map(|t| t.name.as_str());
-        let hint = match nearest(name, names.clone()) {
-            Some(near) => format!("did you mean {}?", quoted(near)),
-            None if self.first.is_empty() => {
-                "no tunnels are defined; add them under a top-level `tunnels:`".to_owned()
-            }
-            None => {
-                let listed: Vec<String> = names.take(8).map(quoted).collect();
-                let more = if self.first.len() > 8 { ", ..." } else { "" };
-                format!("defined tunnels are {}{more}", listed.join(", "))
-            }
-        };
-        format!("no tunnel named {}; {hint}", quoted(name))
-    }
-}
-
 impl Checks<'_> {
     /// `tunnels:`: optional; names unique, listen ports unique.
     pub(super) fn tunnels(&mut self, raw: Option<Vec<RawTunnel>>) -> CheckedTunnels {
-        let mut names = TunnelNames::default();
+        let mut names = Names::new("tunnel", "; add them under a top-level `tunnels:`");
         let mut ports: Vec<(u16, usize)> = Vec::new();
         let raw = raw.unwrap_or_default();
         let mut built = Some(Vec::with_capacity(raw.len()));
         for (i, tunnel) in raw.into_iter().enumerate() {
             let path = format!("tunnels[{i}]");
             let name = self.required(tunnel.name.as_deref(), &path, "name");
-            let mut slot = None;
-            if let Some(name) = name {
-                match names.find(name) {
-                    Some(first) => self.report(
-                        &format!("{path}.name"),
-                        format!(
-                            "duplicate tunnel name {}; tunnels[{}] has it too",
-                            quoted(name),
-                            first.index
-                        ),
-                    ),
-                    None => {
-                        slot = Some(names.first.len());
-                        names.first.push(TunnelRef {
-                            name: name.to_owned(),
-                            index: i,
-                            address: None,
-                            allowed_ips: None,
-                        });
-                    }
-                }
-            }
+            // Defined before the tunnel is checked, so that a duplicate is reported first.
+            let first =
+                name.and_then(|name| self.define(&mut names, name, i, TunnelRef::default()));
             let name = name.map(str::to_owned);
             let checked = self.tunnel(tunnel, name, i, &mut ports);
-            if let Some(tunnel_ref) = slot.and_then(|s| names.first.get_mut(s)) {
-                tunnel_ref.address = checked.address;
-                tunnel_ref.allowed_ips = checked.allowed_ips;
+            if let Some(first) = first {
+                *first = TunnelRef {
+                    address: checked.address,
+                    allowed_ips: checked.allowed_ips,
+                };
             }
             built = built.zip(checked.built).map(|(mut all, one)| {
                 all.push(one);
@@ -246,7 +198,11 @@ impl Checks<'_> {
             None => Some(None),
             Some(text) => self.endpoint(text, &at("endpoint")).map(Some),
         };
-        let allowed_ips = self.allowed_ips(raw.allowed_ips, path);
+        let allowed_ips = self.prefixes(
+            raw.allowed_ips,
+            &format!("{path}.allowed_ips"),
+            "the networks behind the peer, like 10.20.0.0/16",
+        );
         let persistent_keepalive = match raw.persistent_keepalive.as_deref() {
             None => Some(None),
             Some(text) if text.trim() == "off" => Some(None),
@@ -270,34 +226,6 @@ impl Checks<'_> {
             })
         })();
         (peer, allowed_ips)
-    }
-
-    /// The peer's `allowed_ips`: at least one network, each canonical.
-    fn allowed_ips(&mut self, raw: Option<Vec<String>>, path: &str) -> Option<Vec<Prefix>> {
-        let Some(raw) = raw else {
-            self.missing(
-                path,
-                "allowed_ips",
-                "the networks behind the peer, like 10.20.0.0/16",
-            );
-            return None;
-        };
-        if raw.is_empty() {
-            self.report(
-                &format!("{path}.allowed_ips"),
-                "expected at least one address or prefix, found none",
-            );
-            return None;
-        }
-        let mut built = Some(Vec::with_capacity(raw.len()));
-        for (j, text) in raw.iter().enumerate() {
-            let prefix = self.prefix(text, &format!("{path}.allowed_ips[{j}]"));
-            built = built.zip(prefix).map(|(mut all, one)| {
-                all.push(one);
-                all
-            });
-        }
-        built
     }
 
     /// A peer's endpoint: `IP:PORT`, or `HOST:PORT` (a DNS name; resolved by the proxy, not
@@ -411,12 +339,10 @@ impl Checks<'_> {
         tunnels: &TunnelNames,
     ) -> Option<usize> {
         let path = format!("{path}.via");
-        let Some(tunnel) = tunnels.find(name) else {
-            self.report(&path, tunnels.unknown(name));
-            return None;
-        };
+        let defined = self.resolve(tunnels, name, &path)?;
+        let (index, tunnel) = (defined.index, &defined.item);
         let Some(addr) = addr else {
-            return Some(tunnel.index);
+            return Some(index);
         };
         let ip = addr.ip().to_canonical();
         if let Some(address) = tunnel.address {
@@ -450,7 +376,7 @@ impl Checks<'_> {
                 return None;
             }
         }
-        Some(tunnel.index)
+        Some(index)
     }
 }
 

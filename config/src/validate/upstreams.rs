@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::names::Names;
 use super::tunnels::TunnelNames;
 use super::{defaults, Checks};
 use crate::issue::quoted;
 use crate::model::{Backend, PredictiveWeights, RetryBudget, Scale, Upstream};
 use crate::raw::{RawBackend, RawPredictive, RawRetryBudget, RawScale, RawUpstream};
-use crate::suggest::nearest;
 
 /// The upstreams as built (if all were valid), and their names for resolving references.
 pub(super) struct CheckedUpstreams {
@@ -18,35 +18,8 @@ pub(super) struct CheckedUpstreams {
     pub names: UpstreamNames,
 }
 
-/// Upstream names as written, so that a route naming an upstream that exists but has an
-/// error of its own gets one error (the upstream's), not two.
-#[derive(Default)]
-pub(super) struct UpstreamNames {
-    /// Each name with the index of its first definition, in file order.
-    first: Vec<(String, usize)>,
-}
-
-impl UpstreamNames {
-    /// Index into `Config::upstreams` of the upstream called `name`.
-    pub fn find(&self, name: &str) -> Option<usize> {
-        self.first.iter().find(|(n, _)| n == name).map(|(_, i)| *i)
-    }
-
-    /// "no upstream named ..." with a hint of what was meant.
-    pub fn unknown(&self, name: &str) -> String {
-        let names = self.first.iter().map(|(n, _)| n.as_str());
-        let hint = match nearest(name, names.clone()) {
-            Some(near) => format!("did you mean {}?", quoted(near)),
-            None if self.first.is_empty() => "no upstreams are defined".to_owned(),
-            None => {
-                let listed: Vec<String> = names.take(8).map(quoted).collect();
-                let more = if self.first.len() > 8 { ", ..." } else { "" };
-                format!("defined upstreams are {}{more}", listed.join(", "))
-            }
-        };
-        format!("no upstream named {}; {hint}", quoted(name))
-    }
-}
+/// Upstream names, for routes and tcp listeners to refer to.
+pub(super) type UpstreamNames = Names;
 
 impl Checks<'_> {
     /// `upstreams:`: required, and every entry valid.
@@ -59,24 +32,15 @@ impl Checks<'_> {
             self.missing("", "upstreams", "");
             return CheckedUpstreams {
                 built: None,
-                names: UpstreamNames::default(),
+                names: Names::new("upstream", ""),
             };
         };
-        let mut names = UpstreamNames::default();
+        let mut names = Names::new("upstream", "");
         let mut built = Some(Vec::with_capacity(raw.len()));
         for (i, upstream) in raw.into_iter().enumerate() {
             let path = format!("upstreams[{i}]");
             if let Some(name) = &upstream.name {
-                match names.find(name) {
-                    Some(first) => self.report(
-                        &format!("{path}.name"),
-                        format!(
-                            "duplicate upstream name {}; upstreams[{first}] has it too",
-                            quoted(name)
-                        ),
-                    ),
-                    None => names.first.push((name.clone(), i)),
-                }
+                self.define(&mut names, name, i, ());
             }
             let checked = self.upstream(upstream, &path, tunnels);
             built = built.zip(checked).map(|(mut all, one)| {
@@ -327,17 +291,8 @@ impl Checks<'_> {
         path: &str,
         tunnels: &TunnelNames,
     ) -> Option<Vec<Backend>> {
-        let Some(raw) = raw else {
-            self.missing(path, "backends", "an upstream needs at least one backend");
-            return None;
-        };
-        if raw.is_empty() {
-            self.report(
-                &format!("{path}.backends"),
-                "expected at least one backend, found none",
-            );
-            return None;
-        }
+        let why = "an upstream needs at least one backend";
+        let raw = self.non_empty_list(raw, &format!("{path}.backends"), why, "backend")?;
         let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
         let any_standby = raw.iter().any(|b| b.standby == Some(true));
         let mut built = Some(Vec::with_capacity(raw.len()));

@@ -16,6 +16,31 @@ upstreams:
   - { name: api, backends: [ { addr: 127.0.0.1:9001 } ] }
 ";
 
+/// A valid `upstreams:` section to complete listener-only examples (lines 1-3).
+pub const UPSTREAMS: &str = "\
+upstreams:
+  - name: api
+    backends: [ { addr: 127.0.0.1:9001 } ]
+";
+
+/// The opening of http listener `web` (lines 1-5): its routes follow, indented six spaces.
+pub const WEB_ROUTES: &str = "\
+listeners:
+  - name: web
+    bind: 127.0.0.1:8080
+    protocol: http
+    routes:
+";
+
+/// Listener `web` routing everything to upstream `api`, and the start of `api` (lines 1-4):
+/// its keys follow, indented four spaces.
+pub const WEB_TO_API: &str = "\
+listeners:
+  - { name: web, bind: 127.0.0.1:8080, protocol: http, routes: [ { upstream: api } ] }
+upstreams:
+  - name: api
+";
+
 /// `text` parsed as `augur.yaml`; panics with the errors if it is refused.
 #[track_caller]
 pub fn config(text: &str) -> Config {
