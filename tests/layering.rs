@@ -26,11 +26,15 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             continue;
         }
         let text = std::fs::read_to_string(file).expect("read a source file");
+        // The code without comments, as one line: a `use crate::{..}` group rustfmt wrapped
+        // over several lines is read whole.
+        let code: String = text
+            .lines()
+            .map(|line| line.split("//").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ");
         let named = graph.entry(top.clone()).or_default();
-        for line in text.lines() {
-            let code = line.split("//").next().unwrap_or("");
-            named.extend(crate_paths(code).filter(|m| *m != top));
-        }
+        named.extend(crate_paths(&code).filter(|m| *m != top));
     }
     let modules: BTreeSet<String> = graph.keys().cloned().collect();
     for named in graph.values_mut() {
@@ -134,4 +138,6 @@ fn a_cycle_is_found() {
     assert_eq!(on, ["a", "b", "c"]);
     let paths: Vec<String> = crate_paths("use crate::{feedback::X, lifecycle};").collect();
     assert_eq!(paths, ["feedback", "lifecycle"]);
+    let wrapped: Vec<String> = crate_paths("use crate::{\n    a::B,\n    c,\n};").collect();
+    assert_eq!(wrapped, ["a", "c"]);
 }

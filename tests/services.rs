@@ -46,6 +46,10 @@ fn a_predictor_that_panics_is_restarted_while_requests_are_answered() {
     assert_eq!(predictor["running"], true, "{predictor}");
     assert_eq!(predictor["stale"], false, "{predictor}");
     assert_eq!(predictor["restarts"], 1, "{predictor}");
+    // The restarted predictor's models are new, but its counts carry on from the old one's.
+    let version = predictor["snapshot_version"].as_u64().unwrap();
+    let ticks = predictor["ticks"].as_u64().unwrap();
+    assert!(version > 5 && ticks > 5, "counts went back: {predictor}");
     let listed = status["services"].as_array().unwrap();
     let entry = listed.iter().find(|s| s["name"] == "predictor").unwrap();
     assert_eq!(entry["state"], "running");

@@ -118,6 +118,16 @@ mod tests {
     }
 
     #[test]
+    fn panic_never_opens_a_held_standby() {
+        let mut m = members(1).remove(0);
+        m.standby = true;
+        let snapshot = Snapshot::default();
+        assert!(!open(&m, &snapshot, true), "healthy and held");
+        let _upstream = eject(&m);
+        assert!(!open(&m, &snapshot, true), "ejected and held");
+    }
+
+    #[test]
     fn a_finished_snapshot_shows_what_picks_decide() {
         let mut m = members(3);
         m[1].standby = true;

@@ -1,10 +1,12 @@
-//! Proves that picking a backend allocates nothing, for every policy (the request-path promise).
+//! Proves that the request path's routing allocates nothing, for every policy: the pick (with
+//! slow start, a standby member and the eligibility rule in play) and the `Attempt` lifecycle
+//! around it (begin, answered, finish, and the drop that gives the slot back).
 
 use std::alloc::System;
 
 use augur_predictor::{
-    BackendId, BuildPolicy, Forecast, Member, PickContext, Policy, PolicyKind, PredictiveParams,
-    Snapshot, Tried,
+    Attempt, BackendId, BuildPolicy, Exchange, Forecast, Member, PickContext, Policy, PolicyKind,
+    PredictiveParams, Snapshot, Tried,
 };
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -18,9 +20,14 @@ fn picks_do_not_allocate() {
             weight: 1 + i % 4,
             cost: f64::from(i % 3) * 0.2,
             local: i < 12,
+            // One standby member, held (the snapshot does not say it was woken).
+            standby: i == 15,
             ..Member::new(i as BackendId)
         })
         .collect();
+    // Two members back from an outage, ramping up through slow start.
+    members[3].live.health.start_slow_start(1);
+    members[7].live.health.start_slow_start(1);
     let snapshot = Snapshot {
         version: 1,
         built_at_nanos: 0,
@@ -64,7 +71,7 @@ fn picks_do_not_allocate() {
     }
 }
 
-/// 10,000 picks with the request path's bookkeeping around each; the sum of the picks.
+/// 10,000 picks, each in the request path's `Attempt`; the sum of the picks.
 fn pick_many(policy: &dyn Policy, members: &[Member], snapshot: &Snapshot) -> usize {
     let mut sum = 0usize;
     for i in 0..10_000u64 {
@@ -72,19 +79,18 @@ fn pick_many(policy: &dyn Policy, members: &[Member], snapshot: &Snapshot) -> us
             now_nanos: i * 1_000_000,
             snapshot,
             ignore_health: false,
-            slow_start_nanos: 0,
+            // 100 s: the ramping members stay in slow start throughout.
+            slow_start_nanos: 100_000_000_000,
         };
         let mut tried = Tried::default();
         tried.insert(i as usize % 16);
         let pick = policy.pick(&cx, members, &tried).expect("a member");
-        let guard = members[pick].live.begin();
-        members[pick]
-            .live
-            .rtt
-            .observe(2e6, cx.now_nanos, 30e6, 10e9);
-        members[pick].live.record(200, false);
-        drop(guard);
-        sum += pick;
+        assert_ne!(pick, 15, "a held standby is never picked");
+        let mut attempt = Attempt::begin(&members[pick], Exchange::Request, cx.now_nanos);
+        attempt.answered(cx.now_nanos + 2_000_000);
+        attempt.reported(Some(0.5));
+        let observation = attempt.finish(cx.now_nanos + 3_000_000, 200, false, 100);
+        sum += pick + observation.bytes as usize;
     }
     sum
 }

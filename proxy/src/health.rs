@@ -123,10 +123,7 @@ async fn probe(kind: &CheckKind, entry: &Backend, timeout: Duration) -> Result<(
     let CheckKind::Http { path, expect } = kind else {
         return Ok(());
     };
-    let request = Request {
-        user_agent: "augur-health-check",
-        ..Request::get(path)
-    };
+    let request = Request::get(path).user_agent("augur-health-check");
     conn.write_all(&request.encode(entry.addr, true))
         .await
         .map_err(|_| Failure::Reset)?;

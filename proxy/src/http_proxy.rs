@@ -315,15 +315,11 @@ impl ProxyHttp for HttpProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // The round trip ends when the response header arrives (tower's completion point).
-        let Some((_, attempt)) = ctx.attempt.as_mut() else {
-            return Ok(());
-        };
-        attempt.answered(clock::now_nanos());
         // A backend's own load report (ORCA). A malformed one is ignored and counted.
+        let mut reported = None;
         if let Some(value) = upstream_response.headers.get(LOAD_REPORT_HEADER) {
             match load_report::parse(value.as_bytes()) {
-                Ok(report) => attempt.reported(report.utilization().map(|u| u as f32)),
+                Ok(report) => reported = Some(report.utilization().map(|u| u as f32)),
                 Err(_) => {
                     self.shared
                         .feedback
@@ -333,6 +329,19 @@ impl ProxyHttp for HttpProxy {
             }
             if !self.shared.feedback.keep_load_reports {
                 upstream_response.remove_header(LOAD_REPORT_HEADER);
+            }
+        }
+        // An interim answer (100 Continue, 103 Early Hints) is not the answer: the round trip
+        // ends when the final response header arrives (tower's completion point). 101 is
+        // final: the connection is the other protocol's from then on.
+        let status = upstream_response.status.as_u16();
+        if (100..200).contains(&status) && status != 101 {
+            return Ok(());
+        }
+        if let Some((_, attempt)) = ctx.attempt.as_mut() {
+            attempt.answered(clock::now_nanos());
+            if let Some(utilization) = reported {
+                attempt.reported(utilization);
             }
         }
         Ok(())

@@ -86,6 +86,12 @@ fn run(
     panic_after: &mut Option<u64>,
 ) {
     let mut predictor = Predictor::new(settings);
+    // A restart starts new models, but the snapshot version and the tick count carry on from
+    // what the last run published: they only ever go up (dashboards and alerts rely on it).
+    let (base_version, base_ticks) = (
+        routing.snapshot.load().version,
+        feedback.predictor_view.load().ticks,
+    );
     let mut next = Instant::now() + settings.tick;
     loop {
         // A fixed-rate ticker: the models take one step per tick.
@@ -104,6 +110,7 @@ fn run(
         let now = clock::now_nanos();
         let rt = routing.runtime.load_full();
         let mut snapshot = predictor.tick(now);
+        snapshot.version += base_version;
         standby.planning.set_events(events(feedback, &rt, now));
         let (pools, concurrency) = plan(
             standby,
@@ -126,7 +133,7 @@ fn run(
             reports,
             pools,
             concurrency,
-            ticks: predictor.ticks(),
+            ticks: base_ticks + predictor.ticks(),
             last_tick: started.elapsed(),
         }));
         if *panic_after == Some(predictor.ticks()) {

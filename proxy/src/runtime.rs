@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use augur_config::{Config, HealthCheck, ListenerKind};
-use augur_predictor::BuildPolicy;
 use augur_predictor::{
-    Attempt, BackendId, EjectionPolicy, Failure, HealthChange, HealthState, Live, Member,
-    PickContext, Policy, PredictiveParams, RetryBudget, Tried, UpstreamHealth, Verdicts,
+    Attempt, BackendId, BuildPolicy, EjectionPolicy, Failure, HealthChange, HealthState, Live,
+    Member, PickContext, Policy, PredictiveParams, RetryBudget, Tried, UpstreamHealth, Verdicts,
 };
 use augur_segmenter::Table;
 

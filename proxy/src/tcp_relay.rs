@@ -150,7 +150,7 @@ impl ServerApp for TcpRelay {
             // accepting shows as silent, as an HTTP backend that stops answering does).
             let backend = &upstream.backends[b];
             let mut attempt = Attempt::begin(&backend.member, Exchange::Session, sent_at);
-            match upstream.backends[b].dial(upstream.connect_timeout).await {
+            match backend.dial(upstream.connect_timeout).await {
                 Ok(mut server) => {
                     // For a relay the round trip the balancer can see is the connect.
                     let now = clock::now_nanos();
@@ -198,7 +198,7 @@ impl ServerApp for TcpRelay {
                     upstream.judge(b, &mut attempt, Some(Failure::Connect), now);
                     let observation = attempt.fail(now, Outcome::ConnectFailure);
                     self.shared.feedback.recorder.push(observation);
-                    tracing::debug!(backend = %upstream.backends[b].label, error = %e, "tcp connect failed");
+                    tracing::debug!(backend = %backend.label, error = %e, "tcp connect failed");
                     if !upstream.may_retry(attempts, &tried, now) {
                         break (502, None);
                     }

@@ -23,6 +23,13 @@ impl AllowedIps {
         AllowedIps { prefixes }
     }
 
+    /// From the config's prefixes (the one CIDR type), as they are.
+    pub fn from_prefixes(prefixes: impl IntoIterator<Item = Prefix>) -> AllowedIps {
+        AllowedIps {
+            prefixes: prefixes.into_iter().collect(),
+        }
+    }
+
     /// Whether `ip` falls in one of the prefixes.
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.prefixes.iter().any(|prefix| prefix.contains(ip))

@@ -18,8 +18,9 @@ const READ_CHUNK: usize = 8192;
 /// One request to send.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    /// `GET`, `POST`, ...
-    pub method: &'a str,
+    /// `GET` or `POST`, set by the constructors only: the response reader expects a body
+    /// whenever the framing says so, which a `HEAD` answer never has.
+    method: &'static str,
     /// Path and query.
     pub path: &'a str,
     /// A JSON body (`POST`), sent with its length; `None` sends no body.
@@ -46,6 +47,11 @@ impl<'a> Request<'a> {
             json: Some(body),
             ..Request::get(path)
         }
+    }
+
+    /// The same request with another `User-Agent`.
+    pub fn user_agent(self, user_agent: &'a str) -> Self {
+        Request { user_agent, ..self }
     }
 
     /// The request's bytes for `host`; `close` asks the server to close after answering.

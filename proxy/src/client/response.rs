@@ -6,8 +6,9 @@
 //! value or a [`ResponseError`], never a panic. This file uses only `std`, `httparse` and
 //! `thiserror`, because the `http_response` fuzz target compiles it on its own.
 
-/// Most header fields read in a head or a trailer.
-const MAX_FIELDS: usize = 64;
+/// Most header fields read in a head or a trailer (as many as Pingora's own client reads, so
+/// a health check never refuses what the proxy accepts).
+const MAX_FIELDS: usize = 256;
 /// Longest chunk-size line (size and extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4096;
 /// A chunked body may take this many times its cap on the wire (framing included), so a
@@ -92,7 +93,13 @@ pub fn parse_head(buf: &[u8], max: usize) -> Result<Option<Head>, ResponseError>
     loop {
         let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let mut response = httparse::Response::new(&mut fields);
-        let len = match response.parse(&buf[start..]) {
+        // As lenient as Pingora's client towards backends: a space before a field's colon,
+        // and obsolete folded field lines.
+        let parsed = httparse::ParserConfig::default()
+            .allow_spaces_after_header_name_in_responses(true)
+            .allow_obsolete_multiline_headers_in_responses(true)
+            .parse_response(&mut response, &buf[start..]);
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() >= max => {
                 return Err(ResponseError::HeadTooLarge(max))
@@ -231,7 +238,11 @@ impl ResponseReader {
             Framing::Length(_) | Framing::UntilClose => Ok(None),
             Framing::Chunked => match self.chunks(buf)? {
                 Some(len) => Ok(Some(whole(std::mem::take(&mut self.body), len))),
-                None if rest.len() > CHUNKED_OVERHEAD * max + MAX_CHUNK_LINE => {
+                None if rest.len()
+                    > CHUNKED_OVERHEAD
+                        .saturating_mul(max)
+                        .saturating_add(MAX_CHUNK_LINE) =>
+                {
                     Err(ResponseError::BodyTooLarge(max))
                 }
                 None if eof => Err(ResponseError::Truncated),
@@ -272,7 +283,7 @@ impl ResponseReader {
                 .filter(|&s| s <= max - self.body.len())
                 .ok_or(ResponseError::BodyTooLarge(max))?;
             let data = &at[line..];
-            if data.len() < size + 2 {
+            if data.len() < size.saturating_add(2) {
                 return Ok(None);
             }
             if &data[size..size + 2] != b"\r\n" {
@@ -370,6 +381,20 @@ mod tests {
             ],
             |e| *e == ResponseError::BadChunk,
         );
+    }
+
+    #[test]
+    fn heads_are_read_as_leniently_as_pingora_reads_backends() {
+        // A space before a colon, a folded field line, and many fields: Pingora's proxy takes
+        // such a backend, so its health check must too (70 fields: more than the 64 read before).
+        let mut bytes = b"HTTP/1.1 200 OK\r\nServer : x\r\nX-Long: a\r\n b\r\n".to_vec();
+        for i in 0..70 {
+            bytes.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
+        }
+        bytes.extend_from_slice(b"Content-Length: 2\r\n\r\nok");
+        assert_eq!(body(&bytes).0, 200);
+        let head = parse_head(&bytes, 16 << 10).unwrap().unwrap();
+        assert_eq!(head.status, 200);
     }
 
     #[test]

@@ -392,7 +392,7 @@ fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
             .persistent_keepalive
             .map(|d| d.as_secs().min(u64::from(u16::MAX)) as u16),
         endpoint: peer_endpoint,
-        allowed_ips: AllowedIps::new(t.peer.allowed_ips.iter().map(|p| (p.addr(), p.length()))),
+        allowed_ips: AllowedIps::from_prefixes(t.peer.allowed_ips.iter().cloned()),
         address: t.address,
         index: (seed >> 40) as u32,
     };
