@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use augur_predictor::{
-    DemandEvent, PlannedUpstream, PoolConcurrency, PoolReport, Predictor, PredictorSettings,
-    Scaling, Snapshot, StandbyPlanning,
+    finish_tick, Decision, DemandEvent, PlannedUpstream, Predictor, PredictorSettings, Scaling,
+    StandbyPlanning,
 };
 use serde_json::json;
 
@@ -109,22 +109,18 @@ fn run(
         }
         let now = clock::now_nanos();
         let rt = routing.runtime.load_full();
-        let mut snapshot = predictor.tick(now);
-        snapshot.version += base_version;
         standby.planning.set_events(events(feedback, &rt, now));
-        let (pools, concurrency) = plan(
-            standby,
-            &rt,
-            &mut snapshot,
+        let upstreams = planned(&rt, &feedback.peers);
+        let (mut snapshot, step) = finish_tick(
+            &mut predictor,
+            &mut standby.planning,
             now,
-            settings.horizon,
-            &feedback.peers,
+            &upstreams,
+            settings.horizon.as_nanos() as u64,
         );
-        // Drain, standby and health as of this tick (picks decide live the same way).
-        augur_predictor::eligibility::finish(
-            &mut snapshot,
-            rt.upstreams.iter().flat_map(|u| u.members()),
-        );
+        snapshot.version += base_version;
+        announce(&standby.hooks, &rt, &step.decisions);
+        let (pools, concurrency) = (step.pools, step.concurrency);
         routing.snapshot.store(Arc::new(snapshot));
         let reports = (0..ids.len() as u32)
             .map(|id| predictor.report(id))
@@ -172,17 +168,9 @@ fn events(feedback: &Feedback, rt: &Runtime, now_nanos: u64) -> Vec<DemandEvent>
         .collect()
 }
 
-/// One standby planning step over every upstream; sends transitions to the hook thread.
-fn plan(
-    standby: &mut Standby,
-    rt: &Runtime,
-    snapshot: &mut Snapshot,
-    now: u64,
-    horizon: Duration,
-    peers: &Peers,
-) -> (Vec<PoolReport>, Vec<PoolConcurrency>) {
-    let upstreams: Vec<PlannedUpstream<'_>> = rt
-        .config
+/// Every upstream as standby planning and the finished snapshot see it.
+fn planned<'a>(rt: &'a Runtime, peers: &Peers) -> Vec<PlannedUpstream<'a>> {
+    rt.config
         .upstreams
         .iter()
         .zip(rt.upstreams.iter())
@@ -195,11 +183,12 @@ fn plan(
             },
             peers: peers.concurrency(&table.name),
         })
-        .collect();
-    let step = standby
-        .planning
-        .plan(now, &upstreams, horizon.as_nanos() as u64, snapshot);
-    for d in step.decisions {
+        .collect()
+}
+
+/// Logs standby planning's decisions and hands them to the scale hook.
+fn announce(hooks: &Hooks, rt: &Runtime, decisions: &[Decision]) {
+    for d in decisions {
         let (t, upstream) = (&d.transition, &rt.config.upstreams[d.upstream]);
         let backend = &rt.upstreams[d.upstream].backends[d.member].label;
         let action = if t.wake { "activate" } else { "deactivate" };
@@ -217,11 +206,10 @@ fn plan(
                 "warmup_seconds": Duration::from_nanos(warmup).as_secs_f64(),
             })
             .to_string();
-            standby.hooks.call(HookCall {
+            hooks.call(HookCall {
                 command: command.clone(),
                 payload,
             });
         }
     }
-    (step.pools, step.concurrency)
 }
