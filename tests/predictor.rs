@@ -44,6 +44,12 @@ fn forecasts_and_load_reports_reach_status_and_metrics() {
     assert_eq!(status["upstreams"][0]["policy"], "predictive");
     assert!(status["predictor"]["snapshot_version"].as_u64().unwrap() > 0);
     assert!(status["predictor"]["observations"].as_u64().unwrap() >= 20);
+    // The latest latency sample is recent (requests were answered just now).
+    let age = status["upstreams"][0]["backends"][0]["predicted"]["sample_age_ms"].as_f64();
+    assert!(
+        age.is_some_and(|a| (0.0..5_000.0).contains(&a)),
+        "sample age {age:?}"
+    );
     assert_eq!(status["predictor"]["observations_dropped"], 0);
     assert!(status["upstreams"][0]["backends"][0]["predicted"]["model"].is_string());
     assert!(status["predictor"]["anomalous"].is_array());

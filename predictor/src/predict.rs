@@ -96,6 +96,8 @@ struct BackendModel {
     // State carried between ticks.
     forecast_next_ms: f64,
     last_observed_ms: f64,
+    /// When the latest latency sample (a request answered, even with a 5xx) completed, ns.
+    last_sample_at: Option<u64>,
     /// Running maximum of observed latency, decaying over `PEAK_MEMORY`.
     recent_peak_ms: f64,
     /// The latency estimate in the last snapshot.
@@ -128,6 +130,7 @@ impl BackendModel {
             history_next: 0,
             forecast_next_ms: f64::NAN,
             last_observed_ms: f64::NAN,
+            last_sample_at: None,
             recent_peak_ms: 0.0,
             published_ms: 0.0,
             rate_now: 0.0,
@@ -161,6 +164,9 @@ pub struct BackendReport {
     pub period: Option<usize>,
     /// The latency model currently chosen.
     pub model: &'static str,
+    /// When the latest latency sample completed (the caller's clock, ns); `None` before any.
+    /// An avoided backend sends none: its age says how stale what is known of it is.
+    pub last_sample_at_nanos: Option<u64>,
 }
 
 /// The predictor: models for every backend, and the snapshot they produce each tick.
@@ -214,6 +220,7 @@ impl Predictor {
             Outcome::Ok | Outcome::ServerError => {
                 m.completed += 1;
                 m.latency_sum_ms += o.total_nanos as f64 / 1e6;
+                m.last_sample_at = Some(m.last_sample_at.map_or(o.at_nanos, |t| t.max(o.at_nanos)));
                 if o.outcome == Outcome::ServerError {
                     m.failures += 1;
                 }
@@ -413,6 +420,7 @@ impl Predictor {
             anomalies: m.anomalies,
             period: m.latency.period(),
             model: m.latency.best().0,
+            last_sample_at_nanos: m.last_sample_at,
         })
     }
 
@@ -514,6 +522,29 @@ mod tests {
         }
         assert!(snap.backends[0].anomaly_penalty < 1.001);
         assert!(snap.backends[1].anomaly_penalty < 1.01);
+    }
+
+    #[test]
+    fn a_report_says_when_the_latest_sample_came() {
+        let mut p = Predictor::new(PredictorSettings::default());
+        p.track(0);
+        p.tick(TICK);
+        assert_eq!(p.report(0).unwrap().last_sample_at_nanos, None);
+        p.observe(&request(0, 5 * TICK, 10.0));
+        // Observations may arrive out of order: the latest stays.
+        p.observe(&request(0, 3 * TICK, 10.0));
+        let failed = Observation {
+            outcome: Outcome::ConnectFailure,
+            ..request(0, 9 * TICK, 0.0)
+        };
+        p.observe(&failed);
+        p.tick(10 * TICK);
+        let report = p.report(0).unwrap();
+        assert_eq!(
+            report.last_sample_at_nanos,
+            Some(5 * TICK),
+            "a failure is no sample"
+        );
     }
 
     #[test]

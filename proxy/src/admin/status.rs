@@ -59,6 +59,11 @@ fn predicted(shared: &Shared, rt: &Runtime, m: &augur_predictor::Member) -> Valu
         v["anomalies"] = json!(r.anomalies);
         v["season_ticks"] = json!(r.period);
         v["model"] = json!(r.model);
+        // How old the latest latency sample is: an avoided backend sends none, so its
+        // "observed" figure may be old news (null before any sample).
+        v["sample_age_ms"] = r.last_sample_at_nanos.map_or(Value::Null, |at| {
+            num(crate::clock::now_nanos().saturating_sub(at) as f64 / 1e6)
+        });
     }
     v
 }

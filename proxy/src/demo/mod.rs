@@ -121,7 +121,8 @@ fn load(proxy: SocketAddr) {
     }
 }
 
-/// Every 2 s: observed and predicted latency per backend and its share of the last 2 s.
+/// Every 2 s: observed latency (and the age of the latest sample), predicted latency and the
+/// share of the last 2 s, per backend.
 fn view(admin: SocketAddr) {
     let budget = Budget {
         connect: TIMEOUT,
@@ -151,17 +152,21 @@ fn view(admin: SocketAddr) {
             .map(|(i, c)| c.saturating_sub(last.get(i).copied().unwrap_or(0)))
             .collect();
         let total: u64 = delta.iter().sum::<u64>().max(1);
-        let mut out = String::from("\nbackend          observed   predicted   share (predictive)   round_robin would give\n");
+        let mut out = String::from("\nbackend          observed   sample age   predicted   share (predictive)   round_robin would give\n");
         for (i, b) in backends.iter().enumerate() {
             let p = &b["predicted"];
             let ms = |v: &Value| {
                 v.as_f64()
                     .map_or("     -".to_owned(), |x| format!("{x:6.1}"))
             };
+            let age = p["sample_age_ms"]
+                .as_f64()
+                .map_or("      -".to_owned(), |x| format!("{:6.1}s", x / 1e3));
             out.push_str(&format!(
-                "{:<16} {} ms  {} ms   {:5.1}%               {:5.1}%\n",
+                "{:<16} {} ms  {}      {} ms   {:5.1}%               {:5.1}%\n",
                 b["addr"].as_str().unwrap_or("?"),
                 ms(&p["observed_latency_ms"]),
+                age,
                 ms(&p["latency_ms"]),
                 100.0 * delta[i] as f64 / total as f64,
                 100.0 / backends.len().max(1) as f64,
