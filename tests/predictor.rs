@@ -64,6 +64,8 @@ fn forecasts_and_load_reports_reach_status_and_metrics() {
     for name in [
         "augur_backend_predicted_latency_ms{upstream=\"u\"",
         "augur_backend_predicted_utilization{upstream=\"u\"",
+        "augur_backend_observed_latency_ms{upstream=\"u\"",
+        "augur_backend_sample_age_seconds{upstream=\"u\"",
         "augur_predictor_snapshot_version ",
         "augur_predictor_observations_dropped_total 0",
         "augur_load_reports_invalid_total 1",

@@ -60,6 +60,8 @@ families! {
     PREDICTED_LATENCY: Gauge augur_backend_predicted_latency_ms{upstream, backend};
     /// Latency observed in the predictor's last tick with traffic.
     OBSERVED_LATENCY: Gauge augur_backend_observed_latency_ms{upstream, backend};
+    /// Age of the latest latency sample (an avoided backend sends none).
+    SAMPLE_AGE: Gauge augur_backend_sample_age_seconds{upstream, backend};
     /// Utilisation the predictor expects over its horizon (1 = capacity).
     PREDICTED_UTILIZATION: Gauge augur_backend_predicted_utilization{upstream, backend};
     /// Latency multiplier of a backend flagged anomalous (1 = none).
@@ -72,17 +74,22 @@ families! {
     ANOMALIES: Counter augur_backend_anomalies_total{upstream, backend};
 }
 
-/// A backend's figure from the predictor's snapshot and last report (none: no sample).
-type PredictorFigure = fn(&Forecast, Option<&BackendReport>) -> Option<f64>;
+/// A backend's figure from the predictor's snapshot and last report, at a time on the process
+/// clock (none: no sample).
+type PredictorFigure = fn(&Forecast, Option<&BackendReport>, u64) -> Option<f64>;
 
-const BACKEND_PREDICTED: [(Family<2>, PredictorFigure); 7] = [
-    (PREDICTED_LATENCY, |f, _| Some(f.latency_ms)),
-    (OBSERVED_LATENCY, |f, _| Some(f.observed_latency_ms)),
-    (PREDICTED_UTILIZATION, |f, _| Some(f.utilization)),
-    (ANOMALY_PENALTY, |f, _| Some(f.anomaly_penalty)),
-    (FORECAST_MAE, |_, r| r.and_then(|r| r.mae_ms)),
-    (FORECAST_MAPE, |_, r| r.and_then(|r| r.mape)),
-    (ANOMALIES, |_, r| r.map(|r| r.anomalies as f64)),
+const BACKEND_PREDICTED: [(Family<2>, PredictorFigure); 8] = [
+    (PREDICTED_LATENCY, |f, _, _| Some(f.latency_ms)),
+    (OBSERVED_LATENCY, |_, r, _| r.map(|r| r.observed_ms)),
+    (SAMPLE_AGE, |_, r, now| {
+        let at = r?.last_sample_at_nanos?;
+        Some(now.saturating_sub(at) as f64 / 1e9)
+    }),
+    (PREDICTED_UTILIZATION, |f, _, _| Some(f.utilization)),
+    (ANOMALY_PENALTY, |f, _, _| Some(f.anomaly_penalty)),
+    (FORECAST_MAE, |_, r, _| r.and_then(|r| r.mae_ms)),
+    (FORECAST_MAPE, |_, r, _| r.and_then(|r| r.mape)),
+    (ANOMALIES, |_, r, _| r.map(|r| r.anomalies as f64)),
 ];
 
 families! {
@@ -248,12 +255,14 @@ fn traffic(doc: &mut Exposition, rt: &Runtime) {
 fn predictor(doc: &mut Exposition, shared: &Shared, rt: &Runtime) {
     let snapshot = shared.routing.snapshot.load();
     let view = shared.feedback.predictor_view.load();
+    let now = crate::clock::now_nanos();
     for (family, figure) in &BACKEND_PREDICTED {
         doc.family(family, |s| {
             for (u, b, m) in backends(rt) {
                 let report = view.reports.get(m.id as usize).and_then(|r| r.as_ref());
                 // A figure not known yet (or not finite) is left out rather than guessed.
-                if let Some(v) = figure(&snapshot.get(m.id), report).filter(|v| v.is_finite()) {
+                if let Some(v) = figure(&snapshot.get(m.id), report, now).filter(|v| v.is_finite())
+                {
                     s.sample([&u.name, &b.label], v);
                 }
             }

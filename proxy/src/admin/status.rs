@@ -45,7 +45,6 @@ fn predicted(shared: &Shared, rt: &Runtime, m: &augur_predictor::Member) -> Valu
     let f = snapshot.get(id);
     let mut v = json!({
         "latency_ms": num(f.latency_ms),
-        "observed_latency_ms": num(f.observed_latency_ms),
         "utilization": num(f.utilization),
         "anomaly_penalty": num(f.anomaly_penalty),
         "error_rate": num(f.error_rate),
@@ -59,6 +58,8 @@ fn predicted(shared: &Shared, rt: &Runtime, m: &augur_predictor::Member) -> Valu
         v["anomalies"] = json!(r.anomalies);
         v["season_ticks"] = json!(r.period);
         v["model"] = json!(r.model);
+        // The last tick with traffic's: an avoided backend keeps its last figure, never 0.
+        v["observed_latency_ms"] = num(r.observed_ms);
         // How old the latest latency sample is: an avoided backend sends none, so its
         // "observed" figure may be old news (null before any sample).
         v["sample_age_ms"] = r.last_sample_at_nanos.map_or(Value::Null, |at| {
