@@ -75,19 +75,9 @@ impl Attempt {
         }
     }
 
-    /// The backend this attempt went to.
-    pub fn backend(&self) -> BackendId {
-        self.backend
-    }
-
     /// Whether the backend answered (response header, or connection made).
     pub fn is_answered(&self) -> bool {
         self.answered_at != 0
-    }
-
-    /// Whether the backend's health was already told how this attempt went.
-    pub fn is_judged(&self) -> bool {
-        self.judged
     }
 
     /// The backend answered at `now`: it stops waiting, and the round trip feeds the
@@ -309,7 +299,6 @@ mod tests {
         assert_eq!(a.judge(Some(Failure::Reset), MS, rules), None);
         // A second verdict on the same attempt would double-count the failure.
         assert_eq!(a.judge(Some(Failure::Reset), MS, rules), None);
-        assert!(a.is_judged());
         drop(a);
         let mut b = Attempt::begin(&m[0], Exchange::Request, 2 * MS);
         let change = b.judge(Some(Failure::Timeout), 2 * MS, rules);

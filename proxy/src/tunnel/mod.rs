@@ -412,13 +412,10 @@ fn start_one(index: usize, t: &augur_config::Tunnel) -> anyhow::Result<Tunnel> {
     std::thread::Builder::new()
         .name(format!("tunnel-{}", t.name))
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match crate::services::runtime() {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(tunnel = %driver_link.name, error = %e, "tunnel driver cannot start");
+                    tracing::error!(tunnel = %driver_link.name, error = format!("{e:#}"), "tunnel driver cannot start");
                     return;
                 }
             };
